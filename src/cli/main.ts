@@ -1,0 +1,220 @@
+// The `gemma-edge` command line: tokenize, generate, make-test-model. One clear line on stderr and a
+// non-zero exit code for every error; `--help` for each command.
+import { createWriteStream } from "node:fs";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { generate } from "../engine/generate.ts";
+import { loadModel } from "../engine/model/load.ts";
+import { FileByteSource } from "../hosts/node-file-source.ts";
+import { createBackend, BACKEND_NAMES } from "../hosts/node-backend.ts";
+import { SHAPES, WEIGHT_TYPES, writeTestModel, type TestModelShape } from "../tools/make-test-model.ts";
+
+class UsageError extends Error {}
+
+const HELP: Record<string, string> = {
+  main: `gemma-edge: Gemma inference on WebAssembly, checked against llama.cpp
+
+Usage: gemma-edge <command> [options]
+
+Commands:
+  tokenize         print the token ids of a text
+  generate         generate text from a prompt
+  make-test-model  write a Gemma-architecture GGUF with deterministic random weights
+
+Run "gemma-edge <command> --help" for the options of a command.`,
+  tokenize: `Usage: gemma-edge tokenize --model FILE --text STR
+
+Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, control-token text not parsed).`,
+  generate: `Usage: gemma-edge generate --model FILE --prompt STR [options]
+
+  --chat               send the prompt as one user message through the model's chat template
+  --max-tokens N       tokens to generate at most (default 128)
+  --temperature T      0 = greedy (default 0.8)
+  --top-k K            keep the K most likely tokens (default 40; 0 = off)
+  --top-p P            nucleus sampling (default 0.95)
+  --min-p P            drop tokens below P x the top probability (default 0.05)
+  --seed S             make sampling repeatable
+  --stop STR           stop at this text (repeatable)
+  --context N          context size to allocate (default: the model's, at most 8192)
+  --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
+  --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming`,
+  "make-test-model": `Usage: gemma-edge make-test-model --out FILE [options]
+
+  --shape NAME         ${Object.keys(SHAPES).join(" | ")} (default tiny)
+  --type T             ${Object.keys(WEIGHT_TYPES).join(" | ")} (default q4_0)
+  --seed N             weight seed (default 1)
+  --vocab N --dim N --hidden-dim N --layers N --heads N --kv-heads N --head-dim N --context N
+                       override single dimensions of the shape
+  --no-chat-template   leave tokenizer.chat_template out of the file`,
+};
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>): { values: Values } {
+  try {
+    const { values } = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: false, strict: true });
+    return { values: values as Values };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function num(v: unknown, flag: string, { min = -Infinity, max = Infinity, int = false } = {}): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
+    throw new UsageError(`--${flag} must be ${int ? "an integer" : "a number"}${min > -Infinity ? ` >= ${min}` : ""}${max < Infinity ? ` and <= ${max}` : ""}, got "${String(v)}"`);
+  }
+  return n;
+}
+
+function required(v: unknown, flag: string): string {
+  if (typeof v !== "string" || v === "") throw new UsageError(`--${flag} is required`);
+  return v;
+}
+
+async function open(path: string) {
+  try {
+    return await FileByteSource.open(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new Error(err.code === "ENOENT" ? `model file not found: ${path}` : `cannot open ${path}: ${err.message}`);
+  }
+}
+
+async function cmdTokenize(args: string[]): Promise<number> {
+  const { values } = parse(args, { model: { type: "string" }, text: { type: "string" } });
+  if (values.help) return help("tokenize");
+  const path = required(values.model, "model");
+  if (typeof values.text !== "string") throw new UsageError("--text is required");
+  const src = await open(path);
+  try {
+    const { readGguf } = await import("../engine/gguf.ts");
+    const { Tokenizer } = await import("../engine/tokenizer.ts");
+    const tok = new Tokenizer(await readGguf(src));
+    process.stdout.write(JSON.stringify({ ids: tok.encode(values.text) }) + "\n");
+  } finally {
+    await src.close();
+  }
+  return 0;
+}
+
+async function cmdGenerate(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    model: { type: "string" }, prompt: { type: "string" }, chat: { type: "boolean" },
+    "max-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
+    "top-p": { type: "string" }, "min-p": { type: "string" }, seed: { type: "string" },
+    stop: { type: "string", multiple: true }, context: { type: "string" }, backend: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return help("generate");
+  const path = required(values.model, "model");
+  if (typeof values.prompt !== "string") throw new UsageError("--prompt is required");
+  const maxTokens = num(values["max-tokens"], "max-tokens", { min: 1, int: true }) ?? 128;
+  const temperature = num(values.temperature, "temperature", { min: 0, max: 100 }) ?? 0.8;
+  const sampling = {
+    temperature,
+    topK: num(values["top-k"], "top-k", { min: 0, int: true }) ?? 40,
+    topP: num(values["top-p"], "top-p", { min: 0, max: 1 }) ?? 0.95,
+    minP: num(values["min-p"], "min-p", { min: 0, max: 1 }) ?? 0.05,
+    seed: num(values.seed, "seed", { min: 0, max: 2 ** 32 - 1, int: true }),
+  };
+  const contextSize = num(values.context, "context", { min: 1, int: true });
+  const backendName = String(values.backend ?? "wasm");
+  if (!BACKEND_NAMES.includes(backendName)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backendName}"`);
+
+  const src = await open(path);
+  const backend = await createBackend(backendName);
+  let m;
+  try {
+    m = await loadModel(src, backend, { contextSize });
+  } finally {
+    await src.close();
+  }
+  const prompt = values.chat ? { messages: [{ role: "user" as const, content: values.prompt as string }] } : { text: values.prompt as string };
+  const ids: number[] = [];
+  let text = "";
+  let promptIds: number[] = [];
+  const { encodePrompt } = await import("../engine/generate.ts");
+  promptIds = encodePrompt(m, prompt);
+  let finish = "length";
+  for await (const ev of generate(m, { prompt: { ids: promptIds }, maxTokens, sampling, stop: values.stop as string[] | undefined })) {
+    if (ev.type === "token") {
+      ids.push(ev.id);
+      text += ev.text;
+      if (!values.json && ev.text) process.stdout.write(ev.text);
+    } else {
+      text += ev.text;
+      finish = ev.finishReason;
+      if (!values.json) process.stdout.write(ev.text + "\n");
+    }
+  }
+  if (values.json) process.stdout.write(JSON.stringify({ prompt_ids: promptIds, ids, text, finish_reason: finish }) + "\n");
+  return 0;
+}
+
+async function cmdMakeTestModel(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    out: { type: "string" }, shape: { type: "string" }, type: { type: "string" }, seed: { type: "string" },
+    vocab: { type: "string" }, dim: { type: "string" }, "hidden-dim": { type: "string" }, layers: { type: "string" },
+    heads: { type: "string" }, "kv-heads": { type: "string" }, "head-dim": { type: "string" }, context: { type: "string" },
+    "no-chat-template": { type: "boolean" },
+  });
+  if (values.help) return help("make-test-model");
+  const out = required(values.out, "out");
+  const shapeName = String(values.shape ?? "tiny");
+  const base = SHAPES[shapeName];
+  if (!base) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(", ")}, got "${shapeName}"`);
+  const typeName = String(values.type ?? "q4_0").toLowerCase();
+  const type = WEIGHT_TYPES[typeName];
+  if (type === undefined) throw new UsageError(`--type must be one of ${Object.keys(WEIGHT_TYPES).join(", ")}, got "${values.type}"`);
+  const dim = (flag: string, key: keyof TestModelShape) => num(values[flag], flag, { min: 1, int: true }) ?? base[key];
+  const shape: TestModelShape = {
+    vocabSize: dim("vocab", "vocabSize"), dim: dim("dim", "dim"), hiddenDim: dim("hidden-dim", "hiddenDim"),
+    nLayers: dim("layers", "nLayers"), nHeads: dim("heads", "nHeads"), nKvHeads: dim("kv-heads", "nKvHeads"),
+    headDim: dim("head-dim", "headDim"), contextLength: dim("context", "contextLength"),
+  };
+  if (shape.vocabSize < 512) throw new UsageError(`--vocab must be at least 512 (special, byte and character tokens), got ${shape.vocabSize}`);
+  if (shape.nHeads % shape.nKvHeads !== 0) throw new UsageError(`--heads ${shape.nHeads} must be a multiple of --kv-heads ${shape.nKvHeads}`);
+  if (shape.headDim % 2) throw new UsageError(`--head-dim must be even, got ${shape.headDim}`);
+  const seed = num(values.seed, "seed", { min: 0, max: 2 ** 32 - 1, int: true }) ?? 1;
+  const file = createWriteStream(out);
+  const failed = new Promise<never>((_, reject) => file.on("error", reject));
+  const write = (b: Uint8Array) =>
+    Promise.race([failed, new Promise<void>((res) => (file.write(b) ? res() : file.once("drain", () => res())))]);
+  const size = await writeTestModel({ shape, type, seed, chatTemplate: values["no-chat-template"] ? null : undefined }, write);
+  await Promise.race([failed, new Promise<void>((res) => file.end(() => res()))]);
+  process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${shapeName}, ${typeName}, seed ${seed})\n`);
+  return 0;
+}
+
+function help(cmd: string): number {
+  process.stdout.write(HELP[cmd] + "\n");
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        return help("main");
+      case "tokenize":
+        return await cmdTokenize(rest);
+      case "generate":
+        return await cmdGenerate(rest);
+      case "make-test-model":
+        return await cmdMakeTestModel(rest);
+      default:
+        throw new UsageError(`unknown command "${cmd}" (commands: tokenize, generate, make-test-model)`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`gemma-edge ${cmd ?? ""}: ${e.message} (see --help)\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

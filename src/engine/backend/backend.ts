@@ -1,0 +1,44 @@
+// The compute interface the forward pass runs on. A backend owns one memory arena (weights, KV cache and
+// activations live there once, with no global state) and the matrix kernels that read the weights in
+// their stored ggml type. Everything else in the forward pass is plain TypeScript over arena views.
+
+/** A weight matrix stored in the arena: `rows` rows of `cols` values in ggml type `type`. */
+export interface Weight {
+  name: string;
+  type: number;
+  rows: number;
+  cols: number;
+  /** Byte offset of the data in the arena. */
+  offset: number;
+  nbytes: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /**
+   * Reserve `bytes` in the arena (64-byte aligned) and return the offset. All reservations happen before
+   * `commit()`, which allocates the arena once; after that views never move.
+   */
+  reserve(bytes: number): number;
+  commit(): void;
+  /** Views into the arena (valid after commit). */
+  bytes(offset: number, length: number): Uint8Array;
+  f32(offset: number, length: number): Float32Array;
+  u16(offset: number, length: number): Uint16Array;
+  /**
+   * out[t*w.rows + r] = dot(row r of w, x[t*w.cols .. (t+1)*w.cols]) for t < n, with the activations
+   * rounded the way llama.cpp's CPU backend does for the weight type (Q8_0 blocks for Q4_0/Q8_0 weights,
+   * f16 for F16, bf16 for BF16, f32 for F32). `x` and `out` must be arena views.
+   */
+  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void;
+  /** Scratch bytes `matmul` needs for `n` rows of `cols` activations (reserved by the model). */
+  scratchBytes(cols: number, n: number): number;
+  /** Set the scratch area (an arena offset of at least scratchBytes()). */
+  setScratch(offset: number, bytes: number): void;
+}
+
+export const ARENA_ALIGN = 64;
+
+export function alignUp(n: number, a = ARENA_ALIGN): number {
+  return Math.ceil(n / a) * a;
+}

@@ -1,0 +1,135 @@
+// WebAssembly SIMD backend: the arena is the instance's linear memory (weights live there once), and the
+// matrix kernels come from wasm/kernels.ts. The host hands in a compiled WebAssembly.Module (workerd imports
+// it statically; Node reads it from build/), so this file has no host imports. One instance per backend.
+import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
+import { alignUp, type Backend, type Weight } from "./backend.ts";
+
+interface KernelExports {
+  quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number): void;
+  round_f16(x: number, n: number): void;
+  round_bf16(x: number, n: number): void;
+  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number): void;
+  matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number): void;
+  matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number): void;
+  matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number): void;
+  matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number): void;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536; // 4 GiB: the wasm32 limit
+const BASE = PAGE; // the first page is left to the module's own static data
+
+/** Relaxed SIMD support: validate a tiny module that uses i16x8.relaxed_dot_i8x16_i7x16_s. */
+export function hasRelaxedSimd(): boolean {
+  // (module (func (result v128) v128.const i64x2 0 0 v128.const i64x2 0 0 i16x8.relaxed_dot_i8x16_i7x16_s))
+  const bytes = new Uint8Array([
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 42, 1, 40, 0,
+    253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    253, 146, 2, 11,
+  ]);
+  try {
+    return WebAssembly.validate(bytes);
+  } catch {
+    return false;
+  }
+}
+
+export class WasmBackend implements Backend {
+  readonly name: string;
+  private readonly memory: WebAssembly.Memory;
+  private readonly k: KernelExports;
+  private size = BASE;
+  private committed = false;
+  private scratch = 0;
+  private scratchLen = 0;
+
+  /** `module`: the compiled kernels (relaxed or plain build); `variant` names it in messages. */
+  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd") {
+    this.name = `wasm-${variant}`;
+    this.memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES });
+    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory, abort: () => { throw new Error("wasm abort"); } } });
+    this.k = instance.exports as unknown as KernelExports;
+  }
+
+  reserve(bytes: number): number {
+    if (this.committed) throw new Error("reserve() after commit()");
+    const off = this.size;
+    this.size += alignUp(bytes);
+    return off;
+  }
+
+  commit(): void {
+    const pages = Math.ceil(this.size / PAGE);
+    if (pages > MAX_PAGES) {
+      throw new RangeError(`the model needs ${(this.size / 2 ** 30).toFixed(2)} GiB of WebAssembly memory; wasm32 allows 4 GiB`);
+    }
+    const have = this.memory.buffer.byteLength / PAGE;
+    if (pages > have) this.memory.grow(pages - have);
+    this.committed = true;
+  }
+
+  bytes(offset: number, length: number) {
+    return new Uint8Array(this.memory.buffer, offset, length);
+  }
+  f32(offset: number, length: number) {
+    return new Float32Array(this.memory.buffer, offset, length);
+  }
+  u16(offset: number, length: number) {
+    return new Uint16Array(this.memory.buffer, offset, length);
+  }
+
+  scratchBytes(cols: number, n: number): number {
+    // Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
+    // or a copy of the activations rounded to f16/bf16 (4 bytes per value).
+    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4) + 64;
+  }
+  setScratch(offset: number, bytes: number): void {
+    this.scratch = offset;
+    this.scratchLen = bytes;
+  }
+
+  private ptr(a: Float32Array): number {
+    if (a.buffer !== this.memory.buffer) throw new Error("matmul operands must be views of this backend's arena");
+    return a.byteOffset;
+  }
+
+  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void {
+    const { rows, cols } = w;
+    const xp = this.ptr(x);
+    const op = this.ptr(out);
+    if (this.scratchBytes(cols, n) > this.scratchLen) throw new Error(`matmul of ${n} x ${cols} needs more scratch than reserved`);
+    const k = this.k;
+    switch (w.type) {
+      case GGML_TYPE.Q4_0:
+      case GGML_TYPE.Q8_0: {
+        const nb = (n * cols) / 32;
+        const qs = this.scratch;
+        const ds = alignUp(qs + n * cols, 16);
+        const sums = ds + nb * 4;
+        k.quantize_q8_0(xp, qs, ds, sums, n * cols);
+        if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, sums, n, op);
+        else k.matmul_q8_0(w.offset, rows, cols, qs, ds, n, op);
+        return;
+      }
+      case GGML_TYPE.F16:
+      case GGML_TYPE.BF16: {
+        const xr = this.scratch;
+        new Float32Array(this.memory.buffer, xr, n * cols).set(x.subarray(0, n * cols));
+        if (w.type === GGML_TYPE.F16) {
+          k.round_f16(xr, n * cols);
+          k.matmul_f16(w.offset, rows, cols, xr, n, op);
+        } else {
+          k.round_bf16(xr, n * cols);
+          k.matmul_bf16(w.offset, rows, cols, xr, n, op);
+        }
+        return;
+      }
+      case GGML_TYPE.F32:
+        k.matmul_f32(w.offset, rows, cols, xp, n, op);
+        return;
+      default:
+        throw new Error(`${w.name}: no wasm matmul for ggml type ${ggmlTypeName(w.type)}`);
+    }
+  }
+}

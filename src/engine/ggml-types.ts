@@ -1,0 +1,51 @@
+// ggml tensor types this engine knows: ids and block layouts as in ggml/include/ggml.h and ggml-common.h.
+
+export const GGML_TYPE = {
+  F32: 0,
+  F16: 1,
+  Q4_0: 2,
+  Q4_1: 3,
+  Q5_0: 6,
+  Q5_1: 7,
+  Q8_0: 8,
+  Q8_1: 9,
+  Q2_K: 10,
+  Q3_K: 11,
+  Q4_K: 12,
+  Q5_K: 13,
+  Q6_K: 14,
+  Q8_K: 15,
+  BF16: 30,
+} as const;
+export type GgmlType = number;
+
+const NAMES = new Map<number, string>(Object.entries(GGML_TYPE).map(([k, v]) => [v, k]));
+
+export function ggmlTypeName(t: number): string {
+  return NAMES.get(t) ?? `type#${t}`;
+}
+
+/** Block size (values) and bytes per block of the types whose data this engine can compute with. */
+const LAYOUT: Record<number, { blockSize: number; blockBytes: number }> = {
+  [GGML_TYPE.F32]: { blockSize: 1, blockBytes: 4 },
+  [GGML_TYPE.F16]: { blockSize: 1, blockBytes: 2 },
+  [GGML_TYPE.BF16]: { blockSize: 1, blockBytes: 2 },
+  [GGML_TYPE.Q8_0]: { blockSize: 32, blockBytes: 34 },
+  [GGML_TYPE.Q4_0]: { blockSize: 32, blockBytes: 18 },
+};
+
+export function isSupportedType(t: number): boolean {
+  return t in LAYOUT;
+}
+
+export function typeLayout(t: number): { blockSize: number; blockBytes: number } {
+  const l = LAYOUT[t];
+  if (!l) throw new Error(`unsupported ggml type ${ggmlTypeName(t)}`);
+  return l;
+}
+
+/** Bytes of one row of `n` values; `n` must be a multiple of the block size. */
+export function rowBytes(t: number, n: number): number {
+  const { blockSize, blockBytes } = typeLayout(t);
+  return (n / blockSize) * blockBytes;
+}

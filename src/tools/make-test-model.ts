@@ -1,0 +1,153 @@
+// Gemma-architecture GGUF files with deterministic random weights, for tests and benchmarks. The bytes are
+// synthetic; everything that reads them is the real engine. Layer weights are scaled so that the layers,
+// not the embedding of the last token, decide the next token (with N(0, 0.02) weights every implementation,
+// right or wrong, repeats the prompt and a comparison proves nothing).
+import { GEMMA_CHAT_TEMPLATE } from "../engine/chat-template.ts";
+import { GGML_TYPE, ggmlTypeName } from "../engine/ggml-types.ts";
+import { GGUF_VALUE } from "../engine/gguf.ts";
+import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
+import { encodeRow } from "../engine/quant.ts";
+import { mulberry32 } from "../engine/sampler.ts";
+import { buildVocab } from "./synthetic-vocab.ts";
+
+export interface TestModelShape {
+  vocabSize: number;
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  contextLength: number;
+}
+
+export const SHAPES: Record<string, TestModelShape> = {
+  // 1 KV head (multi-query, as Gemma-2B)
+  tiny: { vocabSize: 1024, dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 1, headDim: 32, contextLength: 512 },
+  // grouped-query: 1 < KV heads < heads, head_dim * heads != dim (as Gemma-7B's 16 x 256 != 3072)
+  "tiny-gqa": { vocabSize: 1536, dim: 96, hiddenDim: 320, nLayers: 3, nHeads: 4, nKvHeads: 2, headDim: 32, contextLength: 512 },
+  "gemma-2b": { vocabSize: 256000, dim: 2048, hiddenDim: 16384, nLayers: 18, nHeads: 8, nKvHeads: 1, headDim: 256, contextLength: 8192 },
+};
+
+export const WEIGHT_TYPES: Record<string, number> = {
+  q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, f16: GGML_TYPE.F16, bf16: GGML_TYPE.BF16, f32: GGML_TYPE.F32,
+};
+
+/** llama_ftype values written to general.file_type. */
+const FILE_TYPE: Record<number, number> = {
+  [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32,
+};
+
+export interface TestModelOptions {
+  shape: TestModelShape;
+  type: number;
+  seed: number;
+  chatTemplate?: string | null;
+  name?: string;
+}
+
+function hash(s: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** Rows of uniform noise with standard deviation `std` (+ `mean`), generated a slab at a time. */
+function* randomRows(name: string, seed: number, rows: number, cols: number, type: number, std: number, mean = 0) {
+  const rand = mulberry32(hash(name, seed));
+  const a = std * Math.sqrt(3);
+  const rowsPerSlab = Math.max(1, Math.floor((1 << 22) / cols));
+  for (let r = 0; r < rows; r += rowsPerSlab) {
+    const n = Math.min(rowsPerSlab, rows - r);
+    const x = new Float32Array(n * cols);
+    for (let i = 0; i < x.length; i++) x[i] = mean + (rand() * 2 - 1) * a;
+    yield encodeRow(type, x);
+  }
+}
+
+export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
+  const s = o.shape;
+  const qDim = s.nHeads * s.headDim;
+  const kvDim = s.nKvHeads * s.headDim;
+  const out: TensorToWrite[] = [];
+  const mat = (name: string, rows: number, cols: number, std: number) => {
+    if (cols % 32 !== 0 && (o.type === GGML_TYPE.Q4_0 || o.type === GGML_TYPE.Q8_0)) {
+      throw new Error(`${name}: ${cols} columns is not a multiple of 32, required by ${ggmlTypeName(o.type)}`);
+    }
+    out.push({ name, dims: [cols, rows], type: o.type, data: () => randomRows(name, o.seed, rows, cols, o.type, std) });
+  };
+  // Norm weights as stored in GGUF (1 + w already applied by llama.cpp's converter): around `mean`.
+  const norm = (name: string, mean: number) =>
+    out.push({ name, dims: [s.dim], type: GGML_TYPE.F32, data: () => randomRows(name, o.seed, 1, s.dim, GGML_TYPE.F32, 0.1 * mean, mean) });
+
+  const GAIN = 16; // residual-branch gain: the layers, not the last token's embedding, decide
+  mat("token_embd.weight", s.vocabSize, s.dim, 1 / Math.sqrt(s.dim));
+  for (let l = 0; l < s.nLayers; l++) {
+    const p = `blk.${l}.`;
+    norm(`${p}attn_norm.weight`, 1);
+    mat(`${p}attn_q.weight`, qDim, s.dim, 1 / Math.sqrt(s.dim));
+    mat(`${p}attn_k.weight`, kvDim, s.dim, 1 / Math.sqrt(s.dim));
+    mat(`${p}attn_v.weight`, kvDim, s.dim, 1 / Math.sqrt(s.dim));
+    mat(`${p}attn_output.weight`, s.dim, qDim, GAIN / Math.sqrt(qDim));
+    norm(`${p}ffn_norm.weight`, 1);
+    mat(`${p}ffn_gate.weight`, s.hiddenDim, s.dim, 1 / Math.sqrt(s.dim));
+    mat(`${p}ffn_up.weight`, s.hiddenDim, s.dim, 1 / Math.sqrt(s.dim));
+    mat(`${p}ffn_down.weight`, s.dim, s.hiddenDim, GAIN / Math.sqrt(s.hiddenDim));
+  }
+  norm("output_norm.weight", 4); // sharper next-token distributions: clear greedy choices
+  return out;
+}
+
+export function testModelMetadata(o: TestModelOptions): MetaEntry[] {
+  const s = o.shape;
+  const v = buildVocab(s.vocabSize);
+  const U32 = GGUF_VALUE.UINT32;
+  const m: MetaEntry[] = [
+    { key: "general.architecture", type: GGUF_VALUE.STRING, value: "gemma" },
+    { key: "general.name", type: GGUF_VALUE.STRING, value: o.name ?? "gemma-edge test model" },
+    { key: "general.file_type", type: U32, value: FILE_TYPE[o.type] ?? 0 },
+    { key: "general.quantization_version", type: U32, value: 2 },
+    { key: "gemma.context_length", type: U32, value: s.contextLength },
+    { key: "gemma.embedding_length", type: U32, value: s.dim },
+    { key: "gemma.block_count", type: U32, value: s.nLayers },
+    { key: "gemma.feed_forward_length", type: U32, value: s.hiddenDim },
+    { key: "gemma.attention.head_count", type: U32, value: s.nHeads },
+    { key: "gemma.attention.head_count_kv", type: U32, value: s.nKvHeads },
+    { key: "gemma.attention.key_length", type: U32, value: s.headDim },
+    { key: "gemma.attention.value_length", type: U32, value: s.headDim },
+    { key: "gemma.attention.layer_norm_rms_epsilon", type: GGUF_VALUE.FLOAT32, value: 1e-6 },
+    { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
+    { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: v.tokens } },
+    { key: "tokenizer.ggml.scores", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.FLOAT32, items: v.scores } },
+    { key: "tokenizer.ggml.token_type", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.INT32, items: v.types } },
+    { key: "tokenizer.ggml.bos_token_id", type: U32, value: 2 },
+    { key: "tokenizer.ggml.eos_token_id", type: U32, value: 1 },
+    { key: "tokenizer.ggml.unknown_token_id", type: U32, value: 3 },
+    { key: "tokenizer.ggml.padding_token_id", type: U32, value: 0 },
+    { key: "tokenizer.ggml.add_bos_token", type: GGUF_VALUE.BOOL, value: true },
+    { key: "tokenizer.ggml.add_eos_token", type: GGUF_VALUE.BOOL, value: false },
+    { key: "tokenizer.ggml.add_space_prefix", type: GGUF_VALUE.BOOL, value: false },
+  ];
+  const tpl = o.chatTemplate === undefined ? GEMMA_CHAT_TEMPLATE : o.chatTemplate;
+  if (tpl !== null) m.push({ key: "tokenizer.chat_template", type: GGUF_VALUE.STRING, value: tpl });
+  return m;
+}
+
+/** Write a test model to `sink`; returns its size in bytes. */
+export function writeTestModel(o: TestModelOptions, sink: (b: Uint8Array) => void | Promise<void>): Promise<number> {
+  return writeGguf(sink, testModelMetadata(o), testModelTensors(o));
+}
+
+/** A whole test model in memory (tests with tiny shapes). */
+export async function makeTestModelBytes(o: TestModelOptions): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const n = await writeTestModel(o, (b) => void parts.push(b.slice()));
+  const out = new Uint8Array(n);
+  let p = 0;
+  for (const b of parts) {
+    out.set(b, p);
+    p += b.length;
+  }
+  return out;
+}
+

@@ -1,0 +1,16 @@
+// Builds the WebAssembly kernels from wasm/kernels.ts with the AssemblyScript compiler from npm:
+// build/kernels-relaxed.wasm (SIMD128 + relaxed SIMD) and build/kernels-simd.wasm (SIMD128 only).
+import asc from "assemblyscript/asc";
+import { mkdirSync } from "node:fs";
+
+mkdirSync("build", { recursive: true });
+const common = ["wasm/kernels.ts", "-O3", "--runtime", "stub", "--importMemory", "--initialMemory", "1", "--noAssert", "--enable", "simd"];
+for (const [name, extra] of [["relaxed", ["--enable", "relaxed-simd"]], ["simd", []]]) {
+  const { error, stderr } = await asc.main([...common, ...extra, "--outFile", `build/kernels-${name}.wasm`]);
+  if (error) {
+    console.error(stderr.toString());
+    console.error(`wasm build failed (${name}): ${error.message}`);
+    process.exit(1);
+  }
+}
+console.log("built build/kernels-relaxed.wasm and build/kernels-simd.wasm");
