@@ -64,3 +64,150 @@ export function bf16ToF32(h: number): number {
   u32[0] = (h & 0xffff) << 16;
   return f32[0]!;
 }
+
+// ---- expf as glibc computes it (the exp2f-table algorithm of ARM's optimized-routines, evaluated in double,
+// ---- no FMA): llama.cpp's softmax calls expf, and a last-bit difference there moves f16-rounded attention sums.
+
+const EXP2F_N = 32;
+/** Bits of 2^(i/32) minus i << 47 (high and low 32-bit halves). */
+const EXP2F_TAB = [
+  0x3ff00000, 0x00000000, 0x3fefd9b0, 0xd3158574, 0x3fefb558, 0x6cf9890f, 0x3fef9301, 0xd0125b51,
+  0x3fef72b8, 0x3c7d517b, 0x3fef5487, 0x3168b9aa, 0x3fef387a, 0x6e756238, 0x3fef1e9d, 0xf51fdee1,
+  0x3fef06fe, 0x0a31b715, 0x3feef1a7, 0x373aa9cb, 0x3feedea6, 0x4c123422, 0x3feece08, 0x6061892d,
+  0x3feebfda, 0xd5362a27, 0x3feeb42b, 0x569d4f82, 0x3feeab07, 0xdd485429, 0x3feea47e, 0xb03a5585,
+  0x3feea09e, 0x667f3bcd, 0x3fee9f75, 0xe8ec5f74, 0x3feea114, 0x73eb0187, 0x3feea589, 0x994cce13,
+  0x3feeace5, 0x422aa0db, 0x3feeb737, 0xb0cdc5e5, 0x3feec491, 0x82a3f090, 0x3feed503, 0xb23e255d,
+  0x3feee89f, 0x995ad3ad, 0x3feeff76, 0xf2fb5e47, 0x3fef199b, 0xdd85529c, 0x3fef3720, 0xdcef9069,
+  0x3fef5818, 0xdcfba487, 0x3fef7c97, 0x337b9b5f, 0x3fefa4af, 0xa2a490da, 0x3fefd076, 0x5b6e4540,
+];
+const f64 = new Float64Array(1);
+const f64u = new Uint32Array(f64.buffer); // little-endian: [low, high]
+function fromBits(hi: number, lo: number): number {
+  f64u[0] = lo;
+  f64u[1] = hi;
+  return f64[0]!;
+}
+const INV_LN2_N = fromBits(0x3ff71547, 0x652b82fe) * EXP2F_N; // 0x1.71547652b82fep+0 * N
+const SHIFT = 1.5 * 2 ** 52;
+const C0 = fromBits(0x3fac6af8, 0x4b912394) / EXP2F_N ** 3; // 0x1.c6af84b912394p-5 / N^3
+const C1 = fromBits(0x3fcebfce, 0x50fac4f3) / EXP2F_N ** 2; // 0x1.ebfce50fac4f3p-3 / N^2
+const C2 = fromBits(0x3fe62e42, 0xff0c52d6) / EXP2F_N; //      0x1.62e42ff0c52d6p-1 / N
+
+/** expf(x) for an f32 x, bit for bit as glibc's. */
+export function expf(x: number): number {
+  if (Number.isNaN(x)) return x;
+  if (x > 88.72283172607422) return Infinity; // 0x1.62e42ep6f
+  if (x < -103.97207641601562) return 0; //       -0x1.9fe368p6f
+  const z = INV_LN2_N * x;
+  const kd = z + SHIFT - SHIFT; // round to nearest integer (ties to even), in double
+  const r = z - kd;
+  const k = kd | 0;
+  const i = k & (EXP2F_N - 1);
+  // 2^(k/N) = table entry with k shifted into the exponent (k << 47 touches only the high word)
+  const s = fromBits((EXP2F_TAB[2 * i]! + ((k & 0x1ffff) << 15)) >>> 0, EXP2F_TAB[2 * i + 1]!);
+  const p = C0 * r + C1;
+  const y = p * (r * r) + (C2 * r + 1);
+  return Math.fround(y * s);
+}
+
+// ---- sinf/cosf as glibc computes them (ARM optimized-routines sincosf: double-precision polynomial after a
+// ---- pi/2 range reduction); llama.cpp builds its RoPE cos/sin table with them.
+
+/** A double from a C hex literal like "-0x1.ffffffd0c621cp-2". */
+function hexDouble(s: string): number {
+  const m = /^(-?)0x([0-9a-f])(?:\.([0-9a-f]+))?p([+-]?\d+)$/i.exec(s);
+  if (!m) throw new Error(`bad hex float ${s}`);
+  const frac = m[3] ?? "0";
+  const v = (parseInt(m[2]!, 16) + parseInt(frac, 16) / 16 ** frac.length) * 2 ** Number(m[4]);
+  return m[1] ? -v : v;
+}
+const SC_HPI_INV = hexDouble("0x1.45F306DC9C883p+23");
+const SC_HPI = hexDouble("0x1.921FB54442D18p0");
+const SC_C = ["0x1p0", "-0x1.ffffffd0c621cp-2", "0x1.55553e1068f19p-5", "-0x1.6c087e89a359dp-10", "0x1.99343027bf8c3p-16"].map(hexDouble);
+const SC_S = ["-0x1.555545995a603p-3", "0x1.1107605230bc4p-7", "-0x1.994eb3774cf24p-13"].map(hexDouble);
+const SC_SIGN = [1, -1, -1, 1];
+const PIO2P63 = hexDouble("0x1.921FB54442D18p-62");
+const INV_PIO4 = [
+  0xa2, 0xa2f9, 0xa2f983, 0xa2f9836e, 0xf9836e4e, 0x836e4e44, 0x6e4e4415, 0x4e441529,
+  0x441529fc, 0x1529fc27, 0x29fc2757, 0xfc2757d1, 0x2757d1f5, 0x57d1f534, 0xd1f534dd, 0xf534ddc0,
+  0x34ddc0db, 0xddc0db62, 0xc0db6295, 0xdb629599, 0x6295993c, 0x95993c43, 0x993c4390, 0x3c439041,
+].map(BigInt);
+const M64 = (1n << 64n) - 1n;
+
+function abstop12(y: number): number {
+  f32[0] = y;
+  return (u32[0]! >>> 20) & 0x7ff;
+}
+const ABSTOP_PIO4 = abstop12(0.7853981852531433); // 0x1.921FB6p-1f
+const ABSTOP_2P12 = abstop12(2 ** -12);
+const ABSTOP_120 = abstop12(120);
+
+/** sinf_poly: table 0 or, with `neg`, table 1 (the negated cosine coefficients). */
+function sincosPoly(x: number, x2: number, neg: boolean, n: number): number {
+  if ((n & 1) === 0) {
+    const x3 = x * x2;
+    const s1 = SC_S[1]! + x2 * SC_S[2]!;
+    const x7 = x3 * x2;
+    const s = x + x3 * SC_S[0]!;
+    return Math.fround(s + x7 * s1);
+  }
+  const g = neg ? -1 : 1;
+  const x4 = x2 * x2;
+  const c2 = g * SC_C[3]! + x2 * (g * SC_C[4]!);
+  const c1 = g * SC_C[0]! + x2 * (g * SC_C[1]!);
+  const x6 = x4 * x2;
+  const c = c1 + x4 * (g * SC_C[2]!);
+  return Math.fround(c + x6 * c2);
+}
+
+/** Range reduction of |x| >= 120 with the 192-bit 4/pi table; returns [r, quadrant]. */
+function reduceLarge(xi: number): [number, number] {
+  const o = (xi >>> 26) & 15;
+  const shift = (xi >>> 23) & 7;
+  const m = BigInt((((xi & 0xffffff) | 0x800000) << shift) >>> 0);
+  let res0 = (m * INV_PIO4[o]!) & 0xffffffffn;
+  const res1 = m * INV_PIO4[o + 4]!;
+  const res2 = m * INV_PIO4[o + 8]!;
+  res0 = ((res2 >> 32n) | (res0 << 32n)) & M64;
+  res0 = (res0 + res1) & M64;
+  const n = (res0 + (1n << 61n)) >> 62n;
+  res0 = (res0 - (n << 62n)) & M64;
+  const signed = res0 >= 1n << 63n ? res0 - (1n << 64n) : res0;
+  return [Number(signed) * PIO2P63, Number(n)];
+}
+
+function sinOrCos(y: number, cos: boolean): number {
+  const top = abstop12(y);
+  if (top < ABSTOP_PIO4) {
+    if (top < ABSTOP_2P12) return cos ? 1 : y;
+    return sincosPoly(y, y * y, false, cos ? 1 : 0);
+  }
+  let x: number;
+  let n: number;
+  let q: number;
+  if (top < ABSTOP_120) {
+    // n = ((int32_t)(x * hpi_inv) + 0x800000) >> 24
+    n = (Math.trunc(y * SC_HPI_INV) + 0x800000) >> 24;
+    x = y - n * SC_HPI;
+    q = n;
+  } else if (Number.isFinite(y)) {
+    f32[0] = y;
+    const xi = u32[0]!;
+    [x, n] = reduceLarge(xi);
+    q = n + (xi >>> 31);
+  } else {
+    return NaN;
+  }
+  const s = SC_SIGN[q & 3]!;
+  return sincosPoly(x * s, x * x, (q & 2) !== 0, cos ? n ^ 1 : n);
+}
+
+/** sinf(x) for an f32 x, bit for bit as glibc's. */
+export function sinf(x: number): number {
+  return sinOrCos(x, false);
+}
+
+/** cosf(x) for an f32 x, bit for bit as glibc's. */
+export function cosf(x: number): number {
+  return sinOrCos(x, true);
+}

@@ -11,6 +11,12 @@ export interface Weight {
   /** Byte offset of the data in the arena. */
   offset: number;
   nbytes: number;
+  /**
+   * llama.cpp's CPU backend repacks Q4_0 matrices with a multiple of 8 rows (not the token embedding, which is
+   * also read row by row) into interleaved blocks whose kernel sums in another order; kernels that reproduce
+   * llama.cpp's rounding need to know.
+   */
+  repacked: boolean;
 }
 
 export interface Backend {

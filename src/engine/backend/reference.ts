@@ -1,7 +1,9 @@
 // Plain-TypeScript backend: the oracle the WebAssembly kernels are tested against. Scalar loops that follow
 // ggml's generic kernels (ggml-cpu/quants.c *_generic, vec.cpp), with the activation rounding llama.cpp uses.
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../numeric.ts";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from "../numeric.ts";
+import { dequantizeRow } from "../quant.ts";
+import { fma32, hsum8, tinyBlasDot, vecDot32Lanes, vecDotBf16 } from "./ggml-order.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
 const fr = Math.fround;
@@ -61,59 +63,71 @@ export class ReferenceBackend implements Backend {
     const { rows, cols } = w;
     const data = this.bytes(w.offset, w.nbytes);
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    for (let t = 0; t < n; t++) {
-      const xt = x.subarray(t * cols, (t + 1) * cols);
-      const o = out.subarray(t * rows, (t + 1) * rows);
-      switch (w.type) {
-        case GGML_TYPE.Q4_0:
-        case GGML_TYPE.Q8_0: {
-          const nb = cols / 32;
-          const qs = new Int8Array(cols);
-          const ds = new Float32Array(nb);
-          quantizeActivationsQ8_0(xt, qs, ds);
-          const q4 = w.type === GGML_TYPE.Q4_0;
-          const bb = q4 ? 18 : 34;
+    switch (w.type) {
+      case GGML_TYPE.Q4_0:
+      case GGML_TYPE.Q8_0: {
+        const nb = cols / 32;
+        const q4 = w.type === GGML_TYPE.Q4_0;
+        const bb = q4 ? 18 : 34;
+        const qs = new Int8Array(cols);
+        const ds = new Float32Array(nb);
+        const lanes = new Float32Array(8);
+        // weight value j of block b of row r
+        const wq = (p: number, j: number) => (q4 ? (j < 16 ? (data[p + 2 + j]! & 15) : data[p + 2 + j - 16]! >> 4) - 8 : dv.getInt8(p + 2 + j));
+        for (let t = 0; t < n; t++) {
+          quantizeActivationsQ8_0(x.subarray(t * cols, (t + 1) * cols), qs, ds);
           for (let r = 0; r < rows; r++) {
-            let sum = 0;
-            for (let b = 0; b < nb; b++) {
-              const p = (r * nb + b) * bb;
-              let sumi = 0;
-              if (q4) {
-                for (let j = 0; j < 16; j++) {
-                  const v = data[p + 2 + j]!;
-                  sumi += ((v & 15) - 8) * qs[b * 32 + j]! + ((v >> 4) - 8) * qs[b * 32 + j + 16]!;
-                }
-              } else {
-                for (let j = 0; j < 32; j++) sumi += dv.getInt8(p + 2 + j) * qs[b * 32 + j]!;
+            if (w.repacked) {
+              // gemv/gemm_q4_0_8x8_q8_0: one whole-block integer sum per block, fused into one f32 accumulator
+              let acc = 0;
+              for (let b = 0; b < nb; b++) {
+                const p = (r * nb + b) * bb;
+                let isum = 0;
+                for (let j = 0; j < 32; j++) isum += wq(p, j) * qs[b * 32 + j]!;
+                acc = fma32(isum, fr(f16ToF32(dv.getUint16(p, true)) * ds[b]!), acc);
               }
-              sum = fr(sum + fr(fr(f16ToF32(dv.getUint16(p, true)) * ds[b]!) * sumi));
+              out[t * rows + r] = acc;
+            } else {
+              // vec_dot_q4_0_q8_0 / vec_dot_q8_0_q8_0 / tinyBLAS_Q0_AVX: 8 lanes of 4 products each
+              lanes.fill(0);
+              for (let b = 0; b < nb; b++) {
+                const p = (r * nb + b) * bb;
+                const d = fr(f16ToF32(dv.getUint16(p, true)) * ds[b]!);
+                for (let k = 0; k < 8; k++) {
+                  let s = 0;
+                  for (let j = 4 * k; j < 4 * k + 4; j++) s += wq(p, j) * qs[b * 32 + j]!;
+                  lanes[k] = fma32(d, s, lanes[k]!);
+                }
+              }
+              out[t * rows + r] = hsum8(lanes);
             }
-            o[r] = sum;
           }
-          break;
         }
-        case GGML_TYPE.F16:
-        case GGML_TYPE.BF16:
-        case GGML_TYPE.F32: {
-          const xr = new Float32Array(cols);
-          for (let i = 0; i < cols; i++) {
-            xr[i] = w.type === GGML_TYPE.F16 ? f16ToF32(f32ToF16(xt[i]!)) : w.type === GGML_TYPE.BF16 ? bf16ToF32(f32ToBf16(xt[i]!)) : xt[i]!;
-          }
-          for (let r = 0; r < rows; r++) {
-            let sum = 0;
-            for (let i = 0; i < cols; i++) {
-              const wv = w.type === GGML_TYPE.F16 ? f16ToF32(dv.getUint16((r * cols + i) * 2, true))
-                : w.type === GGML_TYPE.BF16 ? bf16ToF32(dv.getUint16((r * cols + i) * 2, true))
-                : dv.getFloat32((r * cols + i) * 4, true);
-              sum += wv * xr[i]!;
-            }
-            o[r] = sum;
-          }
-          break;
-        }
-        default:
-          throw new Error(`${w.name}: no matmul for ggml type ${ggmlTypeName(w.type)}`);
+        return;
       }
+      case GGML_TYPE.F16:
+      case GGML_TYPE.BF16:
+      case GGML_TYPE.F32: {
+        // weights and activations as f32 values (activations rounded to the weight's type first)
+        const wf = new Float32Array(rows * cols);
+        dequantizeRow(w.type, data, 0, rows * cols, wf);
+        const xr = new Float32Array(n * cols);
+        for (let i = 0; i < n * cols; i++) {
+          xr[i] = w.type === GGML_TYPE.F16 ? roundF16(x[i]!) : w.type === GGML_TYPE.BF16 ? bf16ToF32(f32ToBf16(x[i]!)) : x[i]!;
+        }
+        // llamafile_sgemm (tinyBLAS) takes batches of 2+ tokens when the shapes allow; single tokens use vec_dot
+        const tiny = n >= 2 && rows % 4 === 0 && cols % 8 === 0;
+        for (let t = 0; t < n; t++) {
+          for (let r = 0; r < rows; r++) {
+            out[t * rows + r] = tiny ? tinyBlasDot(cols, wf, r * cols, xr, t * cols)
+              : w.type === GGML_TYPE.BF16 ? vecDotBf16(cols, wf, r * cols, xr, t * cols)
+              : vecDot32Lanes(cols, wf, r * cols, xr, t * cols, w.type === GGML_TYPE.F16);
+          }
+        }
+        return;
+      }
+      default:
+        throw new Error(`${w.name}: no matmul for ggml type ${ggmlTypeName(w.type)}`);
     }
   }
 }

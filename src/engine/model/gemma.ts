@@ -39,7 +39,12 @@ export interface Activations {
   logits: Float32Array; // (vocabSize)
 }
 
+/** Receives named intermediates (llama.cpp's names, e.g. "attn_norm-3") to bisect a mismatch layer by layer. */
+export type TraceFn = (name: string, values: Float32Array) => void;
+
 export class Gemma {
+  /** Debugging: when set, every intermediate of the forward pass is passed here (copy it to keep it). */
+  trace: TraceFn | undefined;
   readonly rope: Rope;
   private readonly accHead: Float32Array;
   private readonly embScale: number;
@@ -83,8 +88,10 @@ export class Gemma {
   /**
    * Run layers [from, to) on the hidden states in act.x for `n` tokens at positions pos..pos+n-1,
    * writing their keys and values into `cache`, which must already hold positions 0..pos-1.
+   * With `lastOnly`, the final layer's feed-forward runs on the last token only (its row moves to row 0),
+   * as llama.cpp does when only the last token's logits are wanted; returns the number of rows left in act.x.
    */
-  layers(n: number, pos: number, cache: KvCache, from = 0, to = this.cfg.nLayers): void {
+  layers(n: number, pos: number, cache: KvCache, from = 0, to = this.cfg.nLayers, lastOnly = false): number {
     const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps } = this.cfg;
     const { x, xb, q, k, v, att, hb, hb2 } = this.act;
     const b = this.backend;
@@ -92,7 +99,7 @@ export class Gemma {
     const kvDim = nKvHeads * headDim;
     const qScale = Math.fround(1 / Math.fround(Math.sqrt(headDim)));
     const headsPerKv = nHeads / nKvHeads;
-    const xs = x.subarray(0, n * dim);
+    let xs = x.subarray(0, n * dim);
 
     for (let l = from; l < to; l++) {
       const w = this.weights.layers[l]!;
@@ -101,6 +108,7 @@ export class Gemma {
 
       // attention: xb = rmsnorm(x) * attn_norm; q, k, v = projections
       rmsNorm(xb.subarray(0, n * dim), xs, w.attnNorm, normEps);
+      this.trace?.(`attn_norm-${l}`, xb.subarray(0, n * dim));
       b.matmul(q, w.wq, xb, n);
       b.matmul(k, w.wk, xb, n);
       b.matmul(v, w.wv, xb, n);
@@ -117,6 +125,8 @@ export class Gemma {
           vc[base + i] = f32ToF16(v[t * kvDim + i]!);
         }
       }
+      this.trace?.(`Qcur_scaled-${l}`, q.subarray(0, n * qDim));
+      this.trace?.(`Vcur-${l}`, v.subarray(0, n * kvDim));
       // each query head attends over positions 0..pos+t (causal); query heads share KV heads in groups
       for (let t = 0; t < n; t++) {
         for (let h = 0; h < nHeads; h++) {
@@ -128,18 +138,28 @@ export class Gemma {
           );
         }
       }
+      this.trace?.(`kqv_out-${l}`, att.subarray(0, n * qDim));
       // x += wo(att)
       b.matmul(xb, w.wo, att, n);
       for (let i = 0; i < n * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
+      if (lastOnly && l === to - 1 && n > 1) {
+        x.copyWithin(0, (n - 1) * dim, n * dim);
+        n = 1;
+        xs = x.subarray(0, dim);
+      }
+      this.trace?.(`sa_out-${l}`, xs);
 
       // feed-forward: x += down(gelu_tanh(gate(h)) * up(h)), h = rmsnorm(x) * ffn_norm
       rmsNorm(xb.subarray(0, n * dim), xs, w.ffnNorm, normEps);
       b.matmul(hb, w.wGate, xb, n);
       b.matmul(hb2, w.wUp, xb, n);
       geglu(hb.subarray(0, n * hiddenDim), hb.subarray(0, n * hiddenDim), hb2);
+      this.trace?.(`ffn_geglu-${l}`, hb.subarray(0, n * hiddenDim));
       b.matmul(xb, w.wDown, hb, n);
       for (let i = 0; i < n * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
+      this.trace?.(`l_out-${l}`, xs);
     }
+    return n;
   }
 
   /** Final norm and the tied LM head on token `t` of act.x: logits (vocabSize). */
@@ -147,7 +167,9 @@ export class Gemma {
     const { dim } = this.cfg;
     const xb = this.act.xb.subarray(0, dim);
     rmsNorm(xb, this.act.x.subarray(t * dim, (t + 1) * dim), this.weights.outputNorm, this.cfg.normEps);
+    this.trace?.("result_norm", xb);
     this.backend.matmul(this.act.logits, this.weights.tokenEmbd, xb, 1);
+    this.trace?.("result_output", this.act.logits);
     return this.act.logits;
   }
 
@@ -160,8 +182,9 @@ export class Gemma {
     for (let i = 0; i < tokens.length; i += this.maxBatch) {
       const chunk = tokens.slice(i, i + this.maxBatch);
       this.embed(chunk);
-      this.layers(chunk.length, pos + i, cache);
-      if (i + this.maxBatch >= tokens.length) return this.head(chunk.length - 1);
+      const last = i + this.maxBatch >= tokens.length;
+      const rows = this.layers(chunk.length, pos + i, cache, 0, this.cfg.nLayers, last);
+      if (last) return this.head(rows - 1);
     }
     throw new Error("unreachable");
   }

@@ -60,7 +60,8 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
     }
     const offset = backend.reserve(info.nbytes);
     reads.push({ info, offset });
-    return { name, type: info.type, rows, cols, offset, nbytes: info.nbytes };
+    const repacked = info.type === GGML_TYPE.Q4_0 && rows % 8 === 0;
+    return { name, type: info.type, rows, cols, offset, nbytes: info.nbytes, repacked };
   };
   const vectors: { info: GgufTensorInfo; offset: number; n: number; set: (v: Float32Array) => void }[] = [];
   const vector = (name: string, n: number, set: (v: Float32Array) => void) => {

@@ -1,6 +1,7 @@
 // Element-wise pieces of the forward pass, each rounding the way ggml's CPU ops do (f32 math, f16 where
 // ggml keeps f16), so that greedy decoding agrees with llama.cpp token for token.
-import { f16ToF32, f32ToF16 } from "../numeric.ts";
+import { vecDot32Lanes } from "../backend/ggml-order.ts";
+import { cosf, expf, f16ToF32, f32ToF16, sinf } from "../numeric.ts";
 
 const fr = Math.fround;
 
@@ -19,29 +20,41 @@ export function rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array
   }
 }
 
-/** RoPE, NeoX (rotate-half) form, as ggml_rope_ext: theta advances by repeated f32 multiplication. */
+/**
+ * RoPE, NeoX (rotate-half) form, as ggml_rope_ext: theta advances by repeated f32 multiplication and the
+ * table holds glibc's cosf/sinf of it. Rows are computed when a position is first used.
+ */
 export class Rope {
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
+  private readonly ready: Uint8Array;
   private readonly headDim: number;
+  private readonly thetaScale: number;
+
   constructor(headDim: number, theta: number, maxPos: number) {
     this.headDim = headDim;
     const half = headDim / 2;
     this.cos = new Float32Array(maxPos * half);
     this.sin = new Float32Array(maxPos * half);
-    const thetaScale = fr(Math.pow(theta, -2 / headDim));
-    for (let p = 0; p < maxPos; p++) {
-      let t = p;
-      for (let i = 0; i < half; i++) {
-        this.cos[p * half + i] = Math.cos(t);
-        this.sin[p * half + i] = Math.sin(t);
-        t = fr(t * thetaScale);
-      }
-    }
+    this.ready = new Uint8Array(maxPos);
+    this.thetaScale = fr(Math.pow(theta, -2 / headDim));
   }
+
+  private row(pos: number): void {
+    const half = this.headDim / 2;
+    let t = pos;
+    for (let i = 0; i < half; i++) {
+      this.cos[pos * half + i] = cosf(t);
+      this.sin[pos * half + i] = sinf(t);
+      t = fr(t * this.thetaScale);
+    }
+    this.ready[pos] = 1;
+  }
+
   /** Rotate `nHeads` heads of `vec` (one token) in place for position `pos`. */
   apply(vec: Float32Array, nHeads: number, pos: number): void {
     const half = this.headDim / 2;
+    if (!this.ready[pos]) this.row(pos);
     const c = this.cos.subarray(pos * half, (pos + 1) * half);
     const s = this.sin.subarray(pos * half, (pos + 1) * half);
     for (let h = 0; h < nHeads; h++) {
@@ -49,22 +62,28 @@ export class Rope {
       for (let i = 0; i < half; i++) {
         const x0 = vec[o + i]!;
         const x1 = vec[o + i + half]!;
-        vec[o + i] = fr(fr(x0 * c[i]!) - fr(x1 * s[i]!));
-        vec[o + i + half] = fr(fr(x0 * s[i]!) + fr(x1 * c[i]!));
+        // x0*cos - x1*sin and x0*sin + x1*cos, with the first product fused (as GCC contracts them)
+        vec[o + i] = fr(x0 * c[i]! - fr(x1 * s[i]!));
+        vec[o + i + half] = fr(x0 * s[i]! + fr(x1 * c[i]!));
       }
     }
   }
 }
 
-/** GELU (tanh form) through an f16 table, as ggml with GGML_GELU_FP16 does. */
+/**
+ * GELU (tanh form) through a table indexed by the f16 input, as ggml with GGML_GELU_FP16: each entry is
+ * ggml_gelu_f32 evaluated in f32 arithmetic (every step rounded to f32), then stored as f16.
+ */
 const GELU_F16 = new Float32Array(65536);
 {
-  const SQRT_2_OVER_PI = 0.7978845608028654;
-  const GELU_COEF_A = 0.044715;
+  const SQRT_2_OVER_PI = fr(0.79788456080286535587989211986876);
+  const GELU_COEF_A = fr(0.044715);
   for (let h = 0; h < 65536; h++) {
     const x = f16ToF32(h);
-    const g = 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * x * (1 + GELU_COEF_A * x * x)));
-    GELU_F16[h] = f16ToF32(f32ToF16(fr(g)));
+    // 1 + a*x*x is contracted into one fused multiply-add by the compiler (-ffp-contract=fast, FMA targets)
+    const inner = fr(fr(SQRT_2_OVER_PI * x) * fr(fr(GELU_COEF_A * x) * x + 1));
+    const g = fr(fr(0.5 * x) * fr(1 + fr(Math.tanh(inner))));
+    GELU_F16[h] = f16ToF32(f32ToF16(g));
   }
 }
 
@@ -98,26 +117,26 @@ export function attendHead(
   const d = q.length;
   const qh = new Float32Array(d);
   for (let i = 0; i < d; i++) qh[i] = f16ToF32(f32ToF16(q[i]!));
+  const kf = new Float32Array(d);
   let S = 0;
   let M = -Infinity;
   acc.fill(0);
   for (let p = 0; p < n; p++) {
     const base = p * stride + offset;
-    let s = 0;
-    for (let i = 0; i < d; i++) s += f16ToF32(k[base + i]!) * qh[i]!;
-    s = fr(s);
+    for (let i = 0; i < d; i++) kf[i] = f16ToF32(k[base + i]!);
+    const s = vecDot32Lanes(d, kf, 0, qh, 0, true); // ggml_vec_dot_f16
     let ms = 1;
     let vs = 1;
     if (s > M) {
       const mOld = M;
       M = s;
-      ms = fr(Math.exp(mOld - M));
+      ms = expf(fr(mOld - M));
       for (let i = 0; i < d; i++) acc[i] = f16ToF32(f32ToF16(fr(acc[i]! * ms)));
     } else {
-      vs = fr(Math.exp(s - M));
+      vs = expf(fr(s - M));
     }
     for (let i = 0; i < d; i++) acc[i] = f16ToF32(f32ToF16(fr(acc[i]! + f16ToF32(v[base + i]!) * vs)));
-    S = fr(fr(S * ms) + vs);
+    S = fr(fr(S * ms) + vs); // not contracted into an FMA in the shipped build
   }
   const inv = S === 0 ? 0 : fr(1 / S);
   for (let i = 0; i < d; i++) out[i] = fr(acc[i]! * inv);

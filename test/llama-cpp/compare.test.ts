@@ -1,0 +1,74 @@
+// Our engine against llama.cpp (node-llama-cpp 3.21.1, CPU) on the same generated GGUF files:
+// tokenization on a corpus of hard strings, and greedy continuations on several shapes and weight types.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generate } from "../../src/engine/generate.ts";
+import { readGguf } from "../../src/engine/gguf.ts";
+import { loadModel, type LoadedModel } from "../../src/engine/model/load.ts";
+import { Tokenizer } from "../../src/engine/tokenizer.ts";
+import { MemoryByteSource } from "../../src/engine/byte-source.ts";
+import { loadWasmBackend } from "../../src/hosts/node-wasm.ts";
+import { TOKENIZER_CORPUS } from "../helpers/corpus.ts";
+import { LlamaCppModel } from "../helpers/llama-cpp.ts";
+import { testModel } from "../helpers/models.ts";
+
+const PROMPTS = [
+  "Hello world",
+  "The quick brown fox",
+  "def main():\n    for i in range(10):",
+  "日本語のテキスト",
+  "Once upon a time there was",
+  "🎉 emoji 👍 test",
+  "JSON: {\"name\": ",
+];
+const GEN_TOKENS = 32;
+
+describe("tokenization matches llama.cpp", () => {
+  let ref: LlamaCppModel;
+  let tok: Tokenizer;
+  beforeAll(async () => {
+    const m = await testModel("tiny", "q4_0");
+    ref = await LlamaCppModel.load(m.path);
+    tok = new Tokenizer(await readGguf(new MemoryByteSource(m.bytes)));
+  });
+  afterAll(async () => ref?.dispose());
+
+  it(`has a corpus of at least 200 strings`, () => {
+    expect(TOKENIZER_CORPUS.length).toBeGreaterThanOrEqual(200);
+  });
+
+  it("gives identical ids for every corpus string", () => {
+    const mismatches: string[] = [];
+    for (const text of TOKENIZER_CORPUS) {
+      const ours = tok.encode(text);
+      const theirs = ref.tokenize(text);
+      if (JSON.stringify(ours) !== JSON.stringify(theirs)) mismatches.push(`${JSON.stringify(text)}: ours ${ours} theirs ${theirs}`);
+    }
+    expect(mismatches).toEqual([]);
+  });
+});
+
+// Two shapes (1 KV head; 1 < KV heads < heads) x the weight types.
+const CASES: [string, string][] = [];
+for (const shape of ["tiny", "tiny-gqa"]) for (const type of ["q4_0", "q8_0", "f16", "bf16", "f32"]) CASES.push([shape, type]);
+
+describe.each(CASES)("greedy generation matches llama.cpp: %s %s", (shape, type) => {
+  let ref: LlamaCppModel;
+  let m: LoadedModel;
+  beforeAll(async () => {
+    const file = await testModel(shape, type);
+    ref = await LlamaCppModel.load(file.path);
+    m = await loadModel(new MemoryByteSource(file.bytes), await loadWasmBackend(), { contextSize: 512 });
+  });
+  afterAll(async () => ref?.dispose());
+
+  it.each(PROMPTS)("%j", async (prompt) => {
+    const ids = m.tokenizer.encode(prompt, { addBos: true });
+    expect(ids).toEqual([m.tokenizer.bosId, ...ref.tokenize(prompt)]);
+    const theirs = await ref.greedy(ids, GEN_TOKENS);
+    const ours: number[] = [];
+    for await (const ev of generate(m, { prompt: { ids }, maxTokens: GEN_TOKENS, sampling: { temperature: 0 } })) {
+      if (ev.type === "token") ours.push(ev.id);
+    }
+    expect(ours).toEqual(theirs);
+  });
+});
