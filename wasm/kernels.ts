@@ -59,82 +59,43 @@ export function round_bf16(x: usize, n: i32): void {
   }
 }
 
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+// ---- llama.cpp's summation orders (see src/engine/backend/ggml-order.ts for the scalar definitions) ----
+
+/** One f32 fused multiply-add per lane (a*b + c, rounded once), computed exactly in f64 then rounded. */
+@inline function fma4(a: v128, b: v128, c: v128): v128 {
+  const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(b)), f64x2.promote_low_f32x4(c));
+  const a2 = v128.shuffle<f32>(a, a, 2, 3, 0, 1);
+  const b2 = v128.shuffle<f32>(b, b, 2, 3, 0, 1);
+  const c2 = v128.shuffle<f32>(c, c, 2, 3, 0, 1);
+  const hi = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a2), f64x2.promote_low_f32x4(b2)), f64x2.promote_low_f32x4(c2));
+  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
+}
+
+/** Scalar f32 fused multiply-add. */
+@inline function fma1(a: f32, b: f32, c: f32): f32 {
+  return <f32>(<f64>a * <f64>b + <f64>c);
+}
+
+/** hsum_float_8 of lanes lo = l0..l3, hi = l4..l7: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
+@inline function hsum8(lo: v128, hi: v128): f32 {
+  const r = f32x4.add(lo, hi);
+  return (f32x4.extract_lane(r, 0) + f32x4.extract_lane(r, 2)) + (f32x4.extract_lane(r, 1) + f32x4.extract_lane(r, 3));
+}
+
+/** GGML_F32x8_REDUCE of 4 x 8 lanes (a0..a3 low/high halves), then hadd twice. */
+@inline function reduce32(a0l: v128, a0h: v128, a1l: v128, a1h: v128, a2l: v128, a2h: v128, a3l: v128, a3h: v128): f32 {
+  const xl = f32x4.add(f32x4.add(a0l, a2l), f32x4.add(a1l, a3l));
+  const xh = f32x4.add(f32x4.add(a0h, a2h), f32x4.add(a1h, a3h));
+  const t = f32x4.add(xl, xh);
+  return (f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1)) + (f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3));
+}
+
+@inline function hsum_i32(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
 }
 
 @inline function f16_to_f32(h: u32): f32 {
   return reinterpret<f32>(((h & 0x7fff) << 13)) * reinterpret<f32>(<u32>(112 + 127) << 23) * (h & 0x8000 ? -1 : 1);
-}
-
-// ---- matrix x activations: out[t*rows + r] = dot(row r of w, activations of token t) ----
-
-/** Q4_0 weights (18-byte blocks) x Q8_0 activations (from quantize_q8_0). */
-export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize): void {
-  const nb = cols >> 5;
-  const mask = i8x16.splat(0x0f);
-  const eight = i8x16.splat(8);
-  for (let t = 0; t < ntok; t++) {
-    const xq = qs + <usize>(t * cols);
-    const xd = ds + (<usize>(t * nb) << 2);
-    const xs = sums + (<usize>(t * nb) << 2);
-    for (let r = 0; r < rows; r++) {
-      let acc = f32x4.splat(0);
-      let corr: f32 = 0;
-      let p = w + <usize>r * <usize>(nb * 18);
-      for (let b = 0; b < nb; b++, p += 18) {
-        const d: f32 = f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2));
-        const v = v128.load(p + 2);
-        const lo = v128.and(v, mask);
-        const hi = v128.and(i8x16.shr_u(v, 4), mask);
-        const x0 = v128.load(xq + (<usize>b << 5));
-        const x1 = v128.load(xq + (<usize>b << 5) + 16);
-        let isum: v128;
-        if (ASC_FEATURE_RELAXED_SIMD) {
-          // nibbles 0..15 as the 7-bit operand; the -8 offset comes back as 8 * sum(x) per block
-          const s16 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
-          isum = i32x4.extadd_pairwise_i16x8_s(s16);
-          const xsum = load<i32>(xs + (<usize>b << 2)) << 3;
-          corr += d * <f32>xsum;
-        } else {
-          const l = i8x16.sub(lo, eight);
-          const h = i8x16.sub(hi, eight);
-          isum = i32x4.add(
-            i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(l), i16x8.extend_low_i8x16_s(x0)),
-              i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(l), i16x8.extend_high_i8x16_s(x0))),
-            i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(h), i16x8.extend_low_i8x16_s(x1)),
-              i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(h), i16x8.extend_high_i8x16_s(x1))));
-        }
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d)));
-      }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum(acc) - corr);
-    }
-  }
-}
-
-@inline function dot_i8x16(a: v128, b: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)),
-    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b)));
-}
-
-/** Q8_0 weights (34-byte blocks) x Q8_0 activations. */
-export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize): void {
-  const nb = cols >> 5;
-  for (let t = 0; t < ntok; t++) {
-    const xq = qs + <usize>(t * cols);
-    const xd = ds + (<usize>(t * nb) << 2);
-    for (let r = 0; r < rows; r++) {
-      let acc = f32x4.splat(0);
-      let p = w + <usize>r * <usize>(nb * 34);
-      for (let b = 0; b < nb; b++, p += 34) {
-        const d: f32 = f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2));
-        const isum = i32x4.add(dot_i8x16(v128.load(p + 2), v128.load(xq + (<usize>b << 5))),
-          dot_i8x16(v128.load(p + 18), v128.load(xq + (<usize>b << 5) + 16)));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d)));
-      }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum(acc));
-    }
-  }
 }
 
 /** 4 f16 bit patterns (low 16 bits of each i32 lane) -> 4 f32 (exact for finite values). */
@@ -143,55 +104,180 @@ export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
   return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
 }
 
-/** F16 weights x f32 activations (already rounded to f16 by round_f16). cols % 8 == 0. */
-export function matmul_f16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
+/** Sums of 4 consecutive products of two 16-byte i8 vectors: [q0..q3] (elements 0-3, 4-7, 8-11, 12-15). */
+@inline function quads_i8(a: v128, b: v128): v128 {
+  const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)); //  pairs of 0..7
+  const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b)); // pairs of 8..15
+  return i32x4.add(v128.shuffle<i32>(d0, d1, 0, 2, 4, 6), v128.shuffle<i32>(d0, d1, 1, 3, 5, 7));
+}
+
+// ---- quantized matrices x Q8_0 activations (from quantize_q8_0) ----
+
+/**
+ * Q4_0 weights (18-byte blocks). `repacked` != 0: llama.cpp's repacked gemv/gemm order (one integer sum per
+ * block, fused into one accumulator); otherwise vec_dot_q4_0_q8_0's 8 lanes of 4 products.
+ */
+export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, repacked: i32): void {
+  const nb = cols >> 5;
+  const mask = i8x16.splat(0x0f);
+  const eight = i8x16.splat(8);
   for (let t = 0; t < ntok; t++) {
-    const xt = x + (<usize>(t * cols) << 2);
+    const xq = qs + <usize>(t * cols);
+    const xd = ds + (<usize>(t * nb) << 2);
+    const xs = sums + (<usize>(t * nb) << 2);
     for (let r = 0; r < rows; r++) {
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      const p = w + (<usize>r * <usize>cols << 1);
-      for (let i = 0; i < cols; i += 8) {
-        const h = v128.load(p + (<usize>i << 1));
-        a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(h)), v128.load(xt + (<usize>i << 2))));
-        a1 = f32x4.add(a1, f32x4.mul(f16x4_to_f32x4(i32x4.extend_high_i16x8_u(h)), v128.load(xt + (<usize>i << 2) + 16)));
+      let p = w + <usize>r * <usize>(nb * 18);
+      if (repacked) {
+        let acc: f32 = 0;
+        for (let b = 0; b < nb; b++, p += 18) {
+          const d: f32 = f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2));
+          const v = v128.load(p + 2);
+          const x0 = v128.load(xq + (<usize>b << 5));
+          const x1 = v128.load(xq + (<usize>b << 5) + 16);
+          let isum: i32;
+          if (ASC_FEATURE_RELAXED_SIMD) {
+            // nibbles 0..15 as the 7-bit operand; the -8 offset comes back as 8 * sum(x) per block
+            const lo = v128.and(v, mask);
+            const hi = v128.and(i8x16.shr_u(v, 4), mask);
+            const s16 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
+            isum = hsum_i32(i32x4.extadd_pairwise_i16x8_s(s16)) - (load<i32>(xs + (<usize>b << 2)) << 3);
+          } else {
+            const l = i8x16.sub(v128.and(v, mask), eight);
+            const h = i8x16.sub(v128.and(i8x16.shr_u(v, 4), mask), eight);
+            isum = hsum_i32(i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(l), i16x8.extend_low_i8x16_s(x0)),
+              i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(l), i16x8.extend_high_i8x16_s(x0))),
+              i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(h), i16x8.extend_low_i8x16_s(x1)),
+              i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(h), i16x8.extend_high_i8x16_s(x1)))));
+          }
+          acc = fma1(<f32>isum, d, acc);
+        }
+        store<f32>(out + (<usize>(t * rows + r) << 2), acc);
+      } else {
+        let lo = f32x4.splat(0);
+        let hi = f32x4.splat(0);
+        for (let b = 0; b < nb; b++, p += 18) {
+          const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
+          const v = v128.load(p + 2);
+          const l = i8x16.sub(v128.and(v, mask), eight);
+          const h = i8x16.sub(v128.and(i8x16.shr_u(v, 4), mask), eight);
+          lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+          hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
+        }
+        store<f32>(out + (<usize>(t * rows + r) << 2), hsum8(lo, hi));
       }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum(f32x4.add(a0, a1)));
     }
   }
 }
 
-/** BF16 weights x f32 activations (already rounded to bf16). cols % 8 == 0. */
-export function matmul_bf16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
+/** Q8_0 weights (34-byte blocks): vec_dot_q8_0_q8_0 / tinyBLAS_Q0_AVX order (8 lanes of 4 products). */
+export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize): void {
+  const nb = cols >> 5;
   for (let t = 0; t < ntok; t++) {
-    const xt = x + (<usize>(t * cols) << 2);
+    const xq = qs + <usize>(t * cols);
+    const xd = ds + (<usize>(t * nb) << 2);
     for (let r = 0; r < rows; r++) {
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      const p = w + (<usize>r * <usize>cols << 1);
-      for (let i = 0; i < cols; i += 8) {
-        const h = v128.load(p + (<usize>i << 1));
-        a0 = f32x4.add(a0, f32x4.mul(i32x4.shl(i32x4.extend_low_i16x8_u(h), 16), v128.load(xt + (<usize>i << 2))));
-        a1 = f32x4.add(a1, f32x4.mul(i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), v128.load(xt + (<usize>i << 2) + 16)));
+      let lo = f32x4.splat(0);
+      let hi = f32x4.splat(0);
+      let p = w + <usize>r * <usize>(nb * 34);
+      for (let b = 0; b < nb; b++, p += 34) {
+        const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
+        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(v128.load(p + 2), v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(v128.load(p + 18), v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum(f32x4.add(a0, a1)));
+      store<f32>(out + (<usize>(t * rows + r) << 2), hsum8(lo, hi));
     }
   }
 }
 
-/** F32 weights x f32 activations. cols % 8 == 0. */
-export function matmul_f32(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
+// ---- f16 / bf16 / f32 matrices x f32 activations (already rounded to the weight type) ----
+
+/** 8 weight values starting at element i of a row, as two f32x4 (kind 0: f32, 1: f16, 2: bf16). */
+@inline function load8(p: usize, i: i32, kind: i32, second: bool): v128 {
+  if (kind == 0) return v128.load(p + (<usize>i << 2) + (second ? 16 : 0));
+  const h = v128.load(p + (<usize>i << 1));
+  const wide = second ? i32x4.extend_high_i16x8_u(h) : i32x4.extend_low_i16x8_u(h);
+  return kind == 1 ? f16x4_to_f32x4(wide) : i32x4.shl(wide, 16);
+}
+
+/**
+ * out[t*rows + r] = dot(row r, x_t). `tiny` != 0: tinyBLAS (8 lanes fused over steps of 8, then hsum8; needs
+ * cols % 8 == 0); otherwise ggml_vec_dot_f16/f32 (32 lanes fused over steps of 32, GGML_F32x8_REDUCE, the
+ * cols % 32 leftover products added after: in double for f16, fused for f32) or ggml_vec_dot_bf16 (32 lanes of
+ * separate multiply and add).
+ */
+function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, kind: i32, tiny: i32): void {
+  const rowBytes = <usize>cols << (kind == 0 ? 2 : 1);
   for (let t = 0; t < ntok; t++) {
     const xt = x + (<usize>(t * cols) << 2);
     for (let r = 0; r < rows; r++) {
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      const p = w + (<usize>r * <usize>cols << 2);
-      for (let i = 0; i < cols; i += 8) {
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p + (<usize>i << 2)), v128.load(xt + (<usize>i << 2))));
-        a1 = f32x4.add(a1, f32x4.mul(v128.load(p + (<usize>i << 2) + 16), v128.load(xt + (<usize>i << 2) + 16)));
+      const p = w + <usize>r * rowBytes;
+      let res: f32;
+      if (tiny) {
+        let lo = f32x4.splat(0);
+        let hi = f32x4.splat(0);
+        for (let i = 0; i < cols; i += 8) {
+          lo = fma4(load8(p, i, kind, false), v128.load(xt + (<usize>i << 2)), lo);
+          hi = fma4(load8(p, i, kind, true), v128.load(xt + (<usize>i << 2) + 16), hi);
+        }
+        res = hsum8(lo, hi);
+      } else {
+        let a0l = f32x4.splat(0), a0h = f32x4.splat(0), a1l = f32x4.splat(0), a1h = f32x4.splat(0);
+        let a2l = f32x4.splat(0), a2h = f32x4.splat(0), a3l = f32x4.splat(0), a3h = f32x4.splat(0);
+        const np = cols & ~31;
+        for (let i = 0; i < np; i += 32) {
+          const x0 = xt + (<usize>i << 2);
+          if (kind == 2) {
+            a0l = f32x4.add(f32x4.mul(load8(p, i, kind, false), v128.load(x0)), a0l);
+            a0h = f32x4.add(f32x4.mul(load8(p, i, kind, true), v128.load(x0 + 16)), a0h);
+            a1l = f32x4.add(f32x4.mul(load8(p, i + 8, kind, false), v128.load(x0 + 32)), a1l);
+            a1h = f32x4.add(f32x4.mul(load8(p, i + 8, kind, true), v128.load(x0 + 48)), a1h);
+            a2l = f32x4.add(f32x4.mul(load8(p, i + 16, kind, false), v128.load(x0 + 64)), a2l);
+            a2h = f32x4.add(f32x4.mul(load8(p, i + 16, kind, true), v128.load(x0 + 80)), a2h);
+            a3l = f32x4.add(f32x4.mul(load8(p, i + 24, kind, false), v128.load(x0 + 96)), a3l);
+            a3h = f32x4.add(f32x4.mul(load8(p, i + 24, kind, true), v128.load(x0 + 112)), a3h);
+          } else {
+            a0l = fma4(load8(p, i, kind, false), v128.load(x0), a0l);
+            a0h = fma4(load8(p, i, kind, true), v128.load(x0 + 16), a0h);
+            a1l = fma4(load8(p, i + 8, kind, false), v128.load(x0 + 32), a1l);
+            a1h = fma4(load8(p, i + 8, kind, true), v128.load(x0 + 48), a1h);
+            a2l = fma4(load8(p, i + 16, kind, false), v128.load(x0 + 64), a2l);
+            a2h = fma4(load8(p, i + 16, kind, true), v128.load(x0 + 80), a2h);
+            a3l = fma4(load8(p, i + 24, kind, false), v128.load(x0 + 96), a3l);
+            a3h = fma4(load8(p, i + 24, kind, true), v128.load(x0 + 112), a3h);
+          }
+        }
+        if (kind == 2) {
+          // (c1+c3)+(c2+c4), high half + low half, then (g0+g2)+(g1+g3)
+          const cl = f32x4.add(f32x4.add(a0l, a2l), f32x4.add(a1l, a3l));
+          const ch = f32x4.add(f32x4.add(a0h, a2h), f32x4.add(a1h, a3h));
+          const g = f32x4.add(ch, cl);
+          res = (f32x4.extract_lane(g, 0) + f32x4.extract_lane(g, 2)) + (f32x4.extract_lane(g, 1) + f32x4.extract_lane(g, 3));
+        } else {
+          res = reduce32(a0l, a0h, a1l, a1h, a2l, a2h, a3l, a3h);
+        }
+        if (kind == 0) {
+          for (let i = np; i < cols; i++) res = fma1(load<f32>(p + (<usize>i << 2)), load<f32>(xt + (<usize>i << 2)), res);
+        } else {
+          let sum = <f64>res;
+          for (let i = np; i < cols; i++) {
+            const h = <u32>load<u16>(p + (<usize>i << 1));
+            const wv: f32 = kind == 1 ? f16_to_f32(h) : reinterpret<f32>(h << 16);
+            sum += <f64>(wv * load<f32>(xt + (<usize>i << 2)));
+          }
+          res = <f32>sum;
+        }
       }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum(f32x4.add(a0, a1)));
+      store<f32>(out + (<usize>(t * rows + r) << 2), res);
     }
   }
+}
+
+export function matmul_f32(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
+  matmul_float(w, rows, cols, x, ntok, out, 0, tiny);
+}
+export function matmul_f16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
+  matmul_float(w, rows, cols, x, ntok, out, 1, tiny);
+}
+export function matmul_bf16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
+  matmul_float(w, rows, cols, x, ntok, out, 2, tiny);
 }

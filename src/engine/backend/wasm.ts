@@ -8,11 +8,11 @@ interface KernelExports {
   quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number): void;
   round_f16(x: number, n: number): void;
   round_bf16(x: number, n: number): void;
-  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number): void;
+  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, repacked: number): void;
   matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number): void;
-  matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number): void;
-  matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number): void;
-  matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number): void;
+  matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
+  matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
+  matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
 }
 
 const PAGE = 65536;
@@ -108,26 +108,30 @@ export class WasmBackend implements Backend {
         const ds = alignUp(qs + n * cols, 16);
         const sums = ds + nb * 4;
         k.quantize_q8_0(xp, qs, ds, sums, n * cols);
-        if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, sums, n, op);
+        if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, sums, n, op, w.repacked ? 1 : 0);
         else k.matmul_q8_0(w.offset, rows, cols, qs, ds, n, op);
         return;
       }
       case GGML_TYPE.F16:
-      case GGML_TYPE.BF16: {
+      case GGML_TYPE.BF16:
+      case GGML_TYPE.F32: {
+        // llamafile_sgemm (tinyBLAS) takes batches of 2+ tokens when the shapes allow; single tokens use vec_dot
+        const tiny = n >= 2 && rows % 4 === 0 && cols % 8 === 0 ? 1 : 0;
+        if (w.type === GGML_TYPE.F32) {
+          k.matmul_f32(w.offset, rows, cols, xp, n, op, tiny);
+          return;
+        }
         const xr = this.scratch;
         new Float32Array(this.memory.buffer, xr, n * cols).set(x.subarray(0, n * cols));
         if (w.type === GGML_TYPE.F16) {
           k.round_f16(xr, n * cols);
-          k.matmul_f16(w.offset, rows, cols, xr, n, op);
+          k.matmul_f16(w.offset, rows, cols, xr, n, op, tiny);
         } else {
           k.round_bf16(xr, n * cols);
-          k.matmul_bf16(w.offset, rows, cols, xr, n, op);
+          k.matmul_bf16(w.offset, rows, cols, xr, n, op, tiny);
         }
         return;
       }
-      case GGML_TYPE.F32:
-        k.matmul_f32(w.offset, rows, cols, xp, n, op);
-        return;
       default:
         throw new Error(`${w.name}: no wasm matmul for ggml type ${ggmlTypeName(w.type)}`);
     }
