@@ -23,7 +23,7 @@ const BASE = PAGE; // the first page is left to the module's own static data
 export function hasRelaxedSimd(): boolean {
   // (module (func (result v128) v128.const i64x2 0 0 v128.const i64x2 0 0 i16x8.relaxed_dot_i8x16_i7x16_s))
   const bytes = new Uint8Array([
-    0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 42, 1, 40, 0,
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 43, 1, 41, 0,
     253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     253, 146, 2, 11,

@@ -1,0 +1,86 @@
+// The WebAssembly kernels (both builds: relaxed SIMD and plain SIMD128) against the plain-TypeScript reference.
+// Both follow llama.cpp's summation order, so the tolerance is zero: results must be bit-identical.
+import { describe, expect, it } from "vitest";
+import { ReferenceBackend } from "../../src/engine/backend/reference.ts";
+import type { Backend, Weight } from "../../src/engine/backend/backend.ts";
+import { hasRelaxedSimd, WasmBackend } from "../../src/engine/backend/wasm.ts";
+import { MemoryByteSource } from "../../src/engine/byte-source.ts";
+import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.ts";
+import { loadModel } from "../../src/engine/model/load.ts";
+import { encodeRow } from "../../src/engine/quant.ts";
+import { mulberry32 } from "../../src/engine/sampler.ts";
+import { kernelModule } from "../../src/hosts/node-wasm.ts";
+import { testModel } from "../helpers/models.ts";
+
+const VARIANTS = ["relaxed", "simd"] as const;
+const wasmBackend = async (v: (typeof VARIANTS)[number]) => new WasmBackend(await kernelModule(v), v);
+
+/** Run one matmul on a backend: weights and activations copied into its arena. */
+function runMatmul(b: Backend, type: number, rows: number, cols: number, n: number, wBytes: Uint8Array, x: Float32Array, repacked: boolean) {
+  const wOff = b.reserve(wBytes.length);
+  const xOff = b.reserve(n * cols * 4);
+  const oOff = b.reserve(n * rows * 4);
+  const sBytes = b.scratchBytes(cols, n);
+  const sOff = sBytes ? b.reserve(sBytes) : 0;
+  b.commit();
+  b.setScratch(sOff, sBytes);
+  b.bytes(wOff, wBytes.length).set(wBytes);
+  b.f32(xOff, n * cols).set(x);
+  const w: Weight = { name: "w", type, rows, cols, offset: wOff, nbytes: wBytes.length, repacked };
+  const out = b.f32(oOff, n * rows);
+  b.matmul(out, w, b.f32(xOff, n * cols), n);
+  return Array.from(out);
+}
+
+function randomCase(type: number, rows: number, cols: number, n: number, seed: number) {
+  const rand = mulberry32(seed);
+  const w = new Float32Array(rows * cols).map(() => (rand() * 2 - 1) * (rand() < 0.05 ? 8 : 1));
+  const x = new Float32Array(n * cols).map(() => (rand() * 2 - 1) * 3);
+  return { wBytes: encodeRow(type, w), x };
+}
+
+describe("relaxed SIMD detection", () => {
+  it("finds relaxed SIMD in this runtime (Node 22 has it on by default)", () => {
+    expect(hasRelaxedSimd()).toBe(true);
+  });
+});
+
+// shapes that take each of llama.cpp's code paths: repacked or not (rows % 8), tinyBLAS or vec_dot
+// (n >= 2, rows % 4, cols % 8), and vec_dot leftovers (cols % 32)
+const QUANT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 96, 3], [12, 64, 2], [5, 32, 1]];
+const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12, 40, 2], [6, 36, 3], [8, 100, 1]];
+
+describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
+  for (const type of [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]) {
+    for (const [rows, cols, n] of QUANT_SHAPES) {
+      for (const repacked of type === GGML_TYPE.Q4_0 ? [true, false] : [false]) {
+        it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)${repacked ? ", repacked order" : ""}`, async () => {
+          const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
+          expect(wBytes.length).toBe(rows * rowBytes(type, cols));
+          const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, repacked);
+          expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, repacked));
+        });
+      }
+    }
+  }
+  for (const type of [GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32]) {
+    for (const [rows, cols, n] of FLOAT_SHAPES) {
+      it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)`, async () => {
+        const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
+        const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, false);
+        expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, false));
+      });
+    }
+  }
+
+  it("gives the same logits as the reference on the tiny model (prefill and decode)", async () => {
+    const { bytes } = await testModel("tiny-gqa", "q4_0");
+    const prompt = [2, 10, 200, 300, 400, 500, 600];
+    const logits = async (b: Backend) => {
+      const m = await loadModel(new MemoryByteSource(bytes), b, { contextSize: 32 });
+      const a = Array.from(m.model.forward(prompt, 0, m.cache));
+      return [a, Array.from(m.model.forward([42], prompt.length, m.cache))];
+    };
+    expect(await logits(await wasmBackend(variant))).toEqual(await logits(new ReferenceBackend()));
+  });
+});
