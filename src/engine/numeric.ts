@@ -211,3 +211,39 @@ export function sinf(x: number): number {
 export function cosf(x: number): number {
   return sinOrCos(x, true);
 }
+
+// ---- ggml_v_expf (AVX2 + FMA), the vectorized exp of ggml's softmax, one lane at a time ----
+
+const VEXP = {
+  r: 12582912, // 0x1.8p23
+  log2e: Math.fround(hexDouble("0x1.715476p+0")),
+  ln2hi: Math.fround(hexDouble("0x1.62e4p-1")),
+  ln2lo: Math.fround(hexDouble("0x1.7f7d1cp-20")),
+  p0: Math.fround(hexDouble("0x1.0e4020p-7")),
+  p1: Math.fround(hexDouble("0x1.573e2ep-5")),
+  p2: Math.fround(hexDouble("0x1.555e66p-3")),
+  p3: Math.fround(hexDouble("0x1.fffdb6p-2")),
+  p4: Math.fround(hexDouble("0x1.ffffecp-1")),
+};
+const fma = (a: number, b: number, c: number) => Math.fround(a * b + c);
+const bitsToF32 = (b: number) => ((u32[0] = b >>> 0), f32[0]!);
+
+/** One lane of ggml_v_expf(x): exp(x) to within a few ulp, the same bits as llama.cpp's AVX2 build. */
+export function vExpf(x: number): number {
+  const { r } = VEXP;
+  const z = fma(x, VEXP.log2e, r);
+  const n = Math.fround(z - r);
+  const b = fma(-n, VEXP.ln2lo, fma(-n, VEXP.ln2hi, x));
+  f32[0] = z;
+  const e = (u32[0]! << 23) | 0;
+  const k = bitsToF32(e + 0x3f800000);
+  const u = Math.fround(b * b);
+  const j = fma(fma(fma(VEXP.p0, b, VEXP.p1), u, fma(VEXP.p2, b, VEXP.p3)), u, Math.fround(VEXP.p4 * b));
+  const an = Math.abs(n);
+  if (!(an > 126)) return fma(k, j, k);
+  const g = n <= 0 ? 0x82000000 : 0;
+  const s1 = bitsToF32(g + 0x7f000000);
+  if (an > 192) return Math.fround(s1 * s1);
+  const s2 = bitsToF32(e - g);
+  return Math.fround(fma(s2, j, s2) * s1);
+}

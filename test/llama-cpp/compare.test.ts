@@ -19,6 +19,8 @@ const PROMPTS = [
   "Once upon a time there was",
   "🎉 emoji 👍 test",
   "JSON: {\"name\": ",
+  // 64+ tokens: llama.cpp's tiled flash-attention path
+  "The quick brown fox jumps over the lazy dog. Once upon a time there was a little model that wanted to answer every question on the edge of the network. ".repeat(2),
 ];
 const GEN_TOKENS = 32;
 

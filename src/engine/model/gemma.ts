@@ -5,7 +5,7 @@ import type { Backend, Weight } from "../backend/backend.ts";
 import type { GemmaConfig } from "../config.ts";
 import { f32ToF16 } from "../numeric.ts";
 import { dequantizeRow } from "../quant.ts";
-import { attendHead, geglu, rmsNorm, Rope } from "./ops.ts";
+import { attendHead, attendHeadTiled, FA_TILED_MIN_ROWS, geglu, rmsNorm, Rope } from "./ops.ts";
 import type { KvCache } from "./kv-cache.ts";
 
 export interface LayerWeights {
@@ -127,11 +127,13 @@ export class Gemma {
       }
       this.trace?.(`Qcur_scaled-${l}`, q.subarray(0, n * qDim));
       this.trace?.(`Vcur-${l}`, v.subarray(0, n * kvDim));
-      // each query head attends over positions 0..pos+t (causal); query heads share KV heads in groups
+      // each query head attends over positions 0..pos+t (causal); query heads share KV heads in groups.
+      // llama.cpp computes batches of 64+ tokens another way (tiled); the arithmetic follows it.
+      const attend = n >= FA_TILED_MIN_ROWS ? attendHeadTiled : attendHead;
       for (let t = 0; t < n; t++) {
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / headsPerKv);
-          attendHead(
+          attend(
             att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
             q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
             kc, vc, pos + t + 1, kvDim, kvh * headDim, this.accHead,

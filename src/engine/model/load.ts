@@ -14,7 +14,7 @@ import { KvCache } from "./kv-cache.ts";
 export interface LoadOptions {
   /** Context length to allocate the KV cache for (default: the model's, capped at 8192). */
   contextSize?: number;
-  /** Tokens per prefill chunk (default 32). */
+  /** Tokens per prefill chunk (default 512, llama.cpp's micro-batch: the same chunks give the same arithmetic). */
   maxBatch?: number;
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
@@ -41,7 +41,7 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
 
   const contextSize = Math.min(opts.contextSize ?? Math.min(cfg.seqLen, 8192), cfg.seqLen);
   if (!(contextSize > 0)) throw new RangeError(`contextSize must be positive, got ${opts.contextSize}`);
-  const maxBatch = Math.max(1, Math.min(opts.maxBatch ?? 32, contextSize));
+  const maxBatch = Math.max(1, Math.min(opts.maxBatch ?? 512, contextSize));
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize, nLayers } = cfg;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;

@@ -1,7 +1,7 @@
 // Element-wise pieces of the forward pass, each rounding the way ggml's CPU ops do (f32 math, f16 where
 // ggml keeps f16), so that greedy decoding agrees with llama.cpp token for token.
 import { vecDot32Lanes } from "../backend/ggml-order.ts";
-import { cosf, expf, f16ToF32, f32ToF16, sinf } from "../numeric.ts";
+import { cosf, expf, f16ToF32, f32ToF16, sinf, vExpf } from "../numeric.ts";
 
 const fr = Math.fround;
 
@@ -137,6 +137,69 @@ export function attendHead(
     }
     for (let i = 0; i < d; i++) acc[i] = f16ToF32(f32ToF16(fr(acc[i]! + f16ToF32(v[base + i]!) * vs)));
     S = fr(fr(S * ms) + vs); // not contracted into an FMA in the shipped build
+  }
+  const inv = S === 0 ? 0 : fr(1 / S);
+  for (let i = 0; i < d; i++) out[i] = fr(acc[i]! * inv);
+}
+
+/** Query rows per batch from which ggml's CPU flash attention takes its tiled path (GGML_FA_TILE_Q). */
+export const FA_TILED_MIN_ROWS = 64;
+const FA_TILE_KV = 64; // GGML_FA_TILE_KV
+
+/**
+ * The same attention as `attendHead`, as ggml's tiled flash attention computes it for batches of 64+ query rows:
+ * q stays f32, scores are FMA chains over the head dimension, keys come in tiles of 64 positions with a softmax
+ * per tile (ggml_v_expf, sums in double), and V is accumulated in f32.
+ */
+export function attendHeadTiled(
+  out: Float32Array,
+  q: Float32Array,
+  k: Uint16Array,
+  v: Uint16Array,
+  n: number,
+  stride: number,
+  offset: number,
+  acc: Float32Array,
+): void {
+  const d = q.length;
+  const kq = new Float32Array(FA_TILE_KV);
+  let S = 0;
+  let M = -Infinity;
+  acc.fill(0);
+  for (let t0 = 0; t0 < n; t0 += FA_TILE_KV) {
+    const m = Math.min(FA_TILE_KV, n - t0); // visible positions in this tile; the rest are masked
+    let tileMax = -Infinity;
+    for (let j = 0; j < FA_TILE_KV; j++) {
+      if (j >= m) {
+        kq[j] = -Infinity;
+        continue;
+      }
+      const base = (t0 + j) * stride + offset;
+      let s = 0;
+      for (let i = 0; i < d; i++) s = fr(q[i]! * f16ToF32(k[base + i]!) + s);
+      kq[j] = s;
+      if (s > tileMax) tileMax = s;
+    }
+    const mNew = Math.max(M, tileMax);
+    if (mNew > M) {
+      const ms = expf(fr(M - mNew));
+      for (let i = 0; i < d; i++) acc[i] = fr(acc[i]! * ms);
+      S = fr(S * ms);
+    }
+    M = mNew;
+    // ggml_vec_soft_max_f32: exp in groups of 8, each group summed as hsum_float_8, groups summed in double
+    let sum = 0;
+    for (let g = 0; g < FA_TILE_KV; g += 8) {
+      for (let l = 0; l < 8; l++) kq[g + l] = vExpf(fr(kq[g + l]! - mNew));
+      sum += fr(fr(fr(kq[g]! + kq[g + 4]!) + fr(kq[g + 2]! + kq[g + 6]!)) + fr(fr(kq[g + 1]! + kq[g + 5]!) + fr(kq[g + 3]! + kq[g + 7]!)));
+    }
+    S = fr(S + sum);
+    // VKQ += softmax row x V tile: per output element an FMA chain over the tile's positions
+    for (let j = 0; j < m; j++) {
+      const base = (t0 + j) * stride + offset;
+      const p = kq[j]!;
+      for (let i = 0; i < d; i++) acc[i] = fr(p * f16ToF32(v[base + i]!) + acc[i]!);
+    }
   }
   const inv = S === 0 ? 0 : fr(1 / S);
   for (let i = 0; i < d; i++) out[i] = fr(acc[i]! * inv);

@@ -1,0 +1,103 @@
+// The gemma-edge command line, run as a user runs it: output formats, llama.cpp agreement, errors.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LlamaCppModel } from "./helpers/llama-cpp.ts";
+
+const BIN = new URL("../bin/gemma-edge.js", import.meta.url).pathname;
+const run = async (...args: string[]) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], { maxBuffer: 1 << 24 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+
+const dir = mkdtempSync(join(tmpdir(), "gemma-edge-cli-"));
+const model = join(dir, "m.gguf");
+let ref: LlamaCppModel;
+
+beforeAll(async () => {
+  const r = await run("make-test-model", "--out", model, "--shape", "tiny-gqa", "--seed", "5");
+  expect(r.code).toBe(0);
+  ref = await LlamaCppModel.load(model);
+});
+afterAll(async () => ref?.dispose());
+
+describe("gemma-edge CLI", () => {
+  it("make-test-model reports what it wrote", async () => {
+    const out = join(dir, "f16.gguf");
+    const r = await run("make-test-model", "--out", out, "--type", "f16", "--layers", "1", "--vocab", "600");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^wrote .*f16\.gguf \([\d.]+ MB, tiny, f16, seed 1\)\n$/);
+    expect(readFileSync(out).subarray(0, 4).toString()).toBe("GGUF");
+  });
+
+  it("tokenize prints the ids llama.cpp gives, without BOS", async () => {
+    const text = "Hello world, <start_of_turn> 日本語 🎉\t\n";
+    const r = await run("tokenize", "--model", model, "--text", text);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(JSON.stringify({ ids: ref.tokenize(text) }) + "\n");
+  });
+
+  it("generate --temperature 0 --json prints llama.cpp's greedy continuation as one JSON line", async () => {
+    const r = await run("generate", "--model", model, "--prompt", "hello", "--max-tokens", "16", "--temperature", "0", "--json");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const j = JSON.parse(lines[0]!);
+    expect(Object.keys(j)).toEqual(["prompt_ids", "ids", "text", "finish_reason"]);
+    expect(j.prompt_ids).toEqual([2, ...ref.tokenize("hello")]);
+    expect(j.ids).toEqual(await ref.greedy(j.prompt_ids, 16));
+    expect(["stop", "length"]).toContain(j.finish_reason);
+    expect(typeof j.text).toBe("string");
+  });
+
+  it("generate --chat uses the chat template (one BOS, turn markers) and the reference backend agrees", async () => {
+    const a = JSON.parse((await run("generate", "--model", model, "--prompt", "hi", "--chat", "--max-tokens", "8", "--temperature", "0", "--json")).stdout);
+    expect(a.prompt_ids.slice(0, 2)).toEqual([2, 106]);
+    expect(a.prompt_ids.filter((i: number) => i === 2)).toHaveLength(1);
+    const b = JSON.parse((await run("generate", "--model", model, "--prompt", "hi", "--chat", "--max-tokens", "8", "--temperature", "0", "--json", "--backend", "reference")).stdout);
+    expect(b).toEqual(a);
+  });
+
+  it("generate streams plain text without --json", async () => {
+    const j = JSON.parse((await run("generate", "--model", model, "--prompt", "hello", "--max-tokens", "8", "--temperature", "0", "--json")).stdout);
+    const r = await run("generate", "--model", model, "--prompt", "hello", "--max-tokens", "8", "--temperature", "0");
+    expect(r.stdout).toBe(j.text + "\n");
+  });
+
+  it("prints help for every command", async () => {
+    for (const args of [["--help"], ["tokenize", "--help"], ["generate", "--help"], ["make-test-model", "--help"]]) {
+      const r = await run(...args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/Usage: gemma-edge/);
+    }
+  });
+
+  it.each([
+    [["frobnicate"], 2, /unknown command "frobnicate"/],
+    [["tokenize", "--text", "x"], 2, /--model is required/],
+    [["generate", "--model", "/nonexistent.gguf", "--prompt", "x"], 1, /model file not found: \/nonexistent\.gguf/],
+    [["generate", "--model", "MODEL", "--prompt", "x", "--temperature", "hot"], 2, /--temperature must be a number >= 0 and <= 100, got "hot"/],
+    [["generate", "--model", "MODEL", "--prompt", "x", "--max-tokens", "0"], 2, /--max-tokens must be an integer >= 1/],
+    [["generate", "--model", "MODEL", "--prompt", "x", "--backend", "cuda"], 2, /--backend must be one of wasm, reference, got "cuda"/],
+    [["generate", "--model", "MODEL", "--bogus"], 2, /Unknown option '--bogus'/],
+    [["generate", "--model", "TRUNCATED", "--prompt", "x"], 1, /truncated/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, gemma-2b, got "huge"/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--heads", "3", "--kv-heads", "2"], 2, /--heads 3 must be a multiple of --kv-heads 2/],
+  ] as [string[], number, RegExp][])("%j fails with exit code %i and one clear line", async (args, code, msg) => {
+    const truncated = join(dir, "truncated.gguf");
+    writeFileSync(truncated, readFileSync(model).subarray(0, 3000));
+    const r = await run(...args.map((a) => (a === "MODEL" ? model : a === "TRUNCATED" ? truncated : a)));
+    expect(r.code).toBe(code);
+    expect(r.stderr).toMatch(msg);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stdout).toBe("");
+  });
+});
