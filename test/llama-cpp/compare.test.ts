@@ -20,7 +20,7 @@ const PROMPTS = [
   "🎉 emoji 👍 test",
   "JSON: {\"name\": ",
   // 64+ tokens: llama.cpp's tiled flash-attention path
-  "The quick brown fox jumps over the lazy dog. Once upon a time there was a little model that wanted to answer every question on the edge of the network. ".repeat(2),
+  "The quick brown fox jumps over the lazy dog. Once upon a time there was a little model that wanted to answer every question on the edge of the network. ".repeat(3),
 ];
 const GEN_TOKENS = 32;
 
