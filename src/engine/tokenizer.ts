@@ -6,8 +6,14 @@ import { GgufError, metaArray, metaBool, metaNumber, metaString, type GgufFile }
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
 const SPACE = "\u2581"; // ▁
-/** Texts llama.cpp recognizes as end-of-turn tokens (a subset of llama-vocab.cpp's list; Gemma's is first). */
-const END_OF_TURN_TEXTS = ["<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>"];
+/**
+ * Token texts llama.cpp treats as ending generation (llama-vocab.cpp's end-of-turn and end-of-generation lists);
+ * it also makes them control tokens whatever the file says, which changes how user text is tokenized.
+ */
+const END_OF_GENERATION_TEXTS = [
+  "<end_of_turn>", "<eos>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "<|eom_id|>",
+  "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "</s>", "<end_of_utterance>", "<\uFF5Cend\u2581of\u2581sentence\uFF5C>",
+];
 const utf8 = new TextEncoder();
 
 /** Length in bytes of a UTF-8 sequence from its first byte (llama.cpp unicode_len_utf8). */
@@ -114,8 +120,7 @@ export class Tokenizer {
     this.pieceBytes = new Array(n);
     for (let i = 0; i < n; i++) {
       const t = this.tokens[i]!;
-      // llama.cpp treats these end-of-turn markers as control tokens whatever the file says.
-      if (END_OF_TURN_TEXTS.includes(t)) this.types[i] = TOKEN_TYPE.CONTROL;
+      if (END_OF_GENERATION_TEXTS.includes(t)) this.types[i] = TOKEN_TYPE.CONTROL;
       this.byText.set(binary(utf8.encode(t)), i);
       if (this.types[i] === TOKEN_TYPE.BYTE) {
         const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(t);
@@ -135,9 +140,11 @@ export class Tokenizer {
 
     const stop = new Set<number>();
     if (this.eosId >= 0) stop.add(this.eosId);
-    const eot = metaNumber(f, "tokenizer.ggml.eot_token_id", -1);
-    if (eot >= 0 && eot < n) stop.add(eot);
-    for (const text of END_OF_TURN_TEXTS) {
+    for (const key of ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]) {
+      const id = metaNumber(f, key, -1);
+      if (id >= 0 && id < n) stop.add(id);
+    }
+    for (const text of END_OF_GENERATION_TEXTS) {
       const t = this.tokenId(text);
       if (t !== undefined) stop.add(t);
     }
