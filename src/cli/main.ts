@@ -16,6 +16,7 @@ const HELP: Record<string, string> = {
 Usage: gemma-edge <command> [options]
 
 Commands:
+  serve            serve the OpenAI and TGI HTTP APIs for a model file
   tokenize         print the token ids of a text
   generate         generate text from a prompt
   make-test-model  write a Gemma-architecture GGUF with deterministic random weights
@@ -37,6 +38,16 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
   --context N          context size to allocate (default: the model's, at most 8192)
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming`,
+  serve: `Usage: gemma-edge serve --model FILE [options]
+
+Serves the OpenAI-compatible and TGI routes with the engine in this process (the Worker's app, on Node).
+
+  --port N             port (default 8787)
+  --host ADDR          address to listen on (default 127.0.0.1)
+  --model-id NAME      the model name clients send (default: the file name without .gguf)
+  --context N          context size (default: the model's, at most 8192)
+  --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
+Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comma-separated, default *).`,
   "make-test-model": `Usage: gemma-edge make-test-model --out FILE [options]
 
   --shape NAME         ${Object.keys(SHAPES).join(" | ")} (default tiny)
@@ -152,6 +163,35 @@ async function cmdGenerate(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdServe(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "model-id": { type: "string" },
+    context: { type: "string" }, backend: { type: "string" },
+  });
+  if (values.help) return help("serve");
+  const model = required(values.model, "model");
+  await (await open(model)).close();
+  const backend = String(values.backend ?? "wasm");
+  if (!BACKEND_NAMES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
+  const { startNodeServer } = await import("../hosts/node-server.ts");
+  const { url, config, service } = await startNodeServer({
+    model,
+    port: num(values.port, "port", { min: 0, max: 65535, int: true }) ?? 8787,
+    host: values.host as string | undefined,
+    modelId: values["model-id"] as string | undefined,
+    contextSize: num(values.context, "context", { min: 1, int: true }),
+    backend,
+    apiKey: process.env.API_KEY || undefined,
+    corsOrigins: process.env.CORS_ORIGINS,
+  });
+  process.stderr.write(`serving ${config.modelId} at ${url} (loading ${model})\n`);
+  await service.load().then(
+    () => process.stderr.write(`model ready: curl ${url}/v1/chat/completions -H 'Content-Type: application/json' -d '{"model":"${config.modelId}","messages":[{"role":"user","content":"Hello"}]}'\n`),
+    (e) => process.stderr.write(`model failed to load: ${(e as Error).message}\n`),
+  );
+  return new Promise<number>(() => {}); // serve until killed
+}
+
 async function cmdMakeTestModel(args: string[]): Promise<number> {
   const { values } = parse(args, {
     out: { type: "string" }, shape: { type: "string" }, type: { type: "string" }, seed: { type: "string" },
@@ -207,8 +247,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdGenerate(rest);
       case "make-test-model":
         return await cmdMakeTestModel(rest);
+      case "serve":
+        return await cmdServe(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}" (commands: tokenize, generate, make-test-model)`);
+        throw new UsageError(`unknown command "${cmd}" (commands: serve, tokenize, generate, make-test-model)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -1,0 +1,112 @@
+// The HTTP application, host-independent: Cloudflare Workers (src/index.ts) and Node (src/hosts/node-server.ts)
+// serve the same Hono app. It checks auth, CORS and body size, validates requests into the engine's request
+// type and hands them to the model's ModelService; it never touches weights.
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import type { ModelService } from "../hosts/model-service.ts";
+import { ApiError, errorBody } from "./errors.ts";
+import { openAiRoutes } from "./openai.ts";
+import { tgiRoutes } from "./tgi.ts";
+
+export interface ServerConfig {
+  modelId: string;
+  /** Required bearer token for every route but /health and CORS preflights; undefined: open. */
+  apiKey?: string;
+  /** Allowed origins for CORS ("*" or a list). */
+  corsOrigins: string[];
+  maxBodyBytes: number;
+  maxQueue: number;
+  version: string;
+  /** Unix time the model was configured (for /v1/models). */
+  created: number;
+  fingerprint: string;
+}
+
+export type AppEnv = { Variables: { config: ServerConfig; service: ModelService } };
+
+export const VERSION = "0.1.0";
+
+export function defaultConfig(partial: Partial<ServerConfig> & { modelId: string }): ServerConfig {
+  return {
+    corsOrigins: ["*"],
+    maxBodyBytes: 1 << 20,
+    maxQueue: 8,
+    version: VERSION,
+    created: Math.floor(Date.now() / 1000),
+    fingerprint: `fp_gemma_edge_${VERSION}`,
+    ...partial,
+  };
+}
+
+/** Parse the comma-separated CORS_ORIGINS setting. */
+export function parseOrigins(v: string | undefined): string[] {
+  const list = (v ?? "*").split(",").map((s) => s.trim()).filter(Boolean);
+  return list.length ? list : ["*"];
+}
+
+function fail(c: Context, e: ApiError) {
+  if (e.retryAfter !== undefined) c.header("Retry-After", String(e.retryAfter));
+  return c.json(errorBody(c.req.path, e), e.status as 400);
+}
+
+/** `getService` is called per request with the host's bindings (Workers: env; I/O objects cannot outlive a request). */
+export function createApp(config: ServerConfig, getService: (bindings: unknown) => ModelService): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use("*", async (c, next) => {
+    c.set("config", config);
+    c.set("service", getService(c.env));
+    await next();
+  });
+
+  app.use(
+    "*",
+    cors({
+      origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
+      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowHeaders: ["Authorization", "Content-Type", "OpenAI-Organization", "OpenAI-Project", "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout"],
+      exposeHeaders: ["Retry-After"],
+      maxAge: 86400,
+    }),
+  );
+
+  // API key on everything but /health (CORS preflights were answered above)
+  app.use("*", async (c, next) => {
+    if (!config.apiKey || c.req.path === "/health") return next();
+    const auth = c.req.header("Authorization") ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    if (!m || m[1] !== config.apiKey) {
+      return fail(c, new ApiError(401, auth ? "Incorrect API key provided" : "Missing API key: send 'Authorization: Bearer <key>'", { code: "invalid_api_key" }));
+    }
+    return next();
+  });
+
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: config.maxBodyBytes,
+      onError: (c) => fail(c, new ApiError(413, `the request body is larger than ${config.maxBodyBytes} bytes`, { code: "request_too_large" })),
+    }),
+  );
+
+  app.get("/health", async (c) => {
+    const s = await c.get("service").status().catch((e) => {
+      throw new ApiError(503, `model host unreachable: ${(e as Error).message}`);
+    });
+    // the first probe starts loading: report it as loading rather than idle
+    const body = { ...s, status: s.status === "idle" ? "loading" : s.status };
+    return c.json(body, s.status === "ready" ? 200 : 503);
+  });
+
+  openAiRoutes(app);
+  tgiRoutes(app);
+
+  app.notFound((c) => fail(c, new ApiError(404, `no route for ${c.req.method} ${c.req.path}`, { code: "not_found" })));
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return fail(c, err);
+    console.error(err);
+    return fail(c, new ApiError(500, `internal error: ${err.message}`, { kind: "generation" }));
+  });
+  return app;
+}

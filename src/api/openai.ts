@@ -1,0 +1,195 @@
+// OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/models, in the wire format the official
+// SDKs parse (shared/REFERENCE.md): one id per stream, the role in the first delta, one finish chunk, the usage
+// chunk with empty choices when asked, then [DONE].
+import type { Context, Hono } from "hono";
+import type { ChatMessage } from "../engine/chat-template.ts";
+import type { ServiceEvent, ServiceRequest } from "../hosts/model-service.ts";
+import type { AppEnv, ServerConfig } from "./app.ts";
+import { ApiError } from "./errors.ts";
+import { collect, sse, start, type Started } from "./run.ts";
+import { bad, bool, num, object, str, stops, unsupported, type Json } from "./validate.ts";
+
+type TokenEv = Extract<ServiceEvent, { type: "token" }>;
+
+/** Sampling fields shared by both completion routes (OpenAI names, plus the common vLLM/llama.cpp extras). */
+function samplingFields(b: Json) {
+  const temperature = num(b, "temperature", { min: 0, max: 2 });
+  return {
+    temperature: temperature ?? 1,
+    topP: num(b, "top_p", { above: 0, max: 1 }) ?? 1,
+    topK: num(b, "top_k", { min: 0, int: true }) ?? 0,
+    minP: num(b, "min_p", { min: 0, max: 1 }) ?? 0,
+    presencePenalty: num(b, "presence_penalty", { min: -2, max: 2 }) ?? 0,
+    frequencyPenalty: num(b, "frequency_penalty", { min: -2, max: 2 }) ?? 0,
+    repetitionPenalty: num(b, "repetition_penalty", { above: 0, max: 10 }) ?? 1,
+    seed: num(b, "seed", { min: 0, max: 2 ** 32 - 1, int: true }),
+  };
+}
+
+function commonFields(b: Json, config: ServerConfig) {
+  const model = str(b, "model", true)!;
+  if (model !== config.modelId) {
+    throw new ApiError(404, `The model '${model}' does not exist (this server serves '${config.modelId}')`, { param: "model", code: "model_not_found" });
+  }
+  const n = num(b, "n", { int: true });
+  if (n !== undefined && n !== 1) throw bad("n", `'n' must be 1: this server generates one choice per request`);
+  unsupported(b, "logit_bias", "biasing tokens is not implemented", (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0);
+  unsupported(b, "best_of", "only one candidate is generated", (v) => v === 1);
+  const stream = bool(b, "stream") ?? false;
+  const so = b.stream_options;
+  if (so !== undefined && so !== null) object(so, "stream_options");
+  const includeUsage = so ? bool(so as Json, "include_usage") ?? false : false;
+  str(b, "user");
+  return { stream, includeUsage, sampling: samplingFields(b), stop: stops(b, "stop") };
+}
+
+function maxTokens(b: Json): { maxTokens?: number; maxTokensField?: string } {
+  for (const field of ["max_completion_tokens", "max_tokens"]) {
+    const v = num(b, field, { min: 1, int: true });
+    if (v !== undefined) return { maxTokens: v, maxTokensField: field };
+  }
+  return {};
+}
+
+function messages(b: Json): ChatMessage[] {
+  const v = b.messages;
+  if (!Array.isArray(v) || v.length === 0) throw bad("messages", `'messages' must be a non-empty array`);
+  return v.map((raw, i) => {
+    const m = object(raw, `messages[${i}]`);
+    const role = m.role;
+    if (role === "tool" || role === "function") throw bad(`messages[${i}].role`, `messages[${i}]: role '${role}' is not supported (tools are not implemented)`);
+    if (role !== "system" && role !== "developer" && role !== "user" && role !== "assistant") {
+      throw bad(`messages[${i}].role`, `messages[${i}].role must be one of system, developer, user, assistant; got ${JSON.stringify(role)}`);
+    }
+    if (m.tool_calls !== undefined && m.tool_calls !== null) throw bad(`messages[${i}].tool_calls`, `messages[${i}]: tool calls are not supported`);
+    let content = m.content;
+    if (Array.isArray(content)) {
+      content = content
+        .map((p, j) => {
+          const part = object(p, `messages[${i}].content[${j}]`);
+          if (part.type !== "text" || typeof part.text !== "string") {
+            throw bad(`messages[${i}].content[${j}]`, `messages[${i}].content[${j}]: only text parts are supported (got type ${JSON.stringify(part.type)})`);
+          }
+          return part.text;
+        })
+        .join("");
+    }
+    if (typeof content !== "string") throw bad(`messages[${i}].content`, `messages[${i}].content must be a string or an array of text parts`);
+    return { role: role === "developer" ? "system" : role, content };
+  });
+}
+
+const newId = (prefix: string) => `${prefix}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+const now = () => Math.floor(Date.now() / 1000);
+
+function logprobsOf(tokens: TokenEv[]) {
+  return {
+    content: tokens.map((t) => ({
+      token: t.piece,
+      logprob: t.logprob,
+      bytes: t.bytes,
+      top_logprobs: t.top.map((a) => ({ token: a.piece, logprob: a.logprob, bytes: a.bytes })),
+    })),
+  };
+}
+
+const usage = (run: Started, completion: number) => ({ prompt_tokens: run.promptTokens, completion_tokens: completion, total_tokens: run.promptTokens + completion });
+const finishReason = (r: string) => (r === "length" ? "length" : "stop");
+
+async function complete(c: Context<AppEnv>, chat: boolean) {
+  const config = c.get("config");
+  const service = c.get("service");
+  const b = object(await c.req.json().catch((e) => {
+    throw bad("body", `the request body is not valid JSON: ${(e as Error).message}`);
+  }));
+  const common = commonFields(b, config);
+  let prompt: ServiceRequest["prompt"];
+  let wantLogprobs = false;
+  let topLogprobs = 0;
+  if (chat) {
+    unsupported(b, "tools", "tool calling is not implemented", (v) => Array.isArray(v) && v.length === 0);
+    unsupported(b, "functions", "function calling is not implemented");
+    unsupported(b, "tool_choice", "tool calling is not implemented", (v) => v === "none");
+    unsupported(b, "response_format", "structured output is not implemented; only {\"type\": \"text\"}", (v) => typeof v === "object" && v !== null && (v as Json).type === "text");
+    prompt = { messages: messages(b) };
+    wantLogprobs = bool(b, "logprobs") ?? false;
+    topLogprobs = num(b, "top_logprobs", { min: 0, max: 20, int: true }) ?? 0;
+    if (topLogprobs > 0 && !wantLogprobs) throw bad("top_logprobs", `'top_logprobs' requires 'logprobs': true`);
+  } else {
+    const p = b.prompt;
+    if (typeof p === "string") prompt = { text: p };
+    else if (Array.isArray(p) && p.length === 1 && typeof p[0] === "string") prompt = { text: p[0] };
+    else throw bad("prompt", `'prompt' must be a string (one prompt per request)`);
+    unsupported(b, "suffix", "insertion is not implemented");
+    unsupported(b, "echo", "echoing the prompt is not implemented", (v) => v === false);
+    const lp = num(b, "logprobs", { min: 0, max: 5, int: true });
+    if (lp !== undefined) throw bad("logprobs", `'logprobs' on /v1/completions is not supported; use /v1/chat/completions`);
+  }
+  const req: ServiceRequest = {
+    prompt,
+    promptField: chat ? "messages" : "prompt",
+    ...maxTokens(b),
+    sampling: common.sampling,
+    stop: common.stop,
+    topLogprobs: wantLogprobs ? topLogprobs : 0,
+  };
+  const run = await start(c, service, req);
+  const id = newId(chat ? "chatcmpl" : "cmpl");
+  const created = now();
+  const model = config.modelId;
+  const object_ = chat ? "chat.completion" : "text_completion";
+
+  if (!common.stream) {
+    const r = await collect(run);
+    const choice = chat
+      ? { index: 0, message: { role: "assistant", content: r.text, refusal: null }, logprobs: wantLogprobs ? logprobsOf(r.tokens) : null, finish_reason: finishReason(r.done.finishReason) }
+      : { index: 0, text: r.text, logprobs: null, finish_reason: finishReason(r.done.finishReason) };
+    return c.json({ id, object: object_, created, model, system_fingerprint: config.fingerprint, choices: [choice], usage: usage(run, r.done.completionTokens) });
+  }
+
+  const chunkObject = chat ? "chat.completion.chunk" : "text_completion";
+  const u = common.includeUsage ? { usage: null } : {};
+  const chunk = (choice: Json) => `data: ${JSON.stringify({ id, object: chunkObject, created, model, system_fingerprint: config.fingerprint, choices: [choice], ...u })}\n\n`;
+  let first = chat;
+  return sse(
+    c,
+    run,
+    (ev) => {
+      let out = "";
+      if (first) {
+        out += chunk({ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null });
+        first = false;
+      }
+      if (ev.type === "token") {
+        if (ev.text || (wantLogprobs && !ev.special)) {
+          const lp = wantLogprobs ? logprobsOf([ev]) : null;
+          out += chat ? chunk({ index: 0, delta: { content: ev.text }, logprobs: lp, finish_reason: null }) : chunk({ index: 0, text: ev.text, logprobs: null, finish_reason: null });
+        }
+      } else if (ev.type === "done") {
+        if (ev.text) out += chat ? chunk({ index: 0, delta: { content: ev.text }, logprobs: null, finish_reason: null }) : chunk({ index: 0, text: ev.text, logprobs: null, finish_reason: null });
+        out += chat ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(ev.finishReason) }) : chunk({ index: 0, text: "", logprobs: null, finish_reason: finishReason(ev.finishReason) });
+        if (common.includeUsage) {
+          out += `data: ${JSON.stringify({ id, object: chunkObject, created, model, system_fingerprint: config.fingerprint, choices: [], usage: usage(run, ev.completionTokens) })}\n\n`;
+        }
+        out += "data: [DONE]\n\n";
+      } else if (ev.type === "error") {
+        out += `data: ${JSON.stringify(ApiError.fromService(ev).openAiBody())}\n\n`;
+      }
+      return out;
+    },
+  );
+}
+
+export function openAiRoutes(app: Hono<AppEnv>) {
+  app.post("/v1/chat/completions", (c) => complete(c, true));
+  app.post("/v1/completions", (c) => complete(c, false));
+  app.get("/v1/models", (c) => {
+    const { modelId, created } = c.get("config");
+    return c.json({ object: "list", data: [{ id: modelId, object: "model", created, owned_by: "gemma-edge" }] });
+  });
+  app.get("/v1/models/:id", (c) => {
+    const { modelId, created } = c.get("config");
+    if (c.req.param("id") !== modelId) throw new ApiError(404, `The model '${c.req.param("id")}' does not exist`, { param: "model", code: "model_not_found" });
+    return c.json({ id: modelId, object: "model", created, owned_by: "gemma-edge" });
+  });
+}

@@ -1,0 +1,62 @@
+// The ModelService of a model that lives in a Durable Object: the same interface, spoken as JSON and
+// newline-delimited JSON events over the Durable Object's fetch. Cancelling the event stream (a client that
+// went away) cancels the generation in the Durable Object.
+import type { ModelInfo, ModelService, ModelStatus, ServiceEvent, ServiceRequest } from "./model-service.ts";
+
+export interface FetchTarget {
+  fetch(input: string, init?: RequestInit): Promise<Response>;
+}
+
+const BASE = "https://model-host";
+
+export class RemoteModelService implements ModelService {
+  readonly modelId: string;
+  private readonly target: FetchTarget;
+
+  constructor(modelId: string, target: FetchTarget) {
+    this.modelId = modelId;
+    this.target = target;
+  }
+
+  private async json<T>(path: string, body?: unknown): Promise<T> {
+    const res = await this.target.fetch(`${BASE}${path}`, body === undefined ? undefined : { method: "POST", body: JSON.stringify(body) });
+    const data = (await res.json()) as T & { error?: string };
+    if (!res.ok) throw new Error(data.error ?? `model host answered ${res.status}`);
+    return data;
+  }
+
+  status(): Promise<ModelStatus> {
+    return this.json("/status");
+  }
+  info(): Promise<ModelInfo> {
+    return this.json("/info");
+  }
+  tokenize(text: string): Promise<{ ids: number[]; pieces: string[] }> {
+    return this.json("/tokenize", { text });
+  }
+
+  async *generate(req: ServiceRequest, signal?: AbortSignal): AsyncGenerator<ServiceEvent> {
+    const res = await this.target.fetch(`${BASE}/generate`, { method: "POST", body: JSON.stringify(req) });
+    if (!res.body) throw new Error("model host sent no event stream");
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    const cancel = () => void reader.cancel().catch(() => {});
+    signal?.addEventListener("abort", cancel);
+    let buf = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += value;
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line) yield JSON.parse(line) as ServiceEvent;
+        }
+      }
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+      cancel();
+    }
+  }
+}
