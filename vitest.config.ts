@@ -1,11 +1,33 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // llama.cpp comparisons load native code; keep them in forked processes
-    pool: "forks",
+    projects: [
+      {
+        // engine, CLI and llama.cpp comparisons: Node
+        test: {
+          name: "node",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/worker/**"],
+          // llama.cpp comparisons load native code; keep them in forked processes
+          pool: "forks",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // the Worker: inside workerd, with the R2 bucket and the Durable Object of wrangler.toml
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: { bindings: { KEEPALIVE_MS: "50", MODEL_ID: "gemma-edge-tiny", MODEL_KEY: "gemma-edge-tiny.gguf" } },
+          }),
+        ],
+        test: { name: "workers", include: ["test/worker/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 120_000 },
+      },
+    ],
   },
 });

@@ -1,30 +1,41 @@
 // Worker entry: the Hono app in front, the model in its Durable Object behind (one instance per model id).
-import { createApp, defaultConfig, parseOrigins, type ServerConfig } from "./api/app.ts";
-import { RemoteModelService } from "./hosts/remote-service.ts";
-import { intVar, type Env } from "./hosts/worker-env.ts";
 import type { Hono } from "hono";
-import type { AppEnv } from "./api/app.ts";
+import { createApp, defaultConfig, parseOrigins, type AppEnv } from "./api/app.ts";
+import { CONFIG_HEADER, type HostedModelConfig } from "./hosts/durable-object.ts";
+import { RemoteModelService, type FetchTarget } from "./hosts/remote-service.ts";
+import { intVar, type Env } from "./hosts/worker-env.ts";
 
 export { ModelHost } from "./hosts/durable-object.ts";
 
-let cached: { env: Env; app: Hono<AppEnv> } | undefined;
+const apps = new WeakMap<object, Hono<AppEnv>>();
 
-function appFor(env: Env): Hono<AppEnv> {
-  if (cached?.env === env) return cached.app;
-  const config: ServerConfig = defaultConfig({
+/** The app for a set of bindings (built once per env object; settings are read once). */
+export function appFor(env: Env): Hono<AppEnv> {
+  let app = apps.get(env);
+  if (app) return app;
+  const hosted: HostedModelConfig = {
+    modelId: env.MODEL_ID,
+    key: env.MODEL_KEY,
+    contextSize: intVar(env, "CONTEXT_SIZE"),
+    maxBatch: intVar(env, "MAX_BATCH"),
+    maxQueue: intVar(env, "MAX_QUEUE") ?? 8,
+    requestTimeoutMs: intVar(env, "REQUEST_TIMEOUT_MS"),
+    keepAliveMs: intVar(env, "KEEPALIVE_MS"),
+  };
+  const config = defaultConfig({
     modelId: env.MODEL_ID,
     apiKey: env.API_KEY || undefined,
     corsOrigins: parseOrigins(env.CORS_ORIGINS),
     maxBodyBytes: intVar(env, "MAX_BODY_BYTES") ?? 1 << 20,
-    maxQueue: intVar(env, "MAX_QUEUE") ?? 8,
+    maxQueue: hosted.maxQueue!,
   });
+  const headers = { [CONFIG_HEADER]: JSON.stringify(hosted) };
   // a Durable Object stub is an I/O object: one per request
-  const app = createApp(config, (bindings) => {
-    const e = bindings as Env;
-    const stub = e.MODEL_HOST.get(e.MODEL_HOST.idFromName(e.MODEL_ID));
-    return new RemoteModelService(e.MODEL_ID, stub as unknown as ConstructorParameters<typeof RemoteModelService>[1]);
+  app = createApp(config, (bindings) => {
+    const ns = (bindings as Env).MODEL_HOST;
+    return new RemoteModelService(env.MODEL_ID, ns.get(ns.idFromName(env.MODEL_ID)) as unknown as FetchTarget, headers);
   });
-  cached = { env, app };
+  apps.set(env, app);
   return app;
 }
 

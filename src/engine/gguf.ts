@@ -69,7 +69,7 @@ const MAX_STRING = 1 << 26; // 64 MiB: far beyond any key, token or template
 const MAX_ARRAY = 1 << 28;
 const MAX_DIMS = 4;
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 class Cursor {
   pos = 0;

@@ -318,7 +318,8 @@ export class Tokenizer {
 /** Incremental detokenizer: emits text only when it is whole UTF-8, holding back partial sequences. */
 export class StreamingDecoder {
   private pending: number[] = [];
-  private readonly dec = new TextDecoder("utf-8");
+  // ignoreBOM: a byte-order mark the model generates is text, not a marker to drop
+  private readonly dec = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   private readonly tok: Tokenizer;
   constructor(tok: Tokenizer) {
     this.tok = tok;

@@ -1,43 +1,68 @@
 // The Durable Object that owns one model (one instance per model id): the weights, read from R2 into
-// WebAssembly memory once, and the queue of its requests. It speaks the RemoteModelService protocol.
-import type { DurableObjectState } from "@cloudflare/workers-types";
+// WebAssembly memory once, and the queue of its requests. It speaks the RemoteModelService protocol. What it
+// serves (R2 key, context size, queue settings) arrives with each call from the Worker, so that one class can
+// host any configured model.
+import type { DurableObjectState, R2Bucket } from "@cloudflare/workers-types";
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { LocalModelService, type ServiceRequest } from "./model-service.ts";
 import { R2ByteSource } from "./r2-source.ts";
-import type { Env } from "./worker-env.ts";
-import { intVar } from "./worker-env.ts";
+
+/** How the Worker tells the Durable Object what to serve (the x-model-config header, JSON). */
+export interface HostedModelConfig {
+  modelId: string;
+  key: string;
+  contextSize?: number;
+  maxBatch?: number;
+  maxQueue?: number;
+  requestTimeoutMs?: number;
+  keepAliveMs?: number;
+}
+
+export const CONFIG_HEADER = "x-model-config";
 
 export class ModelHost {
-  private readonly service: LocalModelService;
+  private readonly bucket: R2Bucket;
+  private service: LocalModelService | undefined;
+  private configJson = "";
 
-  constructor(_state: DurableObjectState, env: Env) {
+  constructor(_state: DurableObjectState, env: { MODELS: R2Bucket }) {
+    this.bucket = env.MODELS;
+  }
+
+  private serviceFor(json: string | null): LocalModelService {
+    if (!json) throw new Error(`missing ${CONFIG_HEADER} header`);
+    if (this.service && json === this.configJson) return this.service;
+    const c = JSON.parse(json) as HostedModelConfig;
     const relaxed = hasRelaxedSimd();
+    this.configJson = json;
     this.service = new LocalModelService({
-      modelId: env.MODEL_ID,
-      openSource: () => R2ByteSource.open(env.MODELS, env.MODEL_KEY),
+      modelId: c.modelId,
+      openSource: () => R2ByteSource.open(this.bucket, c.key),
       createBackend: async () => new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd"),
-      contextSize: intVar(env, "CONTEXT_SIZE"),
-      maxBatch: intVar(env, "MAX_BATCH"),
-      maxQueue: intVar(env, "MAX_QUEUE") ?? 8,
-      requestTimeoutMs: intVar(env, "REQUEST_TIMEOUT_MS"),
-      keepAliveMs: intVar(env, "KEEPALIVE_MS"),
+      contextSize: c.contextSize,
+      maxBatch: c.maxBatch,
+      maxQueue: c.maxQueue,
+      requestTimeoutMs: c.requestTimeoutMs,
+      keepAliveMs: c.keepAliveMs,
     });
+    return this.service;
   }
 
   async fetch(request: Request): Promise<Response> {
     const path = new URL(request.url).pathname;
     try {
+      const service = this.serviceFor(request.headers.get(CONFIG_HEADER));
       switch (path) {
         case "/status":
-          return Response.json(await this.service.status());
+          return Response.json(await service.status());
         case "/info":
-          return Response.json(await this.service.info());
+          return Response.json(await service.info());
         case "/tokenize":
-          return Response.json(await this.service.tokenize(((await request.json()) as { text: string }).text));
+          return Response.json(await service.tokenize(((await request.json()) as { text: string }).text));
         case "/generate":
-          return this.generate((await request.json()) as ServiceRequest);
+          return this.generate(service, (await request.json()) as ServiceRequest);
         default:
           return Response.json({ error: `no model host route ${path}` }, { status: 404 });
       }
@@ -47,9 +72,9 @@ export class ModelHost {
   }
 
   /** Events as newline-delimited JSON; cancelling the stream aborts the generation. */
-  private generate(req: ServiceRequest): Response {
+  private generate(service: LocalModelService, req: ServiceRequest): Response {
     const abort = new AbortController();
-    const events = this.service.generate(req, abort.signal);
+    const events = service.generate(req, abort.signal);
     const enc = new TextEncoder();
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {

@@ -230,7 +230,7 @@ export class LocalModelService implements ModelService {
           if (signal?.aborted) return;
           let timer: ReturnType<typeof setTimeout> | undefined;
           const woke = await Promise.race([turn.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), keepAlive)))]);
-          clearTimeout(timer);
+          if (timer !== undefined) clearTimeout(timer);
           if (!woke && !signal?.aborted) yield { type: "keepalive" };
         }
         proceed = true;
@@ -256,7 +256,7 @@ export class LocalModelService implements ModelService {
       const tok = m.tokenizer;
       const piece = (id: number) => {
         const bytes = tok.pieceOf(id);
-        return { piece: new TextDecoder().decode(bytes), bytes: Array.from(bytes) };
+        return { piece: new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes), bytes: Array.from(bytes) };
       };
       for await (const ev of generate(m, { prompt: { ids: promptIds }, maxTokens, sampling, stop: req.stop, topLogprobs: req.topLogprobs, signal: ac.signal })) {
         if (ev.type === "done") {

@@ -12,14 +12,18 @@ const BASE = "https://model-host";
 export class RemoteModelService implements ModelService {
   readonly modelId: string;
   private readonly target: FetchTarget;
+  private readonly headers: Record<string, string>;
 
-  constructor(modelId: string, target: FetchTarget) {
+  /** `headers` go with every call (the Durable Object learns what to serve from them). */
+  constructor(modelId: string, target: FetchTarget, headers: Record<string, string> = {}) {
     this.modelId = modelId;
     this.target = target;
+    this.headers = headers;
   }
 
   private async json<T>(path: string, body?: unknown): Promise<T> {
-    const res = await this.target.fetch(`${BASE}${path}`, body === undefined ? undefined : { method: "POST", body: JSON.stringify(body) });
+    const init: RequestInit = body === undefined ? { headers: this.headers } : { method: "POST", body: JSON.stringify(body), headers: this.headers };
+    const res = await this.target.fetch(`${BASE}${path}`, init);
     const data = (await res.json()) as T & { error?: string };
     if (!res.ok) throw new Error(data.error ?? `model host answered ${res.status}`);
     return data;
@@ -36,7 +40,7 @@ export class RemoteModelService implements ModelService {
   }
 
   async *generate(req: ServiceRequest, signal?: AbortSignal): AsyncGenerator<ServiceEvent> {
-    const res = await this.target.fetch(`${BASE}/generate`, { method: "POST", body: JSON.stringify(req) });
+    const res = await this.target.fetch(`${BASE}/generate`, { method: "POST", body: JSON.stringify(req), headers: this.headers });
     if (!res.body) throw new Error("model host sent no event stream");
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     const cancel = () => void reader.cancel().catch(() => {});

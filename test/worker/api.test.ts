@@ -1,0 +1,383 @@
+// The Worker's HTTP API inside workerd: exact wire formats (OpenAI and TGI), bad requests, auth and CORS,
+// disconnects, the queue, a model that is missing or corrupt, and time limits.
+import { beforeAll, describe, expect, it } from "vitest";
+import type { ChatTemplate } from "../../src/engine/chat-template.ts";
+import type { Tokenizer } from "../../src/engine/tokenizer.ts";
+import { call, envWith, MODEL, readSse, seedModels, waitReady } from "./helpers.ts";
+
+let tok: Tokenizer;
+let tpl: ChatTemplate;
+beforeAll(async () => {
+  ({ tok, tpl } = await seedModels());
+  await waitReady();
+});
+
+const chat = (extra: Record<string, unknown> = {}) => ({ model: MODEL, messages: [{ role: "user", content: "Hello" }], max_tokens: 6, temperature: 0, ...extra });
+
+describe("GET /health, /v1/models, /info", () => {
+  it("/health is 200 ready with the load figures", async () => {
+    const r = await call("/health");
+    expect(r.status).toBe(200);
+    const b = (await r.json()) as Record<string, unknown>;
+    expect(b).toMatchObject({ status: "ready", model: MODEL, progress: 1, context_size: 512 });
+    expect(b.total_bytes).toBeGreaterThan(0);
+    expect(b.loaded_bytes).toBe(b.total_bytes);
+  });
+  it("/v1/models lists the model in OpenAI's list shape", async () => {
+    const b = await (await call("/v1/models")).json();
+    expect(b).toMatchObject({ object: "list", data: [{ id: MODEL, object: "model", owned_by: "gemma-edge" }] });
+  });
+  it("/info answers TGI's info shape", async () => {
+    const b = (await (await call("/info")).json()) as Record<string, unknown>;
+    expect(b).toMatchObject({ model_id: MODEL, max_total_tokens: 512, max_input_tokens: 511, max_stop_sequences: 4, max_best_of: 1 });
+  });
+});
+
+describe("POST /v1/chat/completions", () => {
+  it("answers a chat.completion with exact usage", async () => {
+    const r = await call("/v1/chat/completions", { json: chat() });
+    expect(r.status).toBe(200);
+    const b = (await r.json()) as any;
+    expect(b.id).toMatch(/^chatcmpl-/);
+    expect(b.object).toBe("chat.completion");
+    expect(b.model).toBe(MODEL);
+    expect(b.choices).toHaveLength(1);
+    expect(b.choices[0]).toMatchObject({ index: 0, message: { role: "assistant" }, logprobs: null, finish_reason: "length" });
+    const promptTokens = tpl.encode([{ role: "user", content: "Hello" }]).length;
+    expect(b.usage).toEqual({ prompt_tokens: promptTokens, completion_tokens: 6, total_tokens: promptTokens + 6 });
+  });
+
+  it("streams chunks with one id, the role first, one finish chunk, the usage chunk, then [DONE]", async () => {
+    const whole = ((await (await call("/v1/chat/completions", { json: chat() })).json()) as any).choices[0].message.content;
+    const r = await call("/v1/chat/completions", { json: chat({ stream: true, stream_options: { include_usage: true } }) });
+    expect(r.status).toBe(200);
+    expect(r.headers.get("Content-Type")).toMatch(/^text\/event-stream/);
+    expect(r.headers.get("Cache-Control")).toBe("no-cache");
+    expect(r.headers.get("Content-Encoding")).toBe("identity");
+    const { data, raw } = await readSse(r);
+    expect(raw).toMatch(/^data: \{/); // a space after "data:", no event: lines
+    expect(raw).not.toMatch(/^event:/m);
+    expect(data.at(-1)).toBe("[DONE]");
+    const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
+    expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
+    expect(new Set(chunks.map((c) => c.created)).size).toBe(1);
+    for (const c of chunks) expect(c.object).toBe("chat.completion.chunk");
+    expect(chunks[0].choices[0].delta).toEqual({ role: "assistant", content: "" });
+    const usageChunk = chunks.at(-1);
+    expect(usageChunk.choices).toEqual([]);
+    expect(usageChunk.usage.completion_tokens).toBe(6);
+    const choiceChunks = chunks.slice(0, -1);
+    for (const c of choiceChunks) expect(c.usage).toBeNull();
+    const finishes = choiceChunks.filter((c) => c.choices[0].finish_reason !== null);
+    expect(finishes).toHaveLength(1);
+    expect(finishes[0].choices[0]).toEqual({ index: 0, delta: {}, logprobs: null, finish_reason: "length" });
+    expect(choiceChunks.at(-1)).toBe(finishes[0]);
+    expect(choiceChunks.slice(1, -1).map((c) => c.choices[0].delta.content).join("")).toBe(whole);
+  });
+
+  it("omits usage fields without stream_options.include_usage", async () => {
+    const { data } = await readSse(await call("/v1/chat/completions", { json: chat({ stream: true }) }));
+    for (const d of data.slice(0, -1)) expect(JSON.parse(d)).not.toHaveProperty("usage");
+  });
+
+  it("reports logprobs and top alternatives", async () => {
+    const b = (await (await call("/v1/chat/completions", { json: chat({ logprobs: true, top_logprobs: 2 }) })).json()) as any;
+    const lp = b.choices[0].logprobs.content;
+    expect(lp).toHaveLength(6);
+    for (const t of lp) {
+      expect(t.logprob).toBeLessThanOrEqual(0);
+      expect(t.top_logprobs).toHaveLength(2);
+      expect(t.top_logprobs[0].logprob).toBeGreaterThanOrEqual(t.top_logprobs[1].logprob);
+      expect(Array.isArray(t.bytes)).toBe(true);
+    }
+    // greedy: the chosen token is the most likely one
+    expect(lp[0].logprob).toBe(lp[0].top_logprobs[0].logprob);
+  });
+
+  it("accepts a system message and array content parts", async () => {
+    const r = await call("/v1/chat/completions", {
+      json: { model: MODEL, max_tokens: 2, messages: [{ role: "system", content: "Be brief." }, { role: "user", content: [{ type: "text", text: "Hel" }, { type: "text", text: "lo" }] }] },
+    });
+    expect(r.status).toBe(200);
+    const b = (await r.json()) as any;
+    expect(b.usage.prompt_tokens).toBe(tpl.encode([{ role: "system", content: "Be brief." }, { role: "user", content: "Hello" }]).length);
+  });
+
+  it("stops at a stop string and leaves it out", async () => {
+    const long = ((await (await call("/v1/chat/completions", { json: chat({ max_tokens: 20 }) })).json()) as any).choices[0].message.content as string;
+    const stop = long.slice(4, 7);
+    const b = (await (await call("/v1/chat/completions", { json: chat({ max_tokens: 20, stop: [stop] }) })).json()) as any;
+    expect(b.choices[0].finish_reason).toBe("stop");
+    expect(b.choices[0].message.content).toBe(long.slice(0, long.indexOf(stop)));
+  });
+
+  it("reproduces a seeded sampled answer", async () => {
+    const body = chat({ temperature: 1, seed: 1234, max_tokens: 10 });
+    const a = ((await (await call("/v1/chat/completions", { json: body })).json()) as any).choices[0].message.content;
+    const b = ((await (await call("/v1/chat/completions", { json: body })).json()) as any).choices[0].message.content;
+    expect(a).toBe(b);
+  });
+});
+
+describe("POST /v1/completions", () => {
+  it("answers a text_completion (greedy, as the engine's own greedy continuation)", async () => {
+    const b = (await (await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", max_tokens: 5, temperature: 0 } })).json()) as any;
+    expect(b.object).toBe("text_completion");
+    expect(b.id).toMatch(/^cmpl-/);
+    expect(b.choices[0]).toMatchObject({ index: 0, logprobs: null, finish_reason: "length" });
+    expect(b.usage.prompt_tokens).toBe(tok.encode("Hello", { addBos: true }).length);
+  });
+  it("streams text_completion chunks and [DONE]", async () => {
+    const whole = ((await (await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", max_tokens: 5, temperature: 0 } })).json()) as any).choices[0].text;
+    const { data } = await readSse(await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", max_tokens: 5, temperature: 0, stream: true } }));
+    expect(data.at(-1)).toBe("[DONE]");
+    const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
+    expect(chunks.map((c) => c.choices[0].text).join("")).toBe(whole);
+    expect(chunks.at(-1).choices[0].finish_reason).toBe("length");
+    for (const c of chunks) expect(c.object).toBe("text_completion");
+  });
+});
+
+describe("TGI routes", () => {
+  it("/generate answers generated_text and details", async () => {
+    const b = (await (await call("/generate", { json: { inputs: "Hello", parameters: { max_new_tokens: 4, details: true } } })).json()) as any;
+    expect(typeof b.generated_text).toBe("string");
+    expect(b.details).toMatchObject({ finish_reason: "length", generated_tokens: 4, seed: null, prefill: [] });
+    expect(b.details.tokens).toHaveLength(4);
+    expect(b.details.tokens[0]).toEqual({ id: expect.any(Number), text: expect.any(String), logprob: expect.any(Number), special: false });
+  });
+  it("/generate with return_full_text prepends the input", async () => {
+    const a = (await (await call("/generate", { json: { inputs: "Hello", parameters: { max_new_tokens: 3 } } })).json()) as any;
+    const b = (await (await call("/generate", { json: { inputs: "Hello", parameters: { max_new_tokens: 3, return_full_text: true } } })).json()) as any;
+    expect(b.generated_text).toBe("Hello" + a.generated_text);
+  });
+  it("/generate_stream sends data: events without a space and without [DONE]", async () => {
+    const a = (await (await call("/generate", { json: { inputs: "Hello", parameters: { max_new_tokens: 4 } } })).json()) as any;
+    const r = await call("/generate_stream", { json: { inputs: "Hello", parameters: { max_new_tokens: 4, details: true } } });
+    const { data, raw } = await readSse(r);
+    expect(raw).toMatch(/^data:\{/);
+    expect(raw).not.toContain("[DONE]");
+    const evs = data.map((d) => JSON.parse(d));
+    expect(evs.map((e) => e.index)).toEqual([1, 2, 3, 4]);
+    for (const e of evs.slice(0, -1)) expect(e).toMatchObject({ generated_text: null, details: null });
+    expect(evs.at(-1).generated_text).toBe(a.generated_text);
+    expect(evs.at(-1).details).toMatchObject({ finish_reason: "length", generated_tokens: 4, input_length: tok.encode("Hello", { addBos: true }).length });
+  });
+  it("/generate finish reasons: eos_token / stop_sequence / length", async () => {
+    const a = (await (await call("/generate", { json: { inputs: "Hello", parameters: { max_new_tokens: 12 } } })).json()) as any;
+    const stop = a.generated_text.slice(2, 4);
+    const b = (await (await call("/generate", { json: { inputs: "Hello", parameters: { max_new_tokens: 12, stop: [stop], details: true } } })).json()) as any;
+    expect(b.details.finish_reason).toBe("stop_sequence");
+  });
+  it("/tokenize answers the tokenizer's ids with offsets", async () => {
+    const b = (await (await call("/tokenize", { json: { inputs: "Hello world" } })).json()) as any[];
+    expect(b.map((t) => t.id)).toEqual(tok.encode("Hello world"));
+    expect(b[0].start).toBe(0);
+    expect(b.map((t) => t.text).join("")).toBe("Hello world");
+  });
+});
+
+// [path, body, status, param (OpenAI) or null, message pattern]
+const BAD: [string, unknown, number, string | null, RegExp][] = [
+  ["/v1/chat/completions", "not json", 400, "body", /not valid JSON/],
+  ["/v1/chat/completions", [], 400, "body", /must be a JSON object/],
+  ["/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }, 400, "model", /'model' is required/],
+  ["/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 404, "model", /does not exist/],
+  ["/v1/chat/completions", { model: MODEL }, 400, "messages", /non-empty array/],
+  ["/v1/chat/completions", { model: MODEL, messages: [] }, 400, "messages", /non-empty array/],
+  ["/v1/chat/completions", { model: MODEL, messages: ["hi"] }, 400, "messages[0]", /must be a JSON object/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "wizard", content: "x" }] }, 400, "messages[0].role", /must be one of/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: 5 }] }, 400, "messages[0].content", /string or an array of text parts/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] }, 400, "messages[0].content[0]", /only text parts/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "tool", content: "x" }] }, 400, "messages[0].role", /not supported/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "assistant", content: "x" }] }, 422, "messages", /roles must alternate/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: "a" }, { role: "user", content: "b" }] }, 422, "messages", /roles must alternate/],
+  ["/v1/chat/completions", { ...chat(), temperature: "hot" }, 400, "temperature", /must be a number/],
+  ["/v1/chat/completions", { ...chat(), temperature: 3 }, 400, "temperature", /<= 2/],
+  ["/v1/chat/completions", { ...chat(), top_p: 0 }, 400, "top_p", /> 0/],
+  ["/v1/chat/completions", { ...chat(), top_k: 1.5 }, 400, "top_k", /integer/],
+  ["/v1/chat/completions", { ...chat(), max_tokens: 0 }, 400, "max_tokens", />= 1/],
+  ["/v1/chat/completions", { ...chat(), max_tokens: 100000 }, 400, "max_tokens", /maximum context length is 512 tokens/],
+  ["/v1/chat/completions", { ...chat(), max_completion_tokens: 600 }, 400, "max_completion_tokens", /maximum context length is 512/],
+  ["/v1/chat/completions", { ...chat(), messages: [{ role: "user", content: "word ".repeat(600) }] }, 400, "messages", /maximum context length is 512 tokens/],
+  ["/v1/chat/completions", { ...chat(), n: 2 }, 400, "n", /'n' must be 1/],
+  ["/v1/chat/completions", { ...chat(), stop: ["a", "b", "c", "d", "e"] }, 400, "stop", /at most 4/],
+  ["/v1/chat/completions", { ...chat(), stop: 5 }, 400, "stop", /string or an array/],
+  ["/v1/chat/completions", { ...chat(), tools: [{ type: "function", function: { name: "f" } }] }, 400, "tools", /not supported/],
+  ["/v1/chat/completions", { ...chat(), response_format: { type: "json_schema", json_schema: {} } }, 400, "response_format", /not supported/],
+  ["/v1/chat/completions", { ...chat(), logit_bias: { "5": 10 } }, 400, "logit_bias", /not supported/],
+  ["/v1/chat/completions", { ...chat(), top_logprobs: 3 }, 400, "top_logprobs", /requires 'logprobs'/],
+  ["/v1/chat/completions", { ...chat(), seed: -1 }, 400, "seed", />= 0/],
+  ["/v1/chat/completions", { ...chat(), stream: "yes" }, 400, "stream", /boolean/],
+  ["/v1/chat/completions", { ...chat(), presence_penalty: 5 }, 400, "presence_penalty", /<= 2/],
+  ["/v1/completions", { model: MODEL }, 400, "prompt", /must be a string/],
+  ["/v1/completions", { model: MODEL, prompt: ["a", "b"] }, 400, "prompt", /one prompt per request/],
+  ["/v1/completions", { model: MODEL, prompt: "x", echo: true }, 400, "echo", /not supported/],
+  ["/v1/completions", { model: MODEL, prompt: "x", suffix: "y" }, 400, "suffix", /not supported/],
+  ["/generate", {}, 400, null, /'inputs' must be a string/],
+  ["/generate", { inputs: "" }, 400, null, /must not be empty/],
+  ["/generate", { inputs: "x", parameters: { max_new_tokens: -1 } }, 400, null, /'max_new_tokens' must be >= 1/],
+  ["/generate", { inputs: "x", parameters: { max_new_tokens: 5000 } }, 400, null, /maximum context length/],
+  ["/generate", { inputs: "x", parameters: { temperature: 0 } }, 400, null, /'temperature' must be > 0/],
+  ["/generate", { inputs: "x", parameters: { grammar: { type: "json", value: {} } } }, 400, null, /'grammar' is not supported/],
+  ["/generate_stream", { inputs: "x", parameters: { stop: ["a", "b", "c", "d", "e"] } }, 400, null, /at most 4/],
+  ["/tokenize", { inputs: 3 }, 400, null, /'inputs' must be a string/],
+];
+
+describe("bad requests get the right status and envelope, and the server keeps serving", () => {
+  it(`has at least 30 cases (${BAD.length})`, () => expect(BAD.length).toBeGreaterThanOrEqual(30));
+  it.each(BAD)("%s %j -> %i", async (path, body, status, param, msg) => {
+    const r = await call(path, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    expect(r.status).toBe(status);
+    const b = (await r.json()) as any;
+    if (path.startsWith("/v1/")) {
+      expect(Object.keys(b.error).sort()).toEqual(["code", "message", "param", "type"]);
+      expect(b.error.message).toMatch(msg);
+      expect(b.error.param).toBe(param);
+      expect(b.error.type).toBe(status === 404 ? "not_found_error" : "invalid_request_error");
+    } else {
+      expect(Object.keys(b).sort()).toEqual(["error", "error_type"]);
+      expect(b.error).toMatch(msg);
+      expect(b.error_type).toBe("validation");
+    }
+  });
+  it("answers unknown routes 404 in the family's envelope", async () => {
+    const a = await call("/v1/embeddings", { json: {} });
+    expect(a.status).toBe(404);
+    expect(((await a.json()) as any).error.type).toBe("not_found_error");
+    const b = await call("/nope");
+    expect(b.status).toBe(404);
+    expect(((await b.json()) as any).error_type).toBe("not_found");
+  });
+  it("answers 413 to a body over the limit", async () => {
+    const r = await call("/v1/chat/completions", { json: chat({ messages: [{ role: "user", content: "x".repeat(2_000_000) }] }) });
+    expect(r.status).toBe(413);
+    expect(((await r.json()) as any).error.message).toMatch(/larger than 1048576 bytes/);
+  });
+  it("still serves after all that", async () => {
+    expect((await call("/v1/chat/completions", { json: chat() })).status).toBe(200);
+  });
+});
+
+describe("API key and CORS", () => {
+  const keyed = () => envWith({ API_KEY: "sekret" });
+  it("requires the bearer key on every route but /health", async () => {
+    const e = keyed();
+    expect((await call("/health", {}, e)).status).toBeOneOf([200, 503]);
+    const none = await call("/v1/models", {}, e);
+    expect(none.status).toBe(401);
+    expect(((await none.json()) as any).error).toMatchObject({ type: "authentication_error", code: "invalid_api_key" });
+    expect((await call("/v1/models", { headers: { Authorization: "Bearer nope" } }, e)).status).toBe(401);
+    const tgi = await call("/generate", { json: { inputs: "x" } }, e);
+    expect(tgi.status).toBe(401);
+    expect(((await tgi.json()) as any).error_type).toBe("authentication");
+    expect((await call("/v1/models", { headers: { Authorization: "Bearer sekret" } }, e)).status).toBe(200);
+  });
+  it("answers CORS preflights without the key, allowing Authorization", async () => {
+    const r = await call("/v1/chat/completions", {
+      method: "OPTIONS",
+      headers: { Origin: "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type" },
+    }, keyed());
+    expect(r.status).toBe(204);
+    expect(r.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    expect(r.headers.get("Access-Control-Allow-Headers")?.toLowerCase()).toContain("authorization");
+    expect(r.headers.get("Access-Control-Allow-Methods")).toContain("POST");
+  });
+  it("allows only the configured origins", async () => {
+    const e = envWith({ CORS_ORIGINS: "https://a.example, https://b.example" });
+    const ok = await call("/v1/models", { headers: { Origin: "https://b.example" } }, e);
+    expect(ok.headers.get("Access-Control-Allow-Origin")).toBe("https://b.example");
+    const no = await call("/v1/models", { headers: { Origin: "https://evil.example" } }, e);
+    expect(no.headers.get("Access-Control-Allow-Origin")).toBeNull();
+  });
+});
+
+describe("streaming, disconnects and the queue", () => {
+  it("stops generating when the client disconnects and frees the model", async () => {
+    const e = envWith({ MODEL_ID: "disconnect-test", MODEL_KEY: "gemma-edge-tiny.gguf" });
+    await waitReady(e);
+    const r = await call("/v1/chat/completions", { json: { ...chat({ max_tokens: 400, stream: true }), model: "disconnect-test" } }, e);
+    const reader = r.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    let queue = -1;
+    for (let i = 0; i < 40 && queue !== 0; i++) {
+      await new Promise((res) => setTimeout(res, 25));
+      queue = ((await (await call("/health", {}, e)).json()) as any).queue_length;
+    }
+    expect(queue).toBe(0);
+    const next = await call("/v1/chat/completions", { json: { ...chat(), model: "disconnect-test" } }, e);
+    expect(next.status).toBe(200);
+  });
+
+  it("queues in order with keep-alives, and answers 429 with Retry-After when the queue is full", async () => {
+    const e = envWith({ MODEL_ID: "queue-test", MODEL_KEY: "gemma-edge-tiny.gguf", MAX_QUEUE: "1" });
+    await waitReady(e);
+    const body = { ...chat({ max_tokens: 400, stream: true }), model: "queue-test" };
+    const first = await call("/v1/chat/completions", { json: body }, e);
+    const firstReader = first.body!.getReader();
+    await firstReader.read();
+    const second = await call("/v1/chat/completions", { json: body }, e);
+    expect(second.status).toBe(200);
+    const third = await call("/v1/chat/completions", { json: body }, e);
+    expect(third.status).toBe(429);
+    expect(third.headers.get("Retry-After")).toBe("2");
+    expect(((await third.json()) as any).error).toMatchObject({ type: "rate_limit_error", code: "queue_full" });
+    // the waiting request gets keep-alive comments before its first chunk
+    const secondReader = second.body!.getReader();
+    const { value } = await secondReader.read();
+    expect(new TextDecoder().decode(value)).toMatch(/^: keep-alive\n\n/);
+    await firstReader.cancel();
+    // then its turn comes
+    let text = "";
+    for (;;) {
+      const { done, value: v } = await secondReader.read();
+      if (done) break;
+      text += new TextDecoder().decode(v);
+      if (text.includes('"role":"assistant"')) break;
+    }
+    expect(text).toContain('"role":"assistant"');
+    await secondReader.cancel();
+  });
+});
+
+describe("a missing or corrupt model", () => {
+  it("is 503 on /health and on requests, naming the key, and the worker keeps serving", async () => {
+    const e = envWith({ MODEL_ID: "missing-model", MODEL_KEY: "no-such-file.gguf" });
+    const h = await call("/health", {}, e);
+    expect(h.status).toBe(503);
+    let body = (await h.json()) as any;
+    for (let i = 0; i < 40 && body.status !== "error"; i++) {
+      await new Promise((res) => setTimeout(res, 25));
+      body = await (await call("/health", {}, e)).json();
+    }
+    expect(body.status).toBe("error");
+    expect(body.error).toMatch(/R2 object "no-such-file\.gguf" was not found/);
+    const r = await call("/v1/chat/completions", { json: { ...chat(), model: "missing-model" } }, e);
+    expect(r.status).toBe(503);
+    expect(r.headers.get("Retry-After")).toBe("5");
+    expect(((await r.json()) as any).error.message).toMatch(/model "missing-model" is unavailable: R2 object "no-such-file\.gguf" was not found/);
+    expect((await call("/v1/chat/completions", { json: chat() })).status).toBe(200);
+  });
+
+  it("names the problem of a truncated file", async () => {
+    const e = envWith({ MODEL_ID: "corrupt-model", MODEL_KEY: "corrupt.gguf" });
+    const r = await call("/generate", { json: { inputs: "x" } }, e);
+    expect(r.status).toBe(503);
+    expect(((await r.json()) as any).error).toMatch(/truncated GGUF header/);
+  });
+});
+
+describe("time limits", () => {
+  it("ends a runaway request with a clear error (504, or an error event mid-stream)", async () => {
+    const e = envWith({ MODEL_ID: "timeout-test", MODEL_KEY: "gemma-edge-tiny.gguf", REQUEST_TIMEOUT_MS: "30" });
+    await waitReady(e);
+    const r = await call("/v1/chat/completions", { json: { ...chat({ max_tokens: 400 }), model: "timeout-test" } }, e);
+    expect(r.status).toBe(504);
+    expect(((await r.json()) as any).error.message).toMatch(/exceeded the time limit of 30 ms/);
+    const s = await call("/v1/chat/completions", { json: { ...chat({ max_tokens: 400, stream: true }), model: "timeout-test" } }, e);
+    const { data } = await readSse(s);
+    const last = JSON.parse(data.at(-1)!);
+    expect(last.error.message).toMatch(/exceeded the time limit/);
+  });
+});
