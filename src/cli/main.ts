@@ -37,7 +37,8 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
   --stop STR           stop at this text (repeatable)
   --context N          context size to allocate (default: the model's, at most 8192)
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
-  --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming`,
+  --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming
+                       (ids: the generated tokens, without the end-of-generation token that stopped them)`,
   serve: `Usage: gemma-edge serve --model FILE [options]
 
 Serves the OpenAI-compatible and TGI routes with the engine in this process (the Worker's app, on Node).
@@ -156,6 +157,8 @@ async function cmdGenerate(args: string[]): Promise<number> {
     } else {
       text += ev.text;
       finish = ev.finishReason;
+      // ids are the generated tokens; the end-of-generation token that stopped them is not one (as in llama.cpp)
+      if (typeof ev.stoppedBy === "number") ids.pop();
       if (!values.json) process.stdout.write(ev.text + "\n");
     }
   }

@@ -265,7 +265,8 @@ export async function readGguf(src: ByteSource): Promise<GgufFile> {
     }
     throw new GgufError(`${src.name}: truncated GGUF header: file is ${src.size} bytes, a header needs at least 24`);
   }
-  let len = Math.min(src.size, 1 << 20);
+  // 8 MiB holds the header of every known vocabulary (262k tokens take ~6 MiB)
+  let len = Math.min(src.size, 8 << 20);
   for (;;) {
     const bytes = await src.read(0, len);
     try {

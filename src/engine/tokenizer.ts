@@ -82,11 +82,11 @@ export class Tokenizer {
   readonly addSpacePrefix: boolean;
   /** Tokens that end generation: eos and, when the vocab has it, <end_of_turn>. */
   readonly stopIds: number[];
-  /** Map from token text (as UTF-8 bytes in a binary string) to id; later duplicates win, as in llama.cpp. */
+  /** Map from token text to id; later duplicates win, as in llama.cpp. */
   private readonly byText = new Map<string, number>();
   private readonly byteIds = new Int32Array(256).fill(-1);
   /** Control, unknown and user-defined tokens, longest first (tokenizer_st_partition's order). */
-  private readonly specials: { id: number; text: string; control: boolean }[];
+  private readonly specials: { id: number; text: string; control: boolean; bytes: number }[];
   private readonly pieceBytes: (Uint8Array | undefined)[];
 
   constructor(f: GgufFile) {
@@ -121,22 +121,22 @@ export class Tokenizer {
     for (let i = 0; i < n; i++) {
       const t = this.tokens[i]!;
       if (END_OF_GENERATION_TEXTS.includes(t)) this.types[i] = TOKEN_TYPE.CONTROL;
-      this.byText.set(binary(utf8.encode(t)), i);
+      this.byText.set(t, i);
       if (this.types[i] === TOKEN_TYPE.BYTE) {
         const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(t);
         if (m) this.byteIds[parseInt(m[1]!, 16)] = i;
       }
     }
-    this.specials = [];
+    const specials: { id: number; text: string; control: boolean; bytes: number }[] = [];
     for (let i = 0; i < n; i++) {
       const ty = this.types[i]!;
       if (ty === TOKEN_TYPE.CONTROL || ty === TOKEN_TYPE.USER_DEFINED || ty === TOKEN_TYPE.UNKNOWN) {
-        if (this.tokens[i]!.length) this.specials.push({ id: i, text: this.tokens[i]!, control: ty !== TOKEN_TYPE.USER_DEFINED });
+        const text = this.tokens[i]!;
+        if (text.length) specials.push({ id: i, text, control: ty !== TOKEN_TYPE.USER_DEFINED, bytes: utf8.encode(text).length });
       }
     }
-    // Longest text first; stable for equal lengths (llama.cpp sorts by length only, std::sort is not stable,
-    // but equal-length specials cannot both match at the same place unless identical).
-    this.specials.sort((a, b) => utf8.encode(b.text).length - utf8.encode(a.text).length);
+    // Longest (in bytes) first, as llama.cpp sorts them; equal-length specials cannot both match at one place.
+    this.specials = specials.sort((a, b) => b.bytes - a.bytes);
 
     const stop = new Set<number>();
     if (this.eosId >= 0) stop.add(this.eosId);
@@ -156,7 +156,7 @@ export class Tokenizer {
   }
 
   tokenId(text: string): number | undefined {
-    return this.byText.get(binary(utf8.encode(text)));
+    return this.byText.get(text);
   }
 
   /**
@@ -193,7 +193,7 @@ export class Tokenizer {
       }
       let s = frag;
       if (this.addSpacePrefix && prevSpecial) s = " " + s;
-      this.spm(utf8.encode(s.replaceAll(" ", SPACE)), out);
+      this.spm(s.replaceAll(" ", SPACE), out);
       prevSpecial = false;
     }
     return out;
@@ -225,27 +225,30 @@ export class Tokenizer {
     return frags.filter((f) => f !== "");
   }
 
-  /** llm_tokenizer_spm_session::tokenize on escaped UTF-8 bytes. */
-  private spm(bytes: Uint8Array, out: number[]): void {
-    if (bytes.length === 0) return;
-    // symbols: a doubly linked list over the byte string, one UTF-8 character each to begin with
+  /**
+   * llm_tokenizer_spm_session::tokenize on the escaped text. Symbols are characters (one UTF-8 sequence each in
+   * llama.cpp, one code point here: the same units for any valid text); lengths count UTF-16 units, which only
+   * ever get compared with each other.
+   */
+  private spm(text: string, out: number[]): void {
+    if (text.length === 0) return;
+    // symbols: a doubly linked list over the text, one character each to begin with
     const start: number[] = [];
     const len: number[] = [];
     const prev: number[] = [];
     const next: number[] = [];
-    for (let off = 0, i = 0; off < bytes.length; i++) {
-      const l = Math.min(utf8Len(bytes[off]!), bytes.length - off);
+    for (let off = 0, i = 0; off < text.length; i++) {
+      const l = text.codePointAt(off)! > 0xffff ? 2 : 1;
       start.push(off);
       len.push(l);
       prev.push(i - 1);
       off += l;
-      next.push(off === bytes.length ? -1 : i + 1);
+      next.push(off === text.length ? -1 : i + 1);
     }
-    const text = (s: number, l: number) => binary(bytes.subarray(s, s + l));
     const queue = new BigramQueue();
     const tryAdd = (left: number, right: number) => {
       if (left === -1 || right === -1) return;
-      const id = this.byText.get(text(start[left]!, len[left]! + len[right]!));
+      const id = this.byText.get(text.substr(start[left]!, len[left]! + len[right]!));
       if (id === undefined) return;
       queue.push({ left, right, score: this.scores[id]!, size: len[left]! + len[right]! });
     };
@@ -262,14 +265,14 @@ export class Tokenizer {
       tryAdd(b.left, next[b.left]!);
     }
     for (let i = 0; i !== -1; i = next[i]!) {
-      const id = this.byText.get(text(start[i]!, len[i]!));
+      const piece = text.substr(start[i]!, len[i]!);
+      const id = this.byText.get(piece);
       if (id !== undefined) {
         out.push(id);
         continue;
       }
       // Not in the vocab: byte fallback (a merged symbol is always in the vocab, so this is one character).
-      for (let k = 0; k < len[i]!; k++) {
-        const b = bytes[start[i]! + k]!;
+      for (const b of utf8.encode(piece)) {
         const bid = this.byteIds[b]!;
         if (bid < 0) {
           if (this.unkId < 0) throw new Error(`vocabulary has no byte token <0x${hex(b)}> and no unknown token`);
@@ -352,12 +355,6 @@ export class StreamingDecoder {
     this.pending = [];
     return t;
   }
-}
-
-function binary(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
-  return s;
 }
 
 function hex(b: number): string {

@@ -49,11 +49,14 @@ describe("tokenization matches llama.cpp", () => {
   });
 });
 
-// Two shapes (1 KV head; 1 < KV heads < heads) x the weight types.
-const CASES: [string, string][] = [];
+// Two shapes (1 KV head; 1 < KV heads < heads) x the weight types, and an odd shape: 5 heads of 64 (5 x 64 != 160),
+// a vocabulary that is not a multiple of 8 (another LM-head kernel in llama.cpp), and a prompt that ends in <eos>.
+const ODD = { vocabSize: 1500, dim: 160, hiddenDim: 416, nLayers: 3, nHeads: 5, nKvHeads: 1, headDim: 64, contextLength: 512 };
+const CASES: [string | typeof ODD, string][] = [];
 for (const shape of ["tiny", "tiny-gqa"]) for (const type of ["q4_0", "q8_0", "f16", "bf16", "f32"]) CASES.push([shape, type]);
+CASES.push([ODD, "f16"], [{ ...ODD, vocabSize: 1501 }, "q4_0"]);
 
-describe.each(CASES)("greedy generation matches llama.cpp: %s %s", (shape, type) => {
+describe.each(CASES)("greedy generation matches llama.cpp: %j %s", (shape, type) => {
   let ref: LlamaCppModel;
   let m: LoadedModel;
   beforeAll(async () => {
@@ -70,7 +73,29 @@ describe.each(CASES)("greedy generation matches llama.cpp: %s %s", (shape, type)
     const ours: number[] = [];
     for await (const ev of generate(m, { prompt: { ids }, maxTokens: GEN_TOKENS, sampling: { temperature: 0 } })) {
       if (ev.type === "token") ours.push(ev.id);
+      // llama.cpp does not hand out the end-of-generation token that stops it
+      else if (typeof ev.stoppedBy === "number") ours.pop();
     }
     expect(ours).toEqual(theirs);
+  });
+});
+
+describe("a generation that ends at the end-of-generation token", () => {
+  it("stops where llama.cpp stops, and the CLI's ids leave the stop token out", async () => {
+    const file = await testModel(ODD, "f16");
+    const ref = await LlamaCppModel.load(file.path);
+    try {
+      const m = await loadModel(new MemoryByteSource(file.bytes), await loadWasmBackend(), { contextSize: 512 });
+      const ids = m.tokenizer.encode(PROMPTS[2]!, { addBos: true });
+      const events = [];
+      for await (const ev of generate(m, { prompt: { ids }, maxTokens: GEN_TOKENS, sampling: { temperature: 0 } })) events.push(ev);
+      const done = events.at(-1)!;
+      expect(done.type === "done" && done.finishReason).toBe("stop");
+      expect(done.type === "done" && m.tokenizer.stopIds.includes(done.stoppedBy as number)).toBe(true);
+      const generated = events.flatMap((e) => (e.type === "token" ? [e.id] : [])).slice(0, -1);
+      expect(generated).toEqual(await ref.greedy(ids, GEN_TOKENS));
+    } finally {
+      await ref.dispose();
+    }
   });
 });
