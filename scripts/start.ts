@@ -27,7 +27,8 @@ async function defaultModel(): Promise<string> {
   return path;
 }
 
-const model = process.env.MODEL ? resolve(process.env.MODEL) : await defaultModel();
+// a relative MODEL is relative to where the user ran npm (INIT_CWD), not to the package root npm runs scripts in
+const model = process.env.MODEL ? resolve(process.env.INIT_CWD ?? process.cwd(), process.env.MODEL) : await defaultModel();
 if (!existsSync(model)) fail(`MODEL file not found: ${model}`);
 const key = basename(model);
 const modelId = key.replace(/\.gguf$/i, "");

@@ -281,3 +281,100 @@ export function matmul_f16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, 
 export function matmul_bf16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
   matmul_float(w, rows, cols, x, ntok, out, 2, tiny);
 }
+
+// ---- Q4_0 in groups of 4 rows ("x4"), repacked at load time: the layout of the fast kernel ----
+//   per group of 4 rows, per block b: 4 x f16 scales (8 bytes) | 4 x 16 nibble bytes (64 bytes) = 72 bytes,
+//   the same size as the 4 original 18-byte blocks, so the repacking happens in place.
+
+/** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
+export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
+  const nb = cols >> 5;
+  const groupBytes = <usize>nb * 72;
+  for (let g = 0; g < rows; g += 4) {
+    const base = w + <usize>(g >> 2) * groupBytes;
+    memory.copy(tmp, base, groupBytes);
+    for (let b = 0; b < nb; b++) {
+      const dst = base + <usize>b * 72;
+      for (let r = 0; r < 4; r++) {
+        const src = tmp + <usize>r * <usize>nb * 18 + <usize>b * 18;
+        store<u16>(dst + (<usize>r << 1), load<u16>(src));
+        v128.store(dst + 8 + (<usize>r << 4), v128.load(src + 2));
+      }
+    }
+  }
+}
+
+/** Row `row` of an x4-repacked Q4_0 matrix back to f32 (the embedding lookup). */
+export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): void {
+  const nb = cols >> 5;
+  const p0 = w + <usize>(row >> 2) * <usize>nb * 72;
+  const r = row & 3;
+  for (let b = 0; b < nb; b++) {
+    const p = p0 + <usize>b * 72;
+    const d = f16_to_f32(load<u16>(p + (<usize>r << 1)));
+    const q = p + 8 + (<usize>r << 4);
+    for (let j = 0; j < 16; j++) {
+      const v = <i32>load<u8>(q + j);
+      store<f32>(out + (<usize>(b * 32 + j) << 2), <f32>((v & 15) - 8) * d);
+      store<f32>(out + (<usize>(b * 32 + j + 16) << 2), <f32>((v >> 4) - 8) * d);
+    }
+  }
+}
+
+/** Integer dot of one row's 16 nibble bytes with a Q8_0 activation block (relaxed: without the -8). */
+@inline function dot_q4_block(v: v128, x0: v128, x1: v128): v128 {
+  const mask = i8x16.splat(0x0f);
+  const lo = v128.and(v, mask);
+  const hi = v128.and(i8x16.shr_u(v, 4), mask);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, lo, i32x4.splat(0)));
+  }
+  const eight = i8x16.splat(8);
+  const l = i8x16.sub(lo, eight);
+  const h = i8x16.sub(hi, eight);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(l), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(l), i16x8.extend_high_i8x16_s(x0))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(h), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(h), i16x8.extend_high_i8x16_s(x1))),
+  );
+}
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four i32x4. */
+@inline function hsum4x4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
+}
+
+/**
+ * x4-repacked Q4_0 x Q8_0 activations, llama.cpp's repacked order: per row, one integer sum per block fused into
+ * one f32 accumulator (acc = isum * (dw*dx) + acc, rounded once). Four rows run in the four lanes.
+ */
+export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize): void {
+  const nb = cols >> 5;
+  const groupBytes = <usize>nb * 72;
+  // row groups outside, tokens inside: a group's weights are read from memory once per batch
+  for (let g = 0; g < rows; g += 4) {
+    const p0 = w + <usize>(g >> 2) * groupBytes;
+    for (let t = 0; t < ntok; t++) {
+      const xq = qs + <usize>(t * cols);
+      const xd = ds + (<usize>(t * nb) << 2);
+      const xs = sums + (<usize>(t * nb) << 2);
+      let p = p0;
+      let accLo = f64x2.splat(0);
+      let accHi = f64x2.splat(0);
+      for (let b = 0; b < nb; b++, p += 72) {
+        const x0 = v128.load(xq + (<usize>b << 5));
+        const x1 = v128.load(xq + (<usize>b << 5) + 16);
+        let isum = hsum4x4(dot_q4_block(v128.load(p + 8), x0, x1), dot_q4_block(v128.load(p + 24), x0, x1),
+          dot_q4_block(v128.load(p + 40), x0, x1), dot_q4_block(v128.load(p + 56), x0, x1));
+        if (ASC_FEATURE_RELAXED_SIMD) isum = i32x4.sub(isum, i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3));
+        const d = f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p))), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
+        const tLo = f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(isum), f64x2.promote_low_f32x4(d)), accLo);
+        const tHi = f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(v128.shuffle<i32>(isum, isum, 2, 3, 0, 1)), f64x2.promote_low_f32x4(v128.shuffle<f32>(d, d, 2, 3, 0, 1))), accHi);
+        accLo = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(tLo));
+        accHi = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(tHi));
+      }
+      v128.store(out + (<usize>(t * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(accLo), f32x4.demote_f64x2_zero(accHi), 0, 1, 4, 5));
+    }
+  }
+}

@@ -43,12 +43,13 @@ function commonFields(b: Json, config: ServerConfig) {
   return { stream, includeUsage, sampling: samplingFields(b), stop: stops(b, "stop") };
 }
 
-function maxTokens(b: Json): { maxTokens?: number; maxTokensField?: string } {
+/** max_completion_tokens / max_tokens; absent: the rest of the context for chat, 16 for completions (OpenAI's defaults). */
+function maxTokens(b: Json, chat: boolean): { maxTokens?: number; maxTokensField?: string } {
   for (const field of ["max_completion_tokens", "max_tokens"]) {
     const v = num(b, field, { min: 1, int: true });
     if (v !== undefined) return { maxTokens: v, maxTokensField: field };
   }
-  return {};
+  return chat ? {} : { maxTokens: 16, maxTokensField: "max_tokens" };
 }
 
 function messages(b: Json): ChatMessage[] {
@@ -128,7 +129,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
   const req: ServiceRequest = {
     prompt,
     promptField: chat ? "messages" : "prompt",
-    ...maxTokens(b),
+    ...maxTokens(b, chat),
     sampling: common.sampling,
     stop: common.stop,
     topLogprobs: wantLogprobs ? topLogprobs : 0,

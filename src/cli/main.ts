@@ -17,6 +17,7 @@ Usage: gemma-edge <command> [options]
 
 Commands:
   serve            serve the OpenAI and TGI HTTP APIs for a model file
+  bench            measure speed and memory, optionally next to llama.cpp
   tokenize         print the token ids of a text
   generate         generate text from a prompt
   make-test-model  write a Gemma-architecture GGUF with deterministic random weights
@@ -39,6 +40,17 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming
                        (ids: the generated tokens, without the end-of-generation token that stopped them)`,
+  bench: `Usage: gemma-edge bench --model FILE [options]
+
+Measures load time, prefill and decode speed, time to first token (16-token prompt) and peak memory.
+
+  --prompt-tokens N    prompt length for prefill (default 128)
+  --gen-tokens M       tokens to decode (default 64)
+  --threads T          threads (default 1; our engine runs one thread, llama.cpp gets T)
+  --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
+  --repeats R          measurements of each engine, alternating (default 3; figures are medians)
+  --vs-llama-cpp       also measure llama.cpp (node-llama-cpp, CPU) on the same file and report ratios
+  --json               the last line of output is one JSON object`,
   serve: `Usage: gemma-edge serve --model FILE [options]
 
 Serves the OpenAI-compatible and TGI routes with the engine in this process (the Worker's app, on Node).
@@ -166,6 +178,42 @@ async function cmdGenerate(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdBench(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    model: { type: "string" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" }, threads: { type: "string" },
+    backend: { type: "string" }, repeats: { type: "string" }, "vs-llama-cpp": { type: "boolean" }, json: { type: "boolean" },
+    internal: { type: "string" },
+  });
+  if (values.help) return help("bench");
+  const model = required(values.model, "model");
+  await (await open(model)).close();
+  const backend = String(values.backend ?? "wasm");
+  if (!BACKEND_NAMES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
+  const o = {
+    model,
+    promptTokens: num(values["prompt-tokens"], "prompt-tokens", { min: 16, int: true }) ?? 128,
+    genTokens: num(values["gen-tokens"], "gen-tokens", { min: 1, int: true }) ?? 64,
+    threads: num(values.threads, "threads", { min: 1, max: 256, int: true }) ?? 1,
+    repeats: num(values.repeats, "repeats", { min: 1, max: 100, int: true }) ?? 3,
+    backend,
+  };
+  const b = await import("../tools/bench.ts");
+  if (values.internal === "ours" || values.internal === "llama-cpp") {
+    const r = values.internal === "ours" ? await b.measureOurs(o) : await b.measureLlamaCpp(o);
+    process.stdout.write(JSON.stringify(r) + "\n");
+    return 0;
+  }
+  if (o.threads > 1) process.stderr.write(`note: our engine runs one thread; --threads ${o.threads} applies to llama.cpp\n`);
+  const r = await b.bench(o, !!values["vs-llama-cpp"], (line) => process.stderr.write(line + "\n"));
+  process.stdout.write(`ours (median of ${o.repeats}): ${b.fmt(r)}\n`);
+  if (r.llama_cpp) {
+    process.stdout.write(`llama.cpp (median of ${o.repeats}, ${o.threads} thread${o.threads > 1 ? "s" : ""}): ${b.fmt(r.llama_cpp)}\n`);
+    process.stdout.write(`ratio ours/llama.cpp: decode ${r.ratio_decode!.toFixed(2)}, prefill ${r.ratio_prefill!.toFixed(2)}\n`);
+  }
+  if (values.json) process.stdout.write(JSON.stringify(r) + "\n");
+  return 0;
+}
+
 async function cmdServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "model-id": { type: "string" },
@@ -252,8 +300,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdMakeTestModel(rest);
       case "serve":
         return await cmdServe(rest);
+      case "bench":
+        return await cmdBench(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}" (commands: serve, tokenize, generate, make-test-model)`);
+        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, tokenize, generate, make-test-model)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -27,6 +27,7 @@ function runMatmul(b: Backend, type: number, rows: number, cols: number, n: numb
   b.bytes(wOff, wBytes.length).set(wBytes);
   b.f32(xOff, n * cols).set(x);
   const w: Weight = { name: "w", type, rows, cols, offset: wOff, nbytes: wBytes.length, repacked };
+  b.prepareWeight(w); // the wasm backend rearranges repacked Q4_0 into its x4 layout here
   const out = b.f32(oOff, n * rows);
   b.matmul(out, w, b.f32(xOff, n * cols), n);
   return Array.from(out);
@@ -47,7 +48,7 @@ describe("relaxed SIMD detection", () => {
 
 // shapes that take each of llama.cpp's code paths: repacked or not (rows % 8), tinyBLAS or vec_dot
 // (n >= 2, rows % 4, cols % 8), and vec_dot leftovers (cols % 32)
-const QUANT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 96, 3], [12, 64, 2], [5, 32, 1]];
+const QUANT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 96, 3], [12, 64, 2], [5, 32, 1], [64, 512, 2]];
 const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12, 40, 2], [6, 36, 3], [8, 100, 1]];
 
 describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
@@ -72,6 +73,21 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
       });
     }
   }
+
+  it("reads embedding rows back from the repacked layout exactly", async () => {
+    const rows = 16, cols = 64;
+    const { wBytes } = randomCase(GGML_TYPE.Q4_0, rows, cols, 1, 7);
+    const rowOf = async (b: Backend) => {
+      const off = b.reserve(wBytes.length), out = b.reserve(cols * 4), sb = b.scratchBytes(cols, 1), s = b.reserve(sb);
+      b.commit();
+      b.setScratch(s, sb);
+      b.bytes(off, wBytes.length).set(wBytes);
+      const w: Weight = { name: "e", type: GGML_TYPE.Q4_0, rows, cols, offset: off, nbytes: wBytes.length, repacked: true };
+      b.prepareWeight(w);
+      return [5, 6, 15].map((r) => (b.dequantizeRow(w, r, b.f32(out, cols)), Array.from(b.f32(out, cols))));
+    };
+    expect(await rowOf(await wasmBackend(variant))).toEqual(await rowOf(new ReferenceBackend()));
+  });
 
   it("gives the same logits as the reference on the tiny model (prefill and decode)", async () => {
     const { bytes } = await testModel("tiny-gqa", "q4_0");

@@ -127,6 +127,10 @@ describe("POST /v1/completions", () => {
     expect(b.choices[0]).toMatchObject({ index: 0, logprobs: null, finish_reason: "length" });
     expect(b.usage.prompt_tokens).toBe(tok.encode("Hello", { addBos: true }).length);
   });
+  it("generates 16 tokens when max_tokens is absent (OpenAI's default for completions)", async () => {
+    const b = (await (await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", temperature: 0 } })).json()) as any;
+    expect(b.usage.completion_tokens).toBe(16);
+  });
   it("streams text_completion chunks and [DONE]", async () => {
     const whole = ((await (await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", max_tokens: 5, temperature: 0 } })).json()) as any).choices[0].text;
     const { data } = await readSse(await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", max_tokens: 5, temperature: 0, stream: true } }));

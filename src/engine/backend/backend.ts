@@ -37,6 +37,13 @@ export interface Backend {
    * f16 for F16, bf16 for BF16, f32 for F32). `x` and `out` must be arena views.
    */
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void;
+  /**
+   * Called once a weight's bytes are in the arena: a backend may rearrange them in place into the layout its
+   * kernels read fastest (every later access goes through `matmul` and `dequantizeRow`).
+   */
+  prepareWeight(w: Weight): void;
+  /** Row `row` of `w` as f32 values into `out` (cols long; the embedding lookup). */
+  dequantizeRow(w: Weight, row: number, out: Float32Array): void;
   /** Scratch bytes `matmul` needs for `n` rows of `cols` activations (reserved by the model). */
   scratchBytes(cols: number, n: number): number;
   /** Set the scratch area (an arena offset of at least scratchBytes()). */

@@ -58,6 +58,11 @@ export class ReferenceBackend implements Backend {
     return 0;
   }
   setScratch(): void {}
+  prepareWeight(): void {}
+  dequantizeRow(w: Weight, row: number, out: Float32Array): void {
+    const rowBytes = w.nbytes / w.rows;
+    dequantizeRow(w.type, this.bytes(w.offset, w.nbytes), row * rowBytes, w.cols, out);
+  }
 
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void {
     const { rows, cols } = w;

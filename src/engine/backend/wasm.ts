@@ -2,6 +2,7 @@
 // matrix kernels come from wasm/kernels.ts. The host hands in a compiled WebAssembly.Module (workerd imports
 // it statically; Node reads it from build/), so this file has no host imports. One instance per backend.
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
+import { dequantizeRow } from "../quant.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
 interface KernelExports {
@@ -13,6 +14,9 @@ interface KernelExports {
   matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
   matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
   matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
+  repack_q4_0_x4(w: number, rows: number, cols: number, tmp: number): void;
+  dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
+  matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number): void;
 }
 
 const PAGE = 65536;
@@ -43,6 +47,8 @@ export class WasmBackend implements Backend {
   private committed = false;
   private scratch = 0;
   private scratchLen = 0;
+  /** Offsets of Q4_0 weights stored in the x4 layout (repacked in prepareWeight). */
+  private readonly x4 = new Set<number>();
 
   /** `module`: the compiled kernels (relaxed or plain build); `variant` names it in messages. */
   constructor(module: WebAssembly.Module, variant: "relaxed" | "simd") {
@@ -81,8 +87,26 @@ export class WasmBackend implements Backend {
 
   scratchBytes(cols: number, n: number): number {
     // Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
-    // or a copy of the activations rounded to f16/bf16 (4 bytes per value).
-    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4) + 64;
+    // or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked.
+    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4, (cols / 32) * 72) + 64;
+  }
+
+  prepareWeight(w: Weight): void {
+    // llama.cpp's repacked Q4_0 (rows % 8 == 0) sums in the order of the x4 kernel
+    if (w.type === GGML_TYPE.Q4_0 && w.repacked && w.rows % 4 === 0) {
+      if ((w.cols / 32) * 72 > this.scratchLen) throw new Error(`${w.name}: scratch too small to repack`);
+      this.k.repack_q4_0_x4(w.offset, w.rows, w.cols, this.scratch);
+      this.x4.add(w.offset);
+    }
+  }
+
+  dequantizeRow(w: Weight, row: number, out: Float32Array): void {
+    if (this.x4.has(w.offset)) {
+      this.k.dequant_q4_0_x4_row(w.offset, w.cols, row, this.ptr(out));
+      return;
+    }
+    const rowBytes = w.nbytes / w.rows;
+    dequantizeRow(w.type, this.bytes(w.offset, w.nbytes), row * rowBytes, w.cols, out);
   }
   setScratch(offset: number, bytes: number): void {
     this.scratch = offset;
@@ -108,7 +132,8 @@ export class WasmBackend implements Backend {
         const ds = alignUp(qs + n * cols, 16);
         const sums = ds + nb * 4;
         k.quantize_q8_0(xp, qs, ds, sums, n * cols);
-        if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, sums, n, op, w.repacked ? 1 : 0);
+        if (this.x4.has(w.offset)) k.matmul_q4_0_x4(w.offset, rows, cols, qs, ds, sums, n, op);
+        else if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, sums, n, op, w.repacked ? 1 : 0);
         else k.matmul_q8_0(w.offset, rows, cols, qs, ds, n, op);
         return;
       }

@@ -4,7 +4,6 @@
 import type { Backend, Weight } from "../backend/backend.ts";
 import type { GemmaConfig } from "../config.ts";
 import { f32ToF16 } from "../numeric.ts";
-import { dequantizeRow } from "../quant.ts";
 import { attendHead, attendHeadTiled, FA_TILED_MIN_ROWS, geglu, rmsNorm, Rope } from "./ops.ts";
 import type { KvCache } from "./kv-cache.ts";
 
@@ -74,12 +73,10 @@ export class Gemma {
   embed(tokens: number[]): Float32Array {
     const { dim, vocabSize } = this.cfg;
     const e = this.weights.tokenEmbd;
-    const bytes = this.backend.bytes(e.offset, e.nbytes);
-    const rowBytes = e.nbytes / vocabSize;
     tokens.forEach((tok, t) => {
       if (!(tok >= 0 && tok < vocabSize)) throw new RangeError(`token id ${tok} is outside the vocabulary of ${vocabSize}`);
       const row = this.act.x.subarray(t * dim, (t + 1) * dim);
-      dequantizeRow(e.type, bytes, tok * rowBytes, dim, row);
+      this.backend.dequantizeRow(e, tok, row);
       for (let i = 0; i < dim; i++) row[i] = Math.fround(row[i]! * this.embScale);
     });
     return this.act.x.subarray(0, tokens.length * dim);

@@ -47,7 +47,7 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
   const kvDim = nKvHeads * headDim;
 
   // --- plan: every tensor checked, then placed ---
-  const reads: { info: GgufTensorInfo; offset: number; f32?: boolean }[] = [];
+  const reads: { info: GgufTensorInfo; offset: number; weight: Weight }[] = [];
   const matrix = (name: string, rows: number, cols: number): Weight => {
     const info = tensor(gguf, name, [cols, rows]);
     if (!isSupportedType(info.type) || info.nbytes < 0) {
@@ -59,9 +59,10 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
       throw new GgufError(`tensor "${name}": row length ${cols} is not a multiple of the ${ggmlTypeName(info.type)} block size`);
     }
     const offset = backend.reserve(info.nbytes);
-    reads.push({ info, offset });
     const repacked = info.type === GGML_TYPE.Q4_0 && rows % 8 === 0;
-    return { name, type: info.type, rows, cols, offset, nbytes: info.nbytes, repacked };
+    const weight: Weight = { name, type: info.type, rows, cols, offset, nbytes: info.nbytes, repacked };
+    reads.push({ info, offset, weight });
+    return weight;
   };
   const vectors: { info: GgufTensorInfo; offset: number; n: number; set: (v: Float32Array) => void }[] = [];
   const vector = (name: string, n: number, set: (v: Float32Array) => void) => {
@@ -109,6 +110,7 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
   let loaded = 0;
   for (const r of reads) {
     await src.read(r.info.offset, r.info.nbytes, backend.bytes(r.offset, r.info.nbytes));
+    backend.prepareWeight(r.weight);
     loaded += r.info.nbytes;
     opts.onProgress?.(loaded, total);
   }
