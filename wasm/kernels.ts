@@ -349,13 +349,72 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
  * x4-repacked Q4_0 x Q8_0 activations, llama.cpp's repacked order: per row, one integer sum per block fused into
  * one f32 accumulator (acc = isum * (dw*dx) + acc, rounded once). Four rows run in the four lanes.
  */
+/** Unpacked nibbles of one row's block: low (values 0..15) and high halves; the -8 is applied later (relaxed). */
+@inline function nib_lo(v: v128): v128 {
+  const q = v128.and(v, i8x16.splat(0x0f));
+  return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
+}
+@inline function nib_hi(v: v128): v128 {
+  const q = v128.and(i8x16.shr_u(v, 4), i8x16.splat(0x0f));
+  return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
+}
+/** Integer partial sums (i32x4) of one row's unpacked block with one token's Q8_0 block. */
+@inline function dot_nibs(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, lo, i32x4.splat(0)));
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), i16x8.extend_high_i8x16_s(x0))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), i16x8.extend_high_i8x16_s(x1))),
+  );
+}
+
+/** acc (two f64x2 holding f32 values) = isum * d + acc, rounded to f32 once per lane. */
+@inline function fma_lanes(isum: v128, d: v128, acc: v128, high: bool): v128 {
+  const i = high ? v128.shuffle<i32>(isum, isum, 2, 3, 0, 1) : isum;
+  const dd = high ? v128.shuffle<f32>(d, d, 2, 3, 0, 1) : d;
+  return f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(i), f64x2.promote_low_f32x4(dd)), acc)));
+}
+
 export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize): void {
   const nb = cols >> 5;
   const groupBytes = <usize>nb * 72;
-  // row groups outside, tokens inside: a group's weights are read from memory once per batch
+  // row groups outside, tokens inside (two at a time, sharing the unpacked weights): a group's weights are read
+  // from memory once per batch
   for (let g = 0; g < rows; g += 4) {
     const p0 = w + <usize>(g >> 2) * groupBytes;
-    for (let t = 0; t < ntok; t++) {
+    let t = 0;
+    for (; t + 1 < ntok; t += 2) {
+      const xqA = qs + <usize>(t * cols);
+      const xqB = xqA + <usize>cols;
+      const xdA = ds + (<usize>(t * nb) << 2);
+      const xdB = xdA + (<usize>nb << 2);
+      const xsA = sums + (<usize>(t * nb) << 2);
+      const xsB = xsA + (<usize>nb << 2);
+      let p = p0;
+      let aLo = f64x2.splat(0), aHi = f64x2.splat(0), bLo = f64x2.splat(0), bHi = f64x2.splat(0);
+      for (let b = 0; b < nb; b++, p += 72) {
+        const xa0 = v128.load(xqA + (<usize>b << 5)), xa1 = v128.load(xqA + (<usize>b << 5) + 16);
+        const xb0 = v128.load(xqB + (<usize>b << 5)), xb1 = v128.load(xqB + (<usize>b << 5) + 16);
+        const v0 = v128.load(p + 8), v1 = v128.load(p + 24), v2 = v128.load(p + 40), v3 = v128.load(p + 56);
+        const l0 = nib_lo(v0), h0 = nib_hi(v0), l1 = nib_lo(v1), h1 = nib_hi(v1);
+        const l2 = nib_lo(v2), h2 = nib_hi(v2), l3 = nib_lo(v3), h3 = nib_hi(v3);
+        let sa = hsum4x4(dot_nibs(l0, h0, xa0, xa1), dot_nibs(l1, h1, xa0, xa1), dot_nibs(l2, h2, xa0, xa1), dot_nibs(l3, h3, xa0, xa1));
+        let sb = hsum4x4(dot_nibs(l0, h0, xb0, xb1), dot_nibs(l1, h1, xb0, xb1), dot_nibs(l2, h2, xb0, xb1), dot_nibs(l3, h3, xb0, xb1));
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          sa = i32x4.sub(sa, i32x4.splat(load<i32>(xsA + (<usize>b << 2)) << 3));
+          sb = i32x4.sub(sb, i32x4.splat(load<i32>(xsB + (<usize>b << 2)) << 3));
+        }
+        const dw = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
+        const da = f32x4.mul(dw, f32x4.splat(load<f32>(xdA + (<usize>b << 2))));
+        const db = f32x4.mul(dw, f32x4.splat(load<f32>(xdB + (<usize>b << 2))));
+        aLo = fma_lanes(sa, da, aLo, false);
+        aHi = fma_lanes(sa, da, aHi, true);
+        bLo = fma_lanes(sb, db, bLo, false);
+        bHi = fma_lanes(sb, db, bHi, true);
+      }
+      v128.store(out + (<usize>(t * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(aLo), f32x4.demote_f64x2_zero(aHi), 0, 1, 4, 5));
+      v128.store(out + (<usize>((t + 1) * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(bLo), f32x4.demote_f64x2_zero(bHi), 0, 1, 4, 5));
+    }
+    for (; t < ntok; t++) {
       const xq = qs + <usize>(t * cols);
       const xd = ds + (<usize>(t * nb) << 2);
       const xs = sums + (<usize>(t * nb) << 2);
@@ -365,14 +424,13 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
       for (let b = 0; b < nb; b++, p += 72) {
         const x0 = v128.load(xq + (<usize>b << 5));
         const x1 = v128.load(xq + (<usize>b << 5) + 16);
-        let isum = hsum4x4(dot_q4_block(v128.load(p + 8), x0, x1), dot_q4_block(v128.load(p + 24), x0, x1),
-          dot_q4_block(v128.load(p + 40), x0, x1), dot_q4_block(v128.load(p + 56), x0, x1));
+        const v0 = v128.load(p + 8), v1 = v128.load(p + 24), v2 = v128.load(p + 40), v3 = v128.load(p + 56);
+        let isum = hsum4x4(dot_nibs(nib_lo(v0), nib_hi(v0), x0, x1), dot_nibs(nib_lo(v1), nib_hi(v1), x0, x1),
+          dot_nibs(nib_lo(v2), nib_hi(v2), x0, x1), dot_nibs(nib_lo(v3), nib_hi(v3), x0, x1));
         if (ASC_FEATURE_RELAXED_SIMD) isum = i32x4.sub(isum, i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3));
         const d = f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p))), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
-        const tLo = f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(isum), f64x2.promote_low_f32x4(d)), accLo);
-        const tHi = f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(v128.shuffle<i32>(isum, isum, 2, 3, 0, 1)), f64x2.promote_low_f32x4(v128.shuffle<f32>(d, d, 2, 3, 0, 1))), accHi);
-        accLo = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(tLo));
-        accHi = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(tHi));
+        accLo = fma_lanes(isum, d, accLo, false);
+        accHi = fma_lanes(isum, d, accHi, true);
       }
       v128.store(out + (<usize>(t * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(accLo), f32x4.demote_f64x2_zero(accHi), 0, 1, 4, 5));
     }
