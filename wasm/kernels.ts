@@ -114,57 +114,30 @@ export function round_bf16(x: usize, n: i32): void {
 // ---- quantized matrices x Q8_0 activations (from quantize_q8_0) ----
 
 /**
- * Q4_0 weights (18-byte blocks). `repacked` != 0: llama.cpp's repacked gemv/gemm order (one integer sum per
- * block, fused into one accumulator); otherwise vec_dot_q4_0_q8_0's 8 lanes of 4 products.
+ * Q4_0 weights in the file's layout (18-byte blocks) x Q8_0 activations: vec_dot_q4_0_q8_0's order (8 lanes of 4
+ * products each, then hsum8). llama.cpp uses it for Q4_0 matrices it does not repack (rows % 8 != 0); the others
+ * go through the x4 layout below.
  */
-export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, repacked: i32): void {
+export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize): void {
   const nb = cols >> 5;
   const mask = i8x16.splat(0x0f);
   const eight = i8x16.splat(8);
   for (let t = 0; t < ntok; t++) {
     const xq = qs + <usize>(t * cols);
     const xd = ds + (<usize>(t * nb) << 2);
-    const xs = sums + (<usize>(t * nb) << 2);
     for (let r = 0; r < rows; r++) {
       let p = w + <usize>r * <usize>(nb * 18);
-      if (repacked) {
-        let acc: f32 = 0;
-        for (let b = 0; b < nb; b++, p += 18) {
-          const d: f32 = f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2));
-          const v = v128.load(p + 2);
-          const x0 = v128.load(xq + (<usize>b << 5));
-          const x1 = v128.load(xq + (<usize>b << 5) + 16);
-          let isum: i32;
-          if (ASC_FEATURE_RELAXED_SIMD) {
-            // nibbles 0..15 as the 7-bit operand; the -8 offset comes back as 8 * sum(x) per block
-            const lo = v128.and(v, mask);
-            const hi = v128.and(i8x16.shr_u(v, 4), mask);
-            const s16 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
-            isum = hsum_i32(i32x4.extadd_pairwise_i16x8_s(s16)) - (load<i32>(xs + (<usize>b << 2)) << 3);
-          } else {
-            const l = i8x16.sub(v128.and(v, mask), eight);
-            const h = i8x16.sub(v128.and(i8x16.shr_u(v, 4), mask), eight);
-            isum = hsum_i32(i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(l), i16x8.extend_low_i8x16_s(x0)),
-              i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(l), i16x8.extend_high_i8x16_s(x0))),
-              i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(h), i16x8.extend_low_i8x16_s(x1)),
-              i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(h), i16x8.extend_high_i8x16_s(x1)))));
-          }
-          acc = fma1(<f32>isum, d, acc);
-        }
-        store<f32>(out + (<usize>(t * rows + r) << 2), acc);
-      } else {
-        let lo = f32x4.splat(0);
-        let hi = f32x4.splat(0);
-        for (let b = 0; b < nb; b++, p += 18) {
-          const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
-          const v = v128.load(p + 2);
-          const l = i8x16.sub(v128.and(v, mask), eight);
-          const h = i8x16.sub(v128.and(i8x16.shr_u(v, 4), mask), eight);
-          lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
-          hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
-        }
-        store<f32>(out + (<usize>(t * rows + r) << 2), hsum8(lo, hi));
+      let lo = f32x4.splat(0);
+      let hi = f32x4.splat(0);
+      for (let b = 0; b < nb; b++, p += 18) {
+        const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
+        const v = v128.load(p + 2);
+        const l = i8x16.sub(v128.and(v, mask), eight);
+        const h = i8x16.sub(v128.and(i8x16.shr_u(v, 4), mask), eight);
+        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
+      store<f32>(out + (<usize>(t * rows + r) << 2), hsum8(lo, hi));
     }
   }
 }
@@ -319,23 +292,6 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
       store<f32>(out + (<usize>(b * 32 + j + 16) << 2), <f32>((v >> 4) - 8) * d);
     }
   }
-}
-
-/** Integer dot of one row's 16 nibble bytes with a Q8_0 activation block (relaxed: without the -8). */
-@inline function dot_q4_block(v: v128, x0: v128, x1: v128): v128 {
-  const mask = i8x16.splat(0x0f);
-  const lo = v128.and(v, mask);
-  const hi = v128.and(i8x16.shr_u(v, 4), mask);
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, lo, i32x4.splat(0)));
-  }
-  const eight = i8x16.splat(8);
-  const l = i8x16.sub(lo, eight);
-  const h = i8x16.sub(hi, eight);
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(l), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(l), i16x8.extend_high_i8x16_s(x0))),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(h), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(h), i16x8.extend_high_i8x16_s(x1))),
-  );
 }
 
 /** [sum(a), sum(b), sum(c), sum(d)] of four i32x4. */

@@ -12,8 +12,8 @@ export interface Weight {
   offset: number;
   nbytes: number;
   /**
-   * llama.cpp's CPU backend repacks Q4_0 matrices with a multiple of 8 rows (not the token embedding, which is
-   * also read row by row) into interleaved blocks whose kernel sums in another order; kernels that reproduce
+   * llama.cpp's CPU backend repacks Q4_0 matrices with a multiple of 8 rows (the LM head's copy of the token
+   * embedding included) into interleaved blocks whose kernel sums in another order; kernels that reproduce
    * llama.cpp's rounding need to know.
    */
   repacked: boolean;

@@ -9,7 +9,7 @@ interface KernelExports {
   quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number): void;
   round_f16(x: number, n: number): void;
   round_bf16(x: number, n: number): void;
-  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, repacked: number): void;
+  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number): void;
   matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number): void;
   matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
   matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
@@ -93,7 +93,7 @@ export class WasmBackend implements Backend {
 
   prepareWeight(w: Weight): void {
     // llama.cpp's repacked Q4_0 (rows % 8 == 0) sums in the order of the x4 kernel
-    if (w.type === GGML_TYPE.Q4_0 && w.repacked && w.rows % 4 === 0) {
+    if (w.type === GGML_TYPE.Q4_0 && w.repacked) {
       if ((w.cols / 32) * 72 > this.scratchLen) throw new Error(`${w.name}: scratch too small to repack`);
       this.k.repack_q4_0_x4(w.offset, w.rows, w.cols, this.scratch);
       this.x4.add(w.offset);
@@ -133,7 +133,7 @@ export class WasmBackend implements Backend {
         const sums = ds + nb * 4;
         k.quantize_q8_0(xp, qs, ds, sums, n * cols);
         if (this.x4.has(w.offset)) k.matmul_q4_0_x4(w.offset, rows, cols, qs, ds, sums, n, op);
-        else if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, sums, n, op, w.repacked ? 1 : 0);
+        else if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, n, op);
         else k.matmul_q8_0(w.offset, rows, cols, qs, ds, n, op);
         return;
       }

@@ -47,15 +47,10 @@ export class Gemma {
   readonly rope: Rope;
   private readonly accHead: Float32Array;
   private readonly embScale: number;
-
   readonly cfg: GemmaConfig;
-
   readonly backend: Backend;
-
   readonly weights: GemmaWeights;
-
   readonly act: Activations;
-
   readonly maxBatch: number;
 
   constructor(cfg: GemmaConfig, backend: Backend, weights: GemmaWeights, act: Activations, maxBatch: number, maxPositions: number) {
