@@ -1,6 +1,7 @@
 // The `gemma-edge` command line: tokenize, generate, make-test-model. One clear line on stderr and a
 // non-zero exit code for every error; `--help` for each command.
 import { createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { generate } from "../engine/generate.ts";
 import { loadModel } from "../engine/model/load.ts";
@@ -18,6 +19,7 @@ Usage: gemma-edge <command> [options]
 Commands:
   serve            serve the OpenAI and TGI HTTP APIs for a model file
   bench            measure speed and memory, optionally next to llama.cpp
+  quantize         F32/F16/BF16 GGUF to Q4_0 or Q8_0
   tokenize         print the token ids of a text
   generate         generate text from a prompt
   make-test-model  write a Gemma-architecture GGUF with deterministic random weights
@@ -40,6 +42,11 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming
                        (ids: the generated tokens, without the end-of-generation token that stopped them)`,
+  quantize: `Usage: gemma-edge quantize --in FILE --out FILE --type q4_0|q8_0
+
+Quantizes every 2-D weight of an F32/F16/BF16 GGUF (token_embd included) with ggml's reference quantizers;
+1-D tensors become F32; metadata is copied with general.file_type updated. Memory stays flat: tensors are
+converted a slab of rows at a time.`,
   bench: `Usage: gemma-edge bench --model FILE [options]
 
 Measures load time, prefill and decode speed, time to first token (16-token prompt) and peak memory.
@@ -178,6 +185,41 @@ async function cmdGenerate(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdQuantize(args: string[]): Promise<number> {
+  const { values } = parse(args, { in: { type: "string" }, out: { type: "string" }, type: { type: "string" } });
+  if (values.help) return help("quantize");
+  const input = required(values.in, "in");
+  const out = required(values.out, "out");
+  const { QUANTIZE_TYPES, prepareQuantize } = await import("../tools/quantize.ts");
+  const typeName = String(values.type ?? "").toLowerCase();
+  const target = QUANTIZE_TYPES[typeName];
+  if (target === undefined) throw new UsageError(`--type must be one of ${Object.keys(QUANTIZE_TYPES).join(", ")}, got "${values.type ?? ""}"`);
+  const src = await open(input);
+  const t0 = performance.now();
+  try {
+    const write = await prepareQuantize(src, target); // checks every tensor before the output file is created
+    const size = await writeFileStreaming(out, write).catch(async (e) => {
+      await rm(out, { force: true }); // never leave half a file behind
+      throw e;
+    });
+    const rss = process.resourceUsage().maxRSS / 1024;
+    process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${typeName}) from ${(src.size / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB\n`);
+  } finally {
+    await src.close();
+  }
+  return 0;
+}
+
+/** Write a file through a sink that waits for the stream to drain; the first write error rejects. */
+async function writeFileStreaming(path: string, produce: (sink: (b: Uint8Array) => Promise<void>) => Promise<number>): Promise<number> {
+  const file = createWriteStream(path);
+  const failed = new Promise<never>((_, reject) => file.on("error", reject));
+  const write = (b: Uint8Array) => Promise.race([failed, new Promise<void>((res) => (file.write(b) ? res() : file.once("drain", () => res())))]);
+  const size = await produce(write);
+  await Promise.race([failed, new Promise<void>((res) => file.end(() => res()))]);
+  return size;
+}
+
 async function cmdBench(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" }, threads: { type: "string" },
@@ -268,12 +310,7 @@ async function cmdMakeTestModel(args: string[]): Promise<number> {
   if (shape.nHeads % shape.nKvHeads !== 0) throw new UsageError(`--heads ${shape.nHeads} must be a multiple of --kv-heads ${shape.nKvHeads}`);
   if (shape.headDim % 2) throw new UsageError(`--head-dim must be even, got ${shape.headDim}`);
   const seed = num(values.seed, "seed", { min: 0, max: 2 ** 32 - 1, int: true }) ?? 1;
-  const file = createWriteStream(out);
-  const failed = new Promise<never>((_, reject) => file.on("error", reject));
-  const write = (b: Uint8Array) =>
-    Promise.race([failed, new Promise<void>((res) => (file.write(b) ? res() : file.once("drain", () => res())))]);
-  const size = await writeTestModel({ shape, type, seed, chatTemplate: values["no-chat-template"] ? null : undefined }, write);
-  await Promise.race([failed, new Promise<void>((res) => file.end(() => res()))]);
+  const size = await writeFileStreaming(out, (sink) => writeTestModel({ shape, type, seed, chatTemplate: values["no-chat-template"] ? null : undefined }, sink));
   process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${shapeName}, ${typeName}, seed ${seed})\n`);
   return 0;
 }
@@ -302,8 +339,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdServe(rest);
       case "bench":
         return await cmdBench(rest);
+      case "quantize":
+        return await cmdQuantize(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, tokenize, generate, make-test-model)`);
+        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, tokenize, generate, make-test-model)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {
