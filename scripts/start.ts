@@ -34,7 +34,8 @@ const key = basename(model);
 const modelId = key.replace(/\.gguf$/i, "");
 
 // seed local R2 (skipped when this exact file is already there)
-const stamp = resolve(root, ".wrangler/seeded.json");
+// kept inside the local state folder: deleting the state forgets the seeding too
+const stamp = resolve(root, ".wrangler/state/gemma-edge-seeded.json");
 const st = statSync(model);
 const want = `${model}:${st.size}:${st.mtimeMs}`;
 const seeded: Record<string, string> = existsSync(stamp) ? JSON.parse(readFileSync(stamp, "utf8")) : {};
@@ -44,7 +45,7 @@ if (seeded[key] !== want) {
     cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
   });
   if (r.status !== 0) fail(`could not put the model into local R2 (wrangler exited with ${r.status})`);
-  mkdirSync(resolve(root, ".wrangler"), { recursive: true });
+  mkdirSync(resolve(root, ".wrangler/state"), { recursive: true });
   writeFileSync(stamp, JSON.stringify({ ...seeded, [key]: want }));
 }
 
