@@ -94,7 +94,16 @@ export function createApp(config: ServerConfig, getService: (bindings: unknown) 
     const s = await c.get("service").status().catch((e) => {
       throw new ApiError(503, `model host unreachable: ${(e as Error).message}`);
     });
-    // the first probe starts loading: report it as loading rather than idle
+    // the first probe starts loading (hosts that do not load by themselves are asked to warm up, in the background)
+    const service = c.get("service");
+    if ((s.status === "idle" || s.status === "error") && service.warmUp) {
+      const warm = service.warmUp();
+      try {
+        c.executionCtx.waitUntil(warm);
+      } catch {
+        void warm; // no execution context (Node): the promise runs on by itself
+      }
+    }
     const body = { ...s, status: s.status === "idle" ? "loading" : s.status };
     return c.json(body, s.status === "ready" ? 200 : 503);
   });

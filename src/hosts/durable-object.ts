@@ -46,6 +46,7 @@ export class ModelHost {
       maxQueue: c.maxQueue,
       requestTimeoutMs: c.requestTimeoutMs,
       keepAliveMs: c.keepAliveMs,
+      autoLoad: false,
     });
     return this.service;
   }
@@ -57,17 +58,25 @@ export class ModelHost {
       switch (path) {
         case "/status":
           return Response.json(await service.status());
+        case "/load":
+          // load now (unless loaded, loading, or failed a moment ago); answers the status when done
+          return deferredJson(async () => {
+            if (service.shouldLoad) await service.load().catch(() => {});
+            return service.status();
+          });
         case "/info":
-          return Response.json(await service.info());
-        case "/tokenize":
-          return Response.json(await service.tokenize(((await request.json()) as { text: string }).text));
+          return deferredJson(() => service.info());
+        case "/tokenize": {
+          const { text } = (await request.json()) as { text: string };
+          return deferredJson(() => service.tokenize(text));
+        }
         case "/generate":
           return this.generate(service, (await request.json()) as ServiceRequest);
         default:
-          return Response.json({ error: `no model host route ${path}` }, { status: 404 });
+          return Response.json({ host_error: `no model host route ${path}` }, { status: 404 });
       }
     } catch (e) {
-      return Response.json({ error: (e as Error).message }, { status: 503 });
+      return Response.json({ host_error: (e as Error).message }, { status: 503 });
     }
   }
 
@@ -89,4 +98,26 @@ export class ModelHost {
     });
     return new Response(body, { headers: { "Content-Type": "application/x-ndjson" } });
   }
+}
+
+/**
+ * A JSON answer produced inside the response body. Work that may take long (loading a model) runs while the
+ * response streams, never before the handler returns: measured in workerd with a 1.4 GB model, an object whose
+ * handler (or floating promise) spent the load before answering was reset right after, and loaded again on
+ * every probe; loading inside a response body, as generation does, keeps it resident.
+ */
+function deferredJson(work: () => Promise<unknown>): Response {
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      let out: unknown;
+      try {
+        out = await work();
+      } catch (e) {
+        out = { host_error: (e as Error).message };
+      }
+      controller.enqueue(new TextEncoder().encode(JSON.stringify(out)));
+      controller.close();
+    },
+  });
+  return new Response(body, { headers: { "Content-Type": "application/json" } });
 }

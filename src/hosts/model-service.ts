@@ -73,6 +73,8 @@ export interface ModelService {
   info(): Promise<ModelInfo>;
   tokenize(text: string): Promise<{ ids: number[]; pieces: string[] }>;
   generate(req: ServiceRequest, signal?: AbortSignal): AsyncIterable<ServiceEvent>;
+  /** Start (and await) loading, for hosts whose status() does not load by itself. */
+  warmUp?(): Promise<void>;
 }
 
 /** An error to answer with before anything was streamed (loading failed, bad request...). */
@@ -96,6 +98,11 @@ export interface LocalServiceOptions {
   maxQueue?: number;
   requestTimeoutMs?: number;
   keepAliveMs?: number;
+  /**
+   * Whether status() starts loading in the background (default true). The Durable Object says false: it loads
+   * inside a response body (see durable-object.ts) when the Worker asks it to warm up.
+   */
+  autoLoad?: boolean;
 }
 
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
@@ -145,9 +152,14 @@ export class LocalModelService implements ModelService {
     return this.loading;
   }
 
-  /** Where loading stands; starts loading when idle, or again a few seconds after a failure. */
+  /** Whether a load should start: nothing loaded or loading, and no failure in the last few seconds. */
+  get shouldLoad(): boolean {
+    return !this.model && !this.loading && (!this.loadError || Date.now() - this.lastAttempt > 5000);
+  }
+
+  /** Where loading stands; starts loading (unless autoLoad is off) when idle, or a few seconds after a failure. */
   async status(): Promise<ModelStatus> {
-    if (!this.model && !this.loading && (!this.loadError || Date.now() - this.lastAttempt > 5000)) void this.load().catch(() => {});
+    if (this.opts.autoLoad !== false && this.shouldLoad) void this.load().catch(() => {});
     const base = { model: this.modelId, queue_length: this.waiting.length + (this.busy ? 1 : 0) };
     if (this.model) {
       const total = this.progress.total;

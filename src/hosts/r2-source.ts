@@ -31,9 +31,16 @@ export class R2ByteSource implements ByteSource {
     if (!obj || !("body" in obj)) throw new ByteSourceError(`${this.name}: the object disappeared while it was being read`);
     const reader = obj.body.getReader();
     let pos = 0;
+    let sinceYield = 0;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      // chunks of a local object arrive without a pause: let other requests (health probes) in now and then
+      sinceYield += value.length;
+      if (sinceYield >= 16 << 20) {
+        sinceYield = 0;
+        await new Promise((r) => setTimeout(r, 0));
+      }
       if (pos + value.length > length) {
         await reader.cancel();
         throw new ByteSourceError(`${this.name}: R2 sent more than the ${length} bytes asked for at offset ${offset}`);

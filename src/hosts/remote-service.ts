@@ -24,13 +24,18 @@ export class RemoteModelService implements ModelService {
   private async json<T>(path: string, body?: unknown): Promise<T> {
     const init: RequestInit = body === undefined ? { headers: this.headers } : { method: "POST", body: JSON.stringify(body), headers: this.headers };
     const res = await this.target.fetch(`${BASE}${path}`, init);
-    const data = (await res.json()) as T & { error?: string };
-    if (!res.ok) throw new Error(data.error ?? `model host answered ${res.status}`);
+    // failures of the host itself come as {host_error} (a model status may carry an "error" of its own)
+    const data = (await res.json()) as T & { host_error?: string };
+    if (!res.ok || typeof data.host_error === "string") throw new Error(data.host_error ?? `model host answered ${res.status}`);
     return data;
   }
 
   status(): Promise<ModelStatus> {
     return this.json("/status");
+  }
+  /** Load the model in the Durable Object; resolves when it is loaded or failed. */
+  async warmUp(): Promise<void> {
+    await this.json("/load").catch(() => {});
   }
   info(): Promise<ModelInfo> {
     return this.json("/info");

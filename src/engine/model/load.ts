@@ -113,6 +113,7 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
     backend.prepareWeight(r.weight);
     loaded += r.info.nbytes;
     opts.onProgress?.(loaded, total);
+    await new Promise((res) => setTimeout(res, 0)); // a host's other work (progress probes) gets a turn
   }
   for (const v of vectors) {
     const raw = await src.read(v.info.offset, v.info.nbytes);
