@@ -75,6 +75,7 @@ Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comm
   --seed N             weight seed (default 1)
   --vocab N --dim N --hidden-dim N --layers N --heads N --kv-heads N --head-dim N --context N
                        override single dimensions of the shape
+  --rope-dims N        rotate only the first N dimensions of each head (gemma.rope.dimension_count)
   --no-chat-template   leave tokenizer.chat_template out of the file`,
 };
 
@@ -290,7 +291,7 @@ async function cmdMakeTestModel(args: string[]): Promise<number> {
     out: { type: "string" }, shape: { type: "string" }, type: { type: "string" }, seed: { type: "string" },
     vocab: { type: "string" }, dim: { type: "string" }, "hidden-dim": { type: "string" }, layers: { type: "string" },
     heads: { type: "string" }, "kv-heads": { type: "string" }, "head-dim": { type: "string" }, context: { type: "string" },
-    "no-chat-template": { type: "boolean" },
+    "rope-dims": { type: "string" }, "no-chat-template": { type: "boolean" },
   });
   if (values.help) return help("make-test-model");
   const out = required(values.out, "out");
@@ -300,12 +301,16 @@ async function cmdMakeTestModel(args: string[]): Promise<number> {
   const typeName = String(values.type ?? "q4_0").toLowerCase();
   const type = WEIGHT_TYPES[typeName];
   if (type === undefined) throw new UsageError(`--type must be one of ${Object.keys(WEIGHT_TYPES).join(", ")}, got "${values.type}"`);
-  const dim = (flag: string, key: keyof TestModelShape) => num(values[flag], flag, { min: 1, int: true }) ?? base[key];
+  const dim = (flag: string, key: Exclude<keyof TestModelShape, "ropeDims">) => num(values[flag], flag, { min: 1, int: true }) ?? base[key];
   const shape: TestModelShape = {
     vocabSize: dim("vocab", "vocabSize"), dim: dim("dim", "dim"), hiddenDim: dim("hidden-dim", "hiddenDim"),
     nLayers: dim("layers", "nLayers"), nHeads: dim("heads", "nHeads"), nKvHeads: dim("kv-heads", "nKvHeads"),
     headDim: dim("head-dim", "headDim"), contextLength: dim("context", "contextLength"),
+    ropeDims: num(values["rope-dims"], "rope-dims", { min: 2, int: true }),
   };
+  if (shape.ropeDims !== undefined && (shape.ropeDims % 2 || shape.ropeDims > shape.headDim)) {
+    throw new UsageError(`--rope-dims must be even and at most --head-dim ${shape.headDim}, got ${shape.ropeDims}`);
+  }
   if (shape.vocabSize < 512) throw new UsageError(`--vocab must be at least 512 (special, byte and character tokens), got ${shape.vocabSize}`);
   if (shape.nHeads % shape.nKvHeads !== 0) throw new UsageError(`--heads ${shape.nHeads} must be a multiple of --kv-heads ${shape.nKvHeads}`);
   if (shape.headDim % 2) throw new UsageError(`--head-dim must be even, got ${shape.headDim}`);

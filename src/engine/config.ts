@@ -12,6 +12,7 @@ export interface GemmaConfig {
   seqLen: number; //       gemma.context_length
   normEps: number; //      gemma.attention.layer_norm_rms_epsilon
   ropeTheta: number; //    gemma.rope.freq_base (default 10000)
+  ropeDims: number; //     gemma.rope.dimension_count: leading dims of each head that RoPE rotates (default headDim)
 }
 
 export function configFromGguf(f: GgufFile): GemmaConfig {
@@ -36,6 +37,7 @@ export function configFromGguf(f: GgufFile): GemmaConfig {
     seqLen: metaNumber(f, "gemma.context_length"),
     normEps: metaNumber(f, "gemma.attention.layer_norm_rms_epsilon"),
     ropeTheta: metaNumber(f, "gemma.rope.freq_base", 10000),
+    ropeDims: metaNumber(f, "gemma.rope.dimension_count", headDim),
   };
   for (const [k, v] of Object.entries(cfg)) {
     if (k === "normEps" ? !(v > 0 && v < 1) : !(Number.isInteger(v) && v > 0)) {
@@ -48,6 +50,8 @@ export function configFromGguf(f: GgufFile): GemmaConfig {
   if (cfg.nHeads % cfg.nKvHeads !== 0) {
     throw new GgufError(`head_count ${cfg.nHeads} is not a multiple of head_count_kv ${cfg.nKvHeads}`);
   }
-  if (cfg.headDim % 2 !== 0) throw new GgufError(`key_length ${cfg.headDim} must be even for RoPE`);
+  if (cfg.ropeDims % 2 !== 0 || cfg.ropeDims > cfg.headDim) {
+    throw new GgufError(`gemma.rope.dimension_count ${cfg.ropeDims} must be even and at most key_length ${cfg.headDim}`);
+  }
   return cfg;
 }

@@ -19,6 +19,8 @@ export interface TestModelShape {
   nKvHeads: number;
   headDim: number;
   contextLength: number;
+  /** RoPE on only the first ropeDims dimensions of each head (written as gemma.rope.dimension_count). */
+  ropeDims?: number;
 }
 
 export const SHAPES: Record<string, TestModelShape> = {
@@ -116,6 +118,7 @@ export function testModelMetadata(o: TestModelOptions): MetaEntry[] {
     { key: "gemma.attention.key_length", type: U32, value: s.headDim },
     { key: "gemma.attention.value_length", type: U32, value: s.headDim },
     { key: "gemma.attention.layer_norm_rms_epsilon", type: GGUF_VALUE.FLOAT32, value: 1e-6 },
+    ...(s.ropeDims !== undefined ? [{ key: "gemma.rope.dimension_count", type: U32, value: s.ropeDims }] : []),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
     { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: v.tokens } },
     { key: "tokenizer.ggml.scores", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.FLOAT32, items: v.scores } },

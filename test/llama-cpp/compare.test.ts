@@ -10,6 +10,7 @@ import { loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { TOKENIZER_CORPUS } from "../helpers/corpus.ts";
 import { LlamaCppModel } from "../helpers/llama-cpp.ts";
 import { testModel } from "../helpers/models.ts";
+import type { TestModelShape } from "../../src/tools/make-test-model.ts";
 
 const PROMPTS = [
   "Hello world",
@@ -51,10 +52,12 @@ describe("tokenization matches llama.cpp", () => {
 
 // Two shapes (1 KV head; 1 < KV heads < heads) x the weight types, and an odd shape: 5 heads of 64 (5 x 64 != 160),
 // a vocabulary that is not a multiple of 8 (another LM-head kernel in llama.cpp), and a prompt that ends in <eos>.
-const ODD = { vocabSize: 1500, dim: 160, hiddenDim: 416, nLayers: 3, nHeads: 5, nKvHeads: 1, headDim: 64, contextLength: 512 };
-const CASES: [string | typeof ODD, string][] = [];
+const ODD: TestModelShape = { vocabSize: 1500, dim: 160, hiddenDim: 416, nLayers: 3, nHeads: 5, nKvHeads: 1, headDim: 64, contextLength: 512 };
+const CASES: [string | TestModelShape, string][] = [];
 for (const shape of ["tiny", "tiny-gqa"]) for (const type of ["q4_0", "q8_0", "f16", "bf16", "f32"]) CASES.push([shape, type]);
 CASES.push([ODD, "f16"], [{ ...ODD, vocabSize: 1501 }, "q4_0"]);
+// RoPE on part of each head only (gemma.rope.dimension_count < key_length)
+CASES.push([{ ...ODD, ropeDims: 32 }, "q8_0"]);
 
 describe.each(CASES)("greedy generation matches llama.cpp: %j %s", (shape, type) => {
   let ref: LlamaCppModel;

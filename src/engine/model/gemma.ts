@@ -59,7 +59,7 @@ export class Gemma {
     this.weights = weights;
     this.act = act;
     this.maxBatch = maxBatch;
-    this.rope = new Rope(cfg.headDim, cfg.ropeTheta, maxPositions);
+    this.rope = new Rope(cfg.headDim, cfg.ropeDims, cfg.ropeTheta, maxPositions);
     this.accHead = new Float32Array(cfg.headDim);
     this.embScale = Math.fround(Math.sqrt(cfg.dim));
   }

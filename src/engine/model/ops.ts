@@ -29,19 +29,22 @@ export class Rope {
   private readonly sin: Float32Array;
   private readonly ready: Uint8Array;
   private readonly headDim: number;
+  /** Rotated dimensions at the start of each head (ggml's n_dims); the rest pass through. */
+  private readonly dims: number;
   private readonly thetaScale: number;
 
-  constructor(headDim: number, theta: number, maxPos: number) {
+  constructor(headDim: number, dims: number, theta: number, maxPos: number) {
     this.headDim = headDim;
-    const half = headDim / 2;
+    this.dims = dims;
+    const half = dims / 2;
     this.cos = new Float32Array(maxPos * half);
     this.sin = new Float32Array(maxPos * half);
     this.ready = new Uint8Array(maxPos);
-    this.thetaScale = fr(Math.pow(theta, -2 / headDim));
+    this.thetaScale = fr(Math.pow(theta, -2 / dims));
   }
 
   private row(pos: number): void {
-    const half = this.headDim / 2;
+    const half = this.dims / 2;
     let t = pos;
     for (let i = 0; i < half; i++) {
       this.cos[pos * half + i] = cosf(t);
@@ -53,7 +56,7 @@ export class Rope {
 
   /** Rotate `nHeads` heads of `vec` (one token) in place for position `pos`. */
   apply(vec: Float32Array, nHeads: number, pos: number): void {
-    const half = this.headDim / 2;
+    const half = this.dims / 2;
     if (!this.ready[pos]) this.row(pos);
     const c = this.cos.subarray(pos * half, (pos + 1) * half);
     const s = this.sin.subarray(pos * half, (pos + 1) * half);
