@@ -8,6 +8,8 @@ import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
 import { encodeRow } from "../../src/engine/quant.ts";
+import { attendHead } from "../../src/engine/model/ops.ts";
+import { f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule } from "../../src/hosts/node-wasm.ts";
 import { testModel } from "../helpers/models.ts";
@@ -99,5 +101,27 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
       return [a, Array.from(m.model.forward([42], prompt.length, m.cache))];
     };
     expect(await logits(await wasmBackend(variant))).toEqual(await logits(new ReferenceBackend()));
+  });
+});
+
+describe.each(VARIANTS)("wasm-%s attention equals the TypeScript attention bit for bit", (variant) => {
+  it.each([[32, 1], [32, 7], [64, 40], [256, 130], [40, 9]])("head_dim %i over %i positions", async (d, n) => {
+    const rand = mulberry32(d * 7 + n);
+    const stride = 2 * d; // two KV heads, the second one attended
+    const b = await wasmBackend(variant);
+    const qOff = b.reserve(d * 4), kOff = b.reserve(n * stride * 2), vOff = b.reserve(n * stride * 2), oOff = b.reserve(d * 4);
+    const sb = b.scratchBytes(d, 1), sOff = b.reserve(sb);
+    b.commit();
+    b.setScratch(sOff, sb);
+    const q = b.f32(qOff, d), k = b.u16(kOff, n * stride), v = b.u16(vOff, n * stride), out = b.f32(oOff, d);
+    for (let i = 0; i < d; i++) q[i] = (rand() * 2 - 1) * (i % 5 === 0 ? 1e-6 : 0.5);
+    for (let i = 0; i < n * stride; i++) {
+      k[i] = f32ToF16((rand() * 2 - 1) * 2);
+      v[i] = f32ToF16((rand() * 2 - 1) * (i % 7 === 0 ? 3e-5 : 4)); // subnormal-range values too
+    }
+    b.attendHead!(out, q, k, v, n, stride, d);
+    const want = new Float32Array(d);
+    attendHead(want, Float32Array.from(q), Uint16Array.from(k), Uint16Array.from(v), n, stride, d, new Float32Array(d));
+    expect(Array.from(out)).toEqual(Array.from(want));
   });
 });

@@ -44,6 +44,10 @@ export interface Backend {
   prepareWeight(w: Weight): void;
   /** Row `row` of `w` as f32 values into `out` (cols long; the embedding lookup). */
   dequantizeRow(w: Weight, row: number, out: Float32Array): void;
+  /**
+   * Optional: `attendHead` of model/ops.ts (the same bits) in the backend's own kernels. All arrays are arena views.
+   */
+  attendHead?(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void;
   /** Scratch bytes `matmul` needs for `n` rows of `cols` activations (reserved by the model). */
   scratchBytes(cols: number, n: number): number;
   /** Set the scratch area (an arena offset of at least scratchBytes()). */

@@ -17,6 +17,7 @@ interface KernelExports {
   repack_q4_0_x4(w: number, rows: number, cols: number, tmp: number): void;
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number): void;
+  attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
 }
 
 const PAGE = 65536;
@@ -87,8 +88,9 @@ export class WasmBackend implements Backend {
 
   scratchBytes(cols: number, n: number): number {
     // Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
-    // or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked.
-    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4, (cols / 32) * 72) + 64;
+    // or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
+    // or the query and accumulator of an attention head (cols >= head_dim).
+    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4, (cols / 32) * 72, 8 * cols) + 64;
   }
 
   prepareWeight(w: Weight): void {
@@ -113,9 +115,15 @@ export class WasmBackend implements Backend {
     this.scratchLen = bytes;
   }
 
-  private ptr(a: Float32Array): number {
-    if (a.buffer !== this.memory.buffer) throw new Error("matmul operands must be views of this backend's arena");
+  private ptr(a: Float32Array | Uint16Array): number {
+    if (a.buffer !== this.memory.buffer) throw new Error("kernel operands must be views of this backend's arena");
     return a.byteOffset;
+  }
+
+  attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void {
+    const d = q.length;
+    if (d % 4 !== 0 || 8 * d > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and scratch for it (head_dim ${d})`);
+    this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), n, stride, offset, d, this.scratch);
   }
 
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void {

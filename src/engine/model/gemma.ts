@@ -121,7 +121,7 @@ export class Gemma {
       this.trace?.(`Vcur-${l}`, v.subarray(0, n * kvDim));
       // each query head attends over positions 0..pos+t (causal); query heads share KV heads in groups.
       // llama.cpp computes batches of 64+ tokens another way (tiled); the arithmetic follows it.
-      const attend = n >= FA_TILED_MIN_ROWS ? attendHeadTiled : attendHead;
+      const attend = n >= FA_TILED_MIN_ROWS ? attendHeadTiled : b.attendHead && headDim % 4 === 0 ? b.attendHead.bind(b) : attendHead;
       for (let t = 0; t < n; t++) {
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / headsPerKv);
