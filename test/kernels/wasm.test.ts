@@ -8,7 +8,7 @@ import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
 import { encodeRow } from "../../src/engine/quant.ts";
-import { attendHead } from "../../src/engine/model/ops.ts";
+import { attendHead, attendHeadTiled } from "../../src/engine/model/ops.ts";
 import { f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule } from "../../src/hosts/node-wasm.ts";
@@ -123,5 +123,35 @@ describe.each(VARIANTS)("wasm-%s attention equals the TypeScript attention bit f
     const want = new Float32Array(d);
     attendHead(want, Float32Array.from(q), Uint16Array.from(k), Uint16Array.from(v), n, stride, d, new Float32Array(d));
     expect(Array.from(out)).toEqual(Array.from(want));
+  });
+});
+
+describe.each(VARIANTS)("wasm-%s tiled attention equals the TypeScript tiled attention bit for bit", (variant) => {
+  // [head_dim, rows in the batch, positions already cached]: tiles of 64 keys, partial last tiles, rows past a tile edge
+  it.each([[32, 64, 0], [64, 70, 60], [256, 65, 3], [40, 100, 130]])("head_dim %i, %i rows after %i cached", async (d, nq, pos0) => {
+    const rand = mulberry32(d * 13 + nq + pos0);
+    const n = pos0 + nq, stride = 2 * d, qStride = 2 * d; // two heads in the query rows and the cache; the second attended
+    const b = await wasmBackend(variant);
+    const qOff = b.reserve(nq * qStride * 4), kOff = b.reserve(n * stride * 2), vOff = b.reserve(n * stride * 2);
+    const oOff = b.reserve(nq * qStride * 4);
+    const sb = b.scratchBytes(d, nq), sOff = b.reserve(sb);
+    b.commit();
+    b.setScratch(sOff, sb);
+    const q = b.f32(qOff, nq * qStride), k = b.u16(kOff, n * stride), v = b.u16(vOff, n * stride);
+    const out = b.f32(oOff, nq * qStride);
+    for (let i = 0; i < nq * qStride; i++) q[i] = (rand() * 2 - 1) * (i % 5 === 0 ? 1e-6 : 0.5);
+    for (let i = 0; i < n * stride; i++) {
+      k[i] = f32ToF16((rand() * 2 - 1) * 2);
+      v[i] = f32ToF16((rand() * 2 - 1) * (i % 7 === 0 ? 3e-5 : 4));
+    }
+    out.fill(Number.NaN);
+    b.attendHeadTiled!(out.subarray(d), q.subarray(d), qStride, k, v, pos0, nq, stride, d, d);
+    const kc = Uint16Array.from(k), vc = Uint16Array.from(v);
+    for (let r = 0; r < nq; r++) {
+      const want = new Float32Array(d);
+      attendHeadTiled(want, Float32Array.from(q.subarray(r * qStride + d, r * qStride + 2 * d)), kc, vc, pos0 + r + 1, stride, d, new Float32Array(d));
+      expect(Array.from(out.subarray(r * qStride + d, r * qStride + 2 * d)), `row ${r}`).toEqual(Array.from(want));
+      expect(Number.isNaN(out[r * qStride]!), `row ${r} first head untouched`).toBe(true);
+    }
   });
 });

@@ -48,6 +48,11 @@ export interface Backend {
    * Optional: `attendHead` of model/ops.ts (the same bits) in the backend's own kernels. All arrays are arena views.
    */
   attendHead?(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void;
+  /**
+   * Optional: `attendHeadTiled` for the `nq` rows of one head of a batch at once (row r at element r*qStride of
+   * `q` and `out`, position pos0 + r).
+   */
+  attendHeadTiled?(out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, stride: number, offset: number, d: number): void;
   /** Scratch bytes `matmul` needs for `n` rows of `cols` activations (reserved by the model). */
   scratchBytes(cols: number, n: number): number;
   /** Set the scratch area (an arena offset of at least scratchBytes()). */

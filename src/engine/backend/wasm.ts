@@ -18,6 +18,7 @@ interface KernelExports {
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number): void;
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
+  attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
 }
 
 const PAGE = 65536;
@@ -90,7 +91,8 @@ export class WasmBackend implements Backend {
     // Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
     // or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
     // or the query and accumulator of an attention head (cols >= head_dim).
-    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4, (cols / 32) * 72, 8 * cols) + 64;
+    // or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
+    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4 + 512 * cols + 8 * n + 256, (cols / 32) * 72, 8 * cols) + 64;
   }
 
   prepareWeight(w: Weight): void {
@@ -118,6 +120,12 @@ export class WasmBackend implements Backend {
   private ptr(a: Float32Array | Uint16Array): number {
     if (a.buffer !== this.memory.buffer) throw new Error("kernel operands must be views of this backend's arena");
     return a.byteOffset;
+  }
+
+  attendHeadTiled(out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, stride: number, offset: number, d: number): void {
+    const need = 4 * (nq * d + 128 * d + 64 + 2 * nq);
+    if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`tiled attention needs head_dim % 4 == 0 and ${need} bytes of scratch`);
+    this.k.attend_tiled(this.ptr(out), this.ptr(q), qStride, this.ptr(k), this.ptr(v), pos0, nq, stride, offset, d, this.scratch);
   }
 
   attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void {

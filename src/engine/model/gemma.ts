@@ -121,15 +121,23 @@ export class Gemma {
       this.trace?.(`Vcur-${l}`, v.subarray(0, n * kvDim));
       // each query head attends over positions 0..pos+t (causal); query heads share KV heads in groups.
       // llama.cpp computes batches of 64+ tokens another way (tiled); the arithmetic follows it.
-      const attend = n >= FA_TILED_MIN_ROWS ? attendHeadTiled : b.attendHead && headDim % 4 === 0 ? b.attendHead.bind(b) : attendHead;
-      for (let t = 0; t < n; t++) {
+      const tiled = n >= FA_TILED_MIN_ROWS;
+      if (tiled && b.attendHeadTiled && headDim % 4 === 0) {
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / headsPerKv);
-          attend(
-            att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
-            q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
-            kc, vc, pos + t + 1, kvDim, kvh * headDim, this.accHead,
-          );
+          b.attendHeadTiled(att.subarray(h * headDim), q.subarray(h * headDim), qDim, kc, vc, pos, n, kvDim, kvh * headDim, headDim);
+        }
+      } else {
+        const attend = tiled ? attendHeadTiled : b.attendHead && headDim % 4 === 0 ? b.attendHead.bind(b) : attendHead;
+        for (let t = 0; t < n; t++) {
+          for (let h = 0; h < nHeads; h++) {
+            const kvh = Math.floor(h / headsPerKv);
+            attend(
+              att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
+              q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
+              kc, vc, pos + t + 1, kvDim, kvh * headDim, this.accHead,
+            );
+          }
         }
       }
       this.trace?.(`kqv_out-${l}`, att.subarray(0, n * qDim));
