@@ -1,15 +1,16 @@
 // `npm start`: serve a model with `wrangler dev` on 127.0.0.1. Makes the built-in default model (a generated
 // tiny Gemma GGUF with the chat template) when it is missing, or serves MODEL=path/to/file.gguf, after putting
 // the file into the local R2 bucket under its own name. PORT changes the port (default 8787).
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createWriteStream } from "node:fs";
 import { basename, resolve } from "node:path";
 import { SHAPES, WEIGHT_TYPES, writeTestModel } from "../src/tools/make-test-model.ts";
+import { MODELS_BUCKET, putLocal } from "../src/tools/r2.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const port = Number(process.env.PORT ?? 8787);
 if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`PORT must be a port number, got "${process.env.PORT}"`);
-const BUCKET = "gemma-edge-models";
+const BUCKET = MODELS_BUCKET;
 
 function fail(msg: string): never {
   process.stderr.write(`npm start: ${msg}\n`);
@@ -41,10 +42,7 @@ const want = `${model}:${st.size}:${st.mtimeMs}`;
 const seeded: Record<string, string> = existsSync(stamp) ? JSON.parse(readFileSync(stamp, "utf8")) : {};
 if (seeded[key] !== want) {
   process.stderr.write(`putting ${model} (${(st.size / 1e6).toFixed(1)} MB) into local R2 as ${BUCKET}/${key} ...\n`);
-  const r = spawnSync("wrangler", ["r2", "object", "put", `${BUCKET}/${key}`, "--file", model, "--local"], {
-    cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
-  });
-  if (r.status !== 0) fail(`could not put the model into local R2 (wrangler exited with ${r.status})`);
+  await putLocal({ file: model, key, bucket: BUCKET }).catch((e: Error) => fail(`could not put the model into local R2: ${e.message}`));
   mkdirSync(resolve(root, ".wrangler/state"), { recursive: true });
   writeFileSync(stamp, JSON.stringify({ ...seeded, [key]: want }));
 }

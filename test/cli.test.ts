@@ -101,3 +101,33 @@ describe("gemma-edge CLI", () => {
     expect(r.stdout).toBe("");
   });
 });
+
+describe("gemma-edge r2 put --local", () => {
+  it("puts the file, byte for byte, where wrangler's local R2 reads it", async () => {
+    const persist = join(dir, "state");
+    const r = await run("r2", "put", "--file", model, "--key", "models/m.gguf", "--local", "--persist", persist);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^put .*m\.gguf \([\d.]+ MB\) into local R2 as gemma-edge-models\/models\/m\.gguf in [\d.]+ s\n$/);
+    // read back through wrangler's own local R2 (what `wrangler dev` serves from)
+    const { runWrangler } = await import("../src/tools/r2.ts");
+    const back = join(dir, "back.gguf");
+    const g = await runWrangler(["r2", "object", "get", "gemma-edge-models/models/m.gguf", "--file", back, "--local", "--persist-to", persist], "pipe");
+    expect(g.code, g.stderr).toBe(0);
+    expect(Buffer.compare(readFileSync(back), readFileSync(model))).toBe(0);
+  }, 60_000);
+
+  it("names what is wrong: missing file, no target, unknown subcommand, bad bucket", async () => {
+    const cases: [string[], RegExp][] = [
+      [["r2", "put", "--file", join(dir, "nope.gguf"), "--key", "k", "--local"], /not found: .*nope\.gguf/],
+      [["r2", "put", "--file", model, "--key", "k"], /--local is required \(uploading to a remote bucket is not supported yet\)/],
+      [["r2", "put", "--file", model, "--local"], /--key is required/],
+      [["r2", "put", "--file", model, "--key", "k", "--local", "--bucket", "Bad_Name"], /--bucket "Bad_Name" is not a valid R2 bucket name/],
+      [["r2", "get"], /unknown r2 command "get"/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await run(...args);
+      expect(r.code, args.join(" ")).not.toBe(0);
+      expect(r.stderr).toMatch(msg);
+    }
+  });
+});

@@ -2,6 +2,7 @@
 // non-zero exit code for every error; `--help` for each command.
 import { createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { generate } from "../engine/generate.ts";
 import { loadModel } from "../engine/model/load.ts";
@@ -20,6 +21,7 @@ Commands:
   serve            serve the OpenAI and TGI HTTP APIs for a model file
   bench            measure speed and memory, optionally next to llama.cpp
   quantize         F32/F16/BF16 GGUF to Q4_0 or Q8_0
+  r2 put           put a model file into the local R2 bucket that wrangler dev serves
   tokenize         print the token ids of a text
   generate         generate text from a prompt
   make-test-model  write a Gemma-architecture GGUF with deterministic random weights
@@ -58,6 +60,14 @@ Measures load time, prefill and decode speed, time to first token (16-token prom
   --repeats R          measurements of each engine, alternating (default 3; figures are medians)
   --vs-llama-cpp       also measure llama.cpp (node-llama-cpp, CPU) on the same file and report ratios
   --json               the last line of output is one JSON object`,
+  r2: `Usage: gemma-edge r2 put --file FILE --key KEY --local [--persist DIR] [--bucket NAME]
+
+Puts FILE into R2 under KEY, as one object (readers never see half of it). Serve it with
+"wrangler dev --var MODEL_KEY:KEY --var MODEL_ID:NAME" (or MODEL=FILE npm start, which does both).
+
+  --local          the local bucket of "wrangler dev" (the only target so far; remote upload is not written yet)
+  --persist DIR    wrangler's state folder (default: .wrangler/state of this project, what "wrangler dev" reads)
+  --bucket NAME    bucket name (default gemma-edge-models, the MODELS binding of wrangler.toml)`,
   serve: `Usage: gemma-edge serve --model FILE [options]
 
 Serves the OpenAI-compatible and TGI routes with the engine in this process (the Worker's app, on Node).
@@ -257,6 +267,28 @@ async function cmdBench(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdR2(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "--help" || sub === "-h") return help("r2");
+  if (sub !== "put") throw new UsageError(`unknown r2 command "${sub}" (commands: put)`);
+  const { values } = parse(rest, { file: { type: "string" }, key: { type: "string" }, local: { type: "boolean" }, persist: { type: "string" }, bucket: { type: "string" } });
+  if (values.help) return help("r2");
+  const file = required(values.file, "file");
+  const key = required(values.key, "key");
+  if (!values.local) throw new UsageError("--local is required (uploading to a remote bucket is not supported yet)");
+  if (key.length > 1024 || /[\x00-\x1f]/.test(key)) throw new UsageError(`--key must be at most 1024 characters without control characters`);
+  const bucket = String(values.bucket ?? "gemma-edge-models");
+  if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) throw new UsageError(`--bucket "${bucket}" is not a valid R2 bucket name`);
+  const src = await open(file); // a clear error for a missing or unreadable file
+  const size = src.size;
+  await src.close();
+  const { putLocal } = await import("../tools/r2.ts");
+  const t0 = performance.now();
+  await putLocal({ file, key, bucket, persistTo: values.persist === undefined ? undefined : resolve(String(values.persist)) });
+  process.stderr.write(`put ${file} (${(size / 1e6).toFixed(1)} MB) into local R2 as ${bucket}/${key} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  return 0;
+}
+
 async function cmdServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "model-id": { type: "string" },
@@ -346,8 +378,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBench(rest);
       case "quantize":
         return await cmdQuantize(rest);
+      case "r2":
+        return await cmdR2(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, tokenize, generate, make-test-model)`);
+        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, r2, tokenize, generate, make-test-model)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {
