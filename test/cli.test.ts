@@ -119,7 +119,7 @@ describe("gemma-edge r2 put --local", () => {
   it("names what is wrong: missing file, no target, unknown subcommand, bad bucket", async () => {
     const cases: [string[], RegExp][] = [
       [["r2", "put", "--file", join(dir, "nope.gguf"), "--key", "k", "--local"], /not found: .*nope\.gguf/],
-      [["r2", "put", "--file", model, "--key", "k"], /--local is required \(uploading to a remote bucket is not supported yet\)/],
+      [["r2", "put", "--file", model, "--key", "k"], /give one of --local or --remote/],
       [["r2", "put", "--file", model, "--local"], /--key is required/],
       [["r2", "put", "--file", model, "--key", "k", "--local", "--bucket", "Bad_Name"], /--bucket "Bad_Name" is not a valid R2 bucket name/],
       [["r2", "get"], /unknown r2 command "get"/],
