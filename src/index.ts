@@ -21,6 +21,8 @@ export function appFor(env: Env): Hono<AppEnv> {
     maxQueue: intVar(env, "MAX_QUEUE") ?? 8,
     requestTimeoutMs: intVar(env, "REQUEST_TIMEOUT_MS"),
     keepAliveMs: intVar(env, "KEEPALIVE_MS"),
+    sourceUrl: env.MODEL_SOURCE_URL || undefined,
+    sourceSha256: env.MODEL_SOURCE_SHA256 || undefined,
   };
   const config = defaultConfig({
     modelId: env.MODEL_ID,

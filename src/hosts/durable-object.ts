@@ -7,6 +7,7 @@ import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { LocalModelService, type ServiceRequest } from "./model-service.ts";
+import { pullIntoR2 } from "./pull-through.ts";
 import { R2ByteSource } from "./r2-source.ts";
 
 /** How the Worker tells the Durable Object what to serve (the x-model-config header, JSON). */
@@ -18,17 +19,30 @@ export interface HostedModelConfig {
   maxQueue?: number;
   requestTimeoutMs?: number;
   keepAliveMs?: number;
+  /** Where to download the model from when `key` is missing from R2 (pull-through), and its SHA-256. */
+  sourceUrl?: string;
+  sourceSha256?: string;
 }
 
 export const CONFIG_HEADER = "x-model-config";
 
 export class ModelHost {
   private readonly bucket: R2Bucket;
+  private readonly sourceAuth: string | undefined;
   private service: LocalModelService | undefined;
   private configJson = "";
 
-  constructor(_state: DurableObjectState, env: { MODELS: R2Bucket }) {
+  constructor(_state: DurableObjectState, env: { MODELS: R2Bucket; MODEL_SOURCE_AUTH?: string }) {
     this.bucket = env.MODELS;
+    this.sourceAuth = env.MODEL_SOURCE_AUTH || undefined;
+  }
+
+  /** The model's R2 object, first pulled from the configured source when it is missing. */
+  private async open(c: HostedModelConfig, onDownload?: (received: number, total: number) => void): Promise<R2ByteSource> {
+    if (c.sourceUrl && !(await this.bucket.head(c.key))) {
+      await pullIntoR2(this.bucket, c.key, { url: c.sourceUrl, sha256: c.sourceSha256, authorization: this.sourceAuth }, onDownload);
+    }
+    return R2ByteSource.open(this.bucket, c.key);
   }
 
   private serviceFor(json: string | null): LocalModelService {
@@ -39,7 +53,7 @@ export class ModelHost {
     this.configJson = json;
     this.service = new LocalModelService({
       modelId: c.modelId,
-      openSource: () => R2ByteSource.open(this.bucket, c.key),
+      openSource: (onDownload) => this.open(c, onDownload),
       createBackend: async () => new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd"),
       contextSize: c.contextSize,
       maxBatch: c.maxBatch,

@@ -55,6 +55,8 @@ export interface ModelStatus {
   loaded_bytes: number;
   total_bytes: number;
   error?: string;
+  /** While loading: "downloading" (into R2 from the model source, see pull-through.ts) or "loading" (into memory). */
+  phase?: "downloading" | "loading";
   context_size?: number;
   queue_length: number;
 }
@@ -88,8 +90,8 @@ export class ServiceFailure extends Error {
 
 export interface LocalServiceOptions {
   modelId: string;
-  /** Opens the model file (an R2 object, a local file). */
-  openSource: () => Promise<ByteSource>;
+  /** Opens the model file (an R2 object, a local file); reports progress while it first downloads it, if it does. */
+  openSource: (onDownload?: (received: number, total: number) => void) => Promise<ByteSource>;
   /** A fresh backend for each load attempt. */
   createBackend: () => Promise<Backend>;
   contextSize?: number;
@@ -114,6 +116,7 @@ export class LocalModelService implements ModelService {
   private loading: Promise<LoadedModel> | undefined;
   private loadError: string | undefined;
   private progress = { loaded: 0, total: 0 };
+  private phase: "downloading" | "loading" = "loading";
   private lastAttempt = 0;
   private busy = false;
   /** Requests waiting for the model, oldest first. */
@@ -131,9 +134,15 @@ export class LocalModelService implements ModelService {
       this.lastAttempt = Date.now();
       this.loadError = undefined;
       this.progress = { loaded: 0, total: 0 };
+      this.phase = "loading";
       let src: ByteSource | undefined;
       try {
-        src = await this.opts.openSource();
+        src = await this.opts.openSource((received, total) => {
+          this.phase = "downloading";
+          this.progress = { loaded: received, total };
+        });
+        this.phase = "loading";
+        this.progress = { loaded: 0, total: 0 };
         const m = await loadModel(src, await this.opts.createBackend(), {
           contextSize: this.opts.contextSize,
           maxBatch: this.opts.maxBatch,
@@ -167,7 +176,7 @@ export class LocalModelService implements ModelService {
     }
     const { loaded, total } = this.progress;
     const progress = total ? loaded / total : 0;
-    if (this.loading) return { ...base, status: "loading", progress, loaded_bytes: loaded, total_bytes: total };
+    if (this.loading) return { ...base, status: "loading", phase: this.phase, progress, loaded_bytes: loaded, total_bytes: total };
     if (this.loadError) return { ...base, status: "error", progress, loaded_bytes: loaded, total_bytes: total, error: this.loadError };
     return { ...base, status: "idle", progress: 0, loaded_bytes: 0, total_bytes: 0 };
   }

@@ -8,6 +8,11 @@ export interface Env {
   MODEL_ID: string;
   /** The GGUF file's key in the MODELS bucket. */
   MODEL_KEY: string;
+  /** Pull-through: where to download MODEL_KEY from when it is missing from R2, and the file's SHA-256 (hex). */
+  MODEL_SOURCE_URL?: string;
+  MODEL_SOURCE_SHA256?: string;
+  /** Secret: the Authorization header value for MODEL_SOURCE_URL (e.g. "Bearer hf_..."). */
+  MODEL_SOURCE_AUTH?: string;
   CONTEXT_SIZE?: string;
   MAX_BATCH?: string;
   MAX_QUEUE?: string;
