@@ -31,6 +31,8 @@ export class ModelHost {
   private readonly sourceAuth: string | undefined;
   private service: LocalModelService | undefined;
   private configJson = "";
+  /** The etag of the R2 object the current service loaded. */
+  private loadedEtag: string | undefined;
 
   constructor(_state: DurableObjectState, env: { MODELS: R2Bucket; MODEL_SOURCE_AUTH?: string }) {
     this.bucket = env.MODELS;
@@ -42,13 +44,33 @@ export class ModelHost {
     if (c.sourceUrl && !(await this.bucket.head(c.key))) {
       await pullIntoR2(this.bucket, c.key, { url: c.sourceUrl, sha256: c.sourceSha256, authorization: this.sourceAuth }, onDownload);
     }
-    return R2ByteSource.open(this.bucket, c.key);
+    const src = await R2ByteSource.open(this.bucket, c.key);
+    this.loadedEtag = src.etag;
+    return src;
+  }
+
+  /**
+   * The service, replaced by a fresh one (which loads the new file) when the model's R2 object has another etag
+   * than the one loaded: checked by each request that finds the model loaded and idle, so a request in progress
+   * finishes on the old weights and the next one gets the new.
+   */
+  private async currentService(json: string | null): Promise<LocalModelService> {
+    const service = this.serviceFor(json);
+    if (!this.loadedEtag) return service;
+    const s = await service.status();
+    if (s.status !== "ready" || s.queue_length > 0) return service;
+    const head = await this.bucket.head((JSON.parse(this.configJson) as HostedModelConfig).key);
+    if (!head || head.etag === this.loadedEtag) return service; // deleted: keep serving what is loaded
+    this.service = undefined;
+    this.loadedEtag = undefined;
+    return this.serviceFor(json);
   }
 
   private serviceFor(json: string | null): LocalModelService {
     if (!json) throw new Error(`missing ${CONFIG_HEADER} header`);
     if (this.service && json === this.configJson) return this.service;
     const c = JSON.parse(json) as HostedModelConfig;
+    this.loadedEtag = undefined;
     const relaxed = hasRelaxedSimd();
     this.configJson = json;
     this.service = new LocalModelService({
@@ -68,7 +90,8 @@ export class ModelHost {
   async fetch(request: Request): Promise<Response> {
     const path = new URL(request.url).pathname;
     try {
-      const service = this.serviceFor(request.headers.get(CONFIG_HEADER));
+      const json = request.headers.get(CONFIG_HEADER);
+      const service = path === "/generate" ? await this.currentService(json) : this.serviceFor(json);
       switch (path) {
         case "/status":
           return Response.json(await service.status());

@@ -385,3 +385,29 @@ describe("time limits", () => {
     expect(last.error.message).toMatch(/exceeded the time limit/);
   });
 });
+
+describe("a model replaced in R2 is reloaded", () => {
+  it("the first request after the object's etag changes runs on the new file", async () => {
+    const { makeTestModelBytes, SHAPES } = await import("../../src/tools/make-test-model.ts");
+    const { GGML_TYPE } = await import("../../src/engine/ggml-types.ts");
+    const { env: cfEnv } = await import("cloudflare:workers");
+    const bucket = (cfEnv as unknown as { MODELS: R2Bucket }).MODELS;
+    const e = envWith({ MODEL_ID: "swapped", MODEL_KEY: "swapped.gguf" });
+    const ctxOf = async () => ((await (await call("/health", {}, e)).json()) as { context_size?: number }).context_size;
+    const ask = async () => (await call("/v1/chat/completions", { json: { ...chat(), model: "swapped", max_tokens: 1 } }, e)).status;
+
+    await bucket.put("swapped.gguf", await makeTestModelBytes({ shape: SHAPES.tiny!, type: GGML_TYPE.Q4_0, seed: 1 }));
+    await waitReady(e);
+    expect(await ctxOf()).toBe(512);
+    expect(await ask()).toBe(200);
+    expect(await ctxOf()).toBe(512); // unchanged object: no reload
+
+    await bucket.put("swapped.gguf", await makeTestModelBytes({ shape: { ...SHAPES.tiny!, contextLength: 256 }, type: GGML_TYPE.Q4_0, seed: 2 }));
+    expect(await ctxOf()).toBe(512); // health probes do not reload; requests do
+    expect(await ask()).toBe(200);
+    expect(await ctxOf()).toBe(256);
+
+    await bucket.delete("swapped.gguf");
+    expect(await ask()).toBe(200); // deleted: keeps serving what it has
+  });
+});
