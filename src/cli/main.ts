@@ -21,6 +21,7 @@ Commands:
   serve            serve the OpenAI and TGI HTTP APIs for a model file
   bench            measure speed and memory, optionally next to llama.cpp
   quantize         F32/F16/BF16 GGUF to Q4_0 or Q8_0
+  convert          Hugging Face Gemma checkpoint (safetensors) to GGUF
   r2 put           put a model file into the local R2 bucket that wrangler dev serves
   tokenize         print the token ids of a text
   generate         generate text from a prompt
@@ -49,6 +50,13 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
 Quantizes every 2-D weight of an F32/F16/BF16 GGUF (token_embd included) with ggml's reference quantizers;
 1-D tensors become F32; metadata is copied with general.file_type updated. Memory stays flat: tensors are
 converted a slab of rows at a time.`,
+  convert: `Usage: gemma-edge convert --hf DIR --out FILE [--type f16|f32|q8_0|q4_0]
+
+Converts a Hugging Face Gemma checkpoint (config.json, model.safetensors or shards with
+model.safetensors.index.json, tokenizer.model, tokenizer_config.json; F32, F16 or BF16 weights) to a GGUF laid out
+as llama.cpp's convert_hf_to_gguf.py writes it: tensor names, norm weights stored as 1 + w, metadata, the
+SentencePiece vocabulary with scores and token types, the chat template. 2-D weights in --type (default f16),
+1-D tensors F32. Memory stays flat.`,
   bench: `Usage: gemma-edge bench --model FILE [options]
 
 Measures load time, prefill and decode speed, time to first token (16-token prompt) and peak memory.
@@ -198,6 +206,27 @@ async function cmdGenerate(args: string[]): Promise<number> {
     }
   }
   if (values.json) process.stdout.write(JSON.stringify({ prompt_ids: promptIds, ids, text, finish_reason: finish }) + "\n");
+  return 0;
+}
+
+async function cmdConvert(args: string[]): Promise<number> {
+  const { values } = parse(args, { hf: { type: "string" }, out: { type: "string" }, type: { type: "string" } });
+  if (values.help) return help("convert");
+  const dir = required(values.hf, "hf");
+  const out = required(values.out, "out");
+  const { CONVERT_TYPES, prepareConvert } = await import("../tools/convert.ts");
+  const { writeGguf } = await import("../engine/gguf-writer.ts");
+  const typeName = String(values.type ?? "f16").toLowerCase();
+  const target = CONVERT_TYPES[typeName];
+  if (target === undefined) throw new UsageError(`--type must be one of ${Object.keys(CONVERT_TYPES).join(", ")}, got "${values.type}"`);
+  const t0 = performance.now();
+  const { metadata, tensors } = await prepareConvert(dir, target); // checks the whole checkpoint before writing
+  const size = await writeFileStreaming(out, (sink) => writeGguf(sink, metadata, tensors)).catch(async (e) => {
+    await rm(out, { force: true });
+    throw e;
+  });
+  const rss = process.resourceUsage().maxRSS / 1024;
+  process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${typeName}, ${tensors.length} tensors) in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB\n`);
   return 0;
 }
 
@@ -427,8 +456,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdQuantize(rest);
       case "r2":
         return await cmdR2(rest);
+      case "convert":
+        return await cmdConvert(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, r2, tokenize, generate, make-test-model)`);
+        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, convert, r2, tokenize, generate, make-test-model)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

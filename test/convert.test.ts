@@ -1,0 +1,110 @@
+// `gemma-edge convert`: a tiny HF Gemma checkpoint written by our own code, converted, then checked tensor by
+// tensor, token by token against the generated GGUF's vocabulary, and by greedy generation with llama.cpp.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it, beforeAll } from "vitest";
+import { MemoryByteSource } from "../src/engine/byte-source.ts";
+import { generate } from "../src/engine/generate.ts";
+import { GGML_TYPE } from "../src/engine/ggml-types.ts";
+import { readGguf, type GgufFile } from "../src/engine/gguf.ts";
+import { f16ToF32, roundF16 } from "../src/engine/numeric.ts";
+import { loadModel } from "../src/engine/model/load.ts";
+import { loadWasmBackend } from "../src/hosts/node-wasm.ts";
+import { SHAPES } from "../src/tools/make-test-model.ts";
+import { writeHfCheckpoint } from "./helpers/hf-checkpoint.ts";
+import { LlamaCppModel } from "./helpers/llama-cpp.ts";
+import { testModel } from "./helpers/models.ts";
+
+const BIN = new URL("../bin/gemma-edge.js", import.meta.url).pathname;
+const run = async (...args: string[]) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+const dir = mkdtempSync(join(tmpdir(), "gemma-edge-convert-"));
+const hf = join(dir, "hf");
+let values: Map<string, Float32Array>;
+beforeAll(async () => {
+  values = await writeHfCheckpoint(hf, SHAPES["tiny-gqa"]!, 11);
+});
+
+const gguf = async (path: string): Promise<{ file: GgufFile; bytes: Uint8Array }> => {
+  const bytes = new Uint8Array(readFileSync(path));
+  return { file: await readGguf(new MemoryByteSource(bytes)), bytes };
+};
+
+describe("gemma-edge convert --hf", () => {
+  it("writes llama.cpp's layout: names, F16 weights, F32 norms as 1 + w, metadata, the vocabulary", async () => {
+    const out = join(dir, "f16.gguf");
+    const r = await run("convert", "--hf", hf, "--out", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^wrote .*f16\.gguf \([\d.]+ MB, f16, 29 tensors\) in [\d.]+ s, peak RSS \d+ MB\n$/);
+    const { file, bytes } = await gguf(out);
+    const s = SHAPES["tiny-gqa"]!;
+    expect(file.metadata.get("general.architecture")).toBe("gemma");
+    expect(file.metadata.get("general.file_type")).toBe(1);
+    expect(file.metadata.get("gemma.attention.head_count_kv")).toBe(s.nKvHeads);
+    expect(file.metadata.get("gemma.attention.key_length")).toBe(s.headDim);
+    expect(file.metadata.get("gemma.context_length")).toBe(s.contextLength);
+    expect(file.metadata.get("tokenizer.ggml.add_space_prefix")).toBe(false);
+    // the vocabulary is the one the generated GGUF of this shape carries (tokens, scores, types)
+    const ref = (await readGguf(new MemoryByteSource((await testModel("tiny-gqa", "f32", 11)).bytes))).metadata;
+    for (const k of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.chat_template"]) {
+      expect(file.metadata.get(k), k).toEqual(ref.get(k));
+    }
+    const t = (name: string) => file.tensors.get(name)!;
+    const emb = t("token_embd.weight");
+    expect([emb.type, ...emb.dims]).toEqual([GGML_TYPE.F16, s.dim, s.vocabSize]);
+    const e0 = new Uint16Array(bytes.buffer.slice(emb.offset, emb.offset + 2 * 64));
+    const want = values.get("model.embed_tokens.weight")!;
+    expect(Array.from(e0, f16ToF32)).toEqual(Array.from(want.subarray(0, 64), roundF16));
+    const norm = t("blk.1.ffn_norm.weight");
+    expect(norm.type).toBe(GGML_TYPE.F32);
+    const n = new Float32Array(bytes.buffer.slice(norm.offset, norm.offset + 4 * s.dim));
+    expect(Array.from(n)).toEqual(Array.from(values.get("model.layers.1.post_attention_layernorm.weight")!, (x) => Math.fround(x + 1)));
+    expect([...file.tensors.keys()].slice(0, 4)).toEqual(["token_embd.weight", "blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight"]);
+  });
+
+  it.each(["f16", "q8_0", "q4_0"])("llama.cpp and our engine generate the same greedy tokens from the %s conversion", async (type) => {
+    const out = join(dir, `${type}.gguf`);
+    expect((await run("convert", "--hf", hf, "--out", out, "--type", type)).code).toBe(0);
+    const ref = await LlamaCppModel.load(out);
+    try {
+      const m = await loadModel(new MemoryByteSource(new Uint8Array(readFileSync(out))), await loadWasmBackend(), { contextSize: 256 });
+      for (const prompt of ["Hello world", "Once upon a time"]) {
+        const ids = m.tokenizer.encode(prompt, { addBos: true });
+        const ours: number[] = [];
+        for await (const ev of generate(m, { prompt: { ids }, maxTokens: 24, sampling: { temperature: 0 } })) {
+          if (ev.type === "token") ours.push(ev.id);
+          else if (typeof ev.stoppedBy === "number") ours.pop();
+        }
+        expect(ours.length).toBeGreaterThan(0);
+        expect(ours).toEqual(await ref.greedy(ids, 24));
+      }
+    } finally {
+      await ref.dispose();
+    }
+  }, 60_000);
+
+  it("names what is wrong with a checkpoint", async () => {
+    const bad = join(dir, "bad");
+    await writeHfCheckpoint(bad, SHAPES.tiny!, 1);
+    const cfg = JSON.parse(readFileSync(join(bad, "config.json"), "utf8"));
+    writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, architectures: ["LlamaForCausalLM"], model_type: "llama" }));
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/architecture "LlamaForCausalLM" is not Gemma/);
+    writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, hidden_size: 64 }));
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/tensor "model\.embed_tokens\.weight" has shape \[1024,128\], expected \[1024,64\]/);
+    writeFileSync(join(bad, "config.json"), JSON.stringify(cfg));
+    rmSync(join(bad, "tokenizer.model"));
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/cannot read .*tokenizer\.model/);
+    expect((await run("convert", "--hf", hf, "--out", join(dir, "x.gguf"), "--type", "q5_k")).stderr).toMatch(/--type must be one of f32, f16, q8_0, q4_0, got "q5_k"/);
+    expect(() => readFileSync(join(dir, "x.gguf"))).toThrow(); // nothing half-written
+  });
+});
