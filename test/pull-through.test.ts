@@ -20,6 +20,8 @@ let originUrl = "";
 /** What the origin does with the next request; every request is counted. */
 let mode: "drop" | "slow" = "drop";
 let requests = 0;
+/** The Authorization header of each request. */
+const auths: (string | undefined)[] = [];
 const servers: ChildProcess[] = [];
 
 const freePort = () =>
@@ -72,6 +74,7 @@ beforeAll(async () => {
   model = Buffer.from((await testModel("tiny")).bytes);
   origin = createHttpServer((req, res) => {
     requests++;
+    auths.push(req.headers.authorization);
     res.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": String(model.length) });
     if (mode === "drop") {
       res.write(model.subarray(0, model.length >> 1), () => res.destroy()); // half, then the connection is cut
@@ -106,7 +109,7 @@ afterAll(() => {
 describe("pull-through cache (wrangler dev, loopback origin)", () => {
   it("a cut download leaves nothing and a clear error; the retry downloads once, verified, with progress, and serves", async () => {
     const sha = createHash("sha256").update(model).digest("hex");
-    const { base, persist } = await startWorker("good", { MODEL_ID: "pulled", MODEL_KEY: "pulled.gguf", MODEL_SOURCE_URL: originUrl, MODEL_SOURCE_SHA256: sha });
+    const { base, persist } = await startWorker("good", { MODEL_ID: "pulled", MODEL_KEY: "pulled.gguf", MODEL_SOURCE_URL: originUrl, MODEL_SOURCE_SHA256: sha, MODEL_SOURCE_AUTH: "Bearer hf_test" });
     mode = "drop";
     const failed = await healthUntil(base, (h) => h.status === "error");
     expect(failed.error).toMatch(new RegExp(`broke off after \\d+ of ${model.length} bytes.*nothing was stored under "pulled\\.gguf"`));
@@ -125,6 +128,7 @@ describe("pull-through cache (wrangler dev, loopback origin)", () => {
     await healthUntil(base, (h) => h.status === "ready", seen);
     await probes;
     expect(requests).toBe(3);
+    expect(auths).toEqual(["Bearer hf_test", "Bearer hf_test", "Bearer hf_test"]); // the secret goes to the source
     expect(seen.some((h) => h.status === "loading" && h.phase === "downloading" && h.total_bytes === model.length && h.loaded_bytes > 0 && h.loaded_bytes < model.length)).toBe(true);
     expect((await inR2(persist, "pulled.gguf"))?.equals(model)).toBe(true);
     const ok = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ model: "pulled", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }) });
