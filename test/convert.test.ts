@@ -54,11 +54,19 @@ describe("gemma-edge convert --hf", () => {
     expect(file.metadata.get("gemma.attention.key_length")).toBe(s.headDim);
     expect(file.metadata.get("gemma.context_length")).toBe(s.contextLength);
     expect(file.metadata.get("tokenizer.ggml.add_space_prefix")).toBe(false);
+    expect([67, 69, 68, 70, 107]).toEqual(["prefix", "suffix", "middle", "fsep", "eot"].map((k) => file.metadata.get(`tokenizer.ggml.${k}_token_id`)));
     // the vocabulary is the one the generated GGUF of this shape carries (tokens, scores, types)
     const ref = (await readGguf(new MemoryByteSource((await testModel("tiny-gqa", "f32", 11)).bytes))).metadata;
-    for (const k of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.chat_template"]) {
+    for (const k of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.chat_template"]) {
       expect(file.metadata.get(k), k).toEqual(ref.get(k));
     }
+    // token types too, except that llama.cpp's converter makes added tokens that look special ("<unused12>") control
+    // tokens even when tokenizer_config.json says special: false (the generated vocabulary has user-defined ones)
+    const tokens = (ref.get("tokenizer.ggml.tokens") as { items: string[] }).items;
+    const refTypes = (ref.get("tokenizer.ggml.token_type") as { items: number[] }).items;
+    const wantTypes = refTypes.map((t, i) => (t === 4 && /^<unused\d+>$/.test(tokens[i]!) ? 3 : t));
+    expect(wantTypes.filter((t, i) => t !== refTypes[i]).length).toBeGreaterThan(0);
+    expect((file.metadata.get("tokenizer.ggml.token_type") as { items: number[] }).items).toEqual(wantTypes);
     const t = (name: string) => file.tensors.get(name)!;
     const emb = t("token_embd.weight");
     expect([emb.type, ...emb.dims]).toEqual([GGML_TYPE.F16, s.dim, s.vocabSize]);

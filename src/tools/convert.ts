@@ -207,6 +207,12 @@ async function readJson<T>(path: string, required: boolean): Promise<T | undefin
   }
 }
 
+/** Added tokens that some checkpoints do not mark special but llama.cpp's converter treats as control tokens. */
+function looksSpecial(t: string): boolean {
+  return ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].includes(t) || (t.startsWith("<|") && t.endsWith("|>")) ||
+    (t.startsWith("<\uff5c") && t.endsWith("\uff5c>")) || (t.startsWith("<unused") && t.endsWith(">"));
+}
+
 /** Reads a checkpoint and returns what to write: GGUF metadata and tensors (streamed from the safetensors). */
 export async function prepareConvert(dir: string, target: number): Promise<{ metadata: MetaEntry[]; tensors: TensorToWrite[] }> {
   const cfg = (await readJson<HfConfig>(join(dir, "config.json"), true))!;
@@ -228,16 +234,23 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
   const tokens = pieces.map((p) => p.piece);
   const scores = pieces.map((p) => p.score);
   const types: number[] = pieces.map((p) => (p.type === SP_TYPE.UNKNOWN || p.type === SP_TYPE.CONTROL || p.type === SP_TYPE.UNUSED || p.type === SP_TYPE.BYTE ? p.type : SP_TYPE.NORMAL));
-  for (const [id, t] of Object.entries(tcfg.added_tokens_decoder ?? {})) {
-    const i = Number(id);
-    if (i >= tokens.length) continue;
-    types[i] = t.special ? SP_TYPE.CONTROL : SP_TYPE.USER_DEFINED;
-  }
   const vocabSize = Math.max(cfg.vocab_size ?? tokens.length, tokens.length);
   for (let i = tokens.length; i < vocabSize; i++) {
     tokens.push(`[PAD${i}]`);
     scores.push(-1000);
     types.push(SP_TYPE.UNUSED);
+  }
+  // added tokens: special ones (or ones that look special) are control tokens, the rest user-defined with "▁" as space
+  for (const [id, t] of Object.entries(tcfg.added_tokens_decoder ?? {})) {
+    const i = Number(id);
+    if (!Number.isInteger(i) || i < 0 || i >= vocabSize || typeof t.content !== "string") continue;
+    if (t.special || looksSpecial(t.content)) {
+      tokens[i] = t.content;
+      types[i] = SP_TYPE.CONTROL;
+    } else {
+      tokens[i] = t.content.replaceAll("\u2581", " ");
+      types[i] = SP_TYPE.USER_DEFINED;
+    }
   }
 
   const headDim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
@@ -256,6 +269,7 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
     { key: "gemma.attention.layer_norm_rms_epsilon", type: GGUF_VALUE.FLOAT32, value: cfg.rms_norm_eps },
     { key: "gemma.attention.key_length", type: U32, value: headDim },
     { key: "gemma.attention.value_length", type: U32, value: headDim },
+    // llama.cpp writes no freq_base for Gemma (10000, the default); a checkpoint with another theta keeps it
     ...(cfg.rope_theta !== undefined && cfg.rope_theta !== 10000 ? [{ key: "gemma.rope.freq_base", type: GGUF_VALUE.FLOAT32, value: cfg.rope_theta }] : []),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
     { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: tokens } },
@@ -269,6 +283,8 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
   special("eos", Array.isArray(cfg.eos_token_id) ? cfg.eos_token_id[0] : cfg.eos_token_id);
   special("unknown", types.indexOf(SP_TYPE.UNKNOWN) >= 0 ? types.indexOf(SP_TYPE.UNKNOWN) : undefined);
   special("padding", cfg.pad_token_id);
+  // llama.cpp's converter sets CodeGemma's fill-in-the-middle ids and <end_of_turn> as EOT for every Gemma checkpoint
+  for (const [k, id] of [["prefix", 67], ["suffix", 69], ["middle", 68], ["fsep", 70], ["eot", 107]] as const) special(k, id);
   metadata.push(
     { key: "tokenizer.ggml.add_bos_token", type: GGUF_VALUE.BOOL, value: tcfg.add_bos_token ?? true },
     { key: "tokenizer.ggml.add_eos_token", type: GGUF_VALUE.BOOL, value: tcfg.add_eos_token ?? false },
