@@ -1,33 +1,20 @@
 // `gemma-edge convert`: a tiny HF Gemma checkpoint written by our own code, converted, then checked tensor by
 // tensor, token by token against the generated GGUF's vocabulary, and by greedy generation with llama.cpp.
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it, beforeAll } from "vitest";
 import { MemoryByteSource } from "../src/engine/byte-source.ts";
-import { generate } from "../src/engine/generate.ts";
 import { GGML_TYPE } from "../src/engine/ggml-types.ts";
 import { readGguf, type GgufFile } from "../src/engine/gguf.ts";
 import { f16ToF32, roundF16 } from "../src/engine/numeric.ts";
-import { loadModel } from "../src/engine/model/load.ts";
-import { loadWasmBackend } from "../src/hosts/node-wasm.ts";
 import { SHAPES } from "../src/tools/make-test-model.ts";
 import { writeHfCheckpoint } from "./helpers/hf-checkpoint.ts";
-import { LlamaCppModel } from "./helpers/llama-cpp.ts";
+import { runCli } from "./helpers/cli.ts";
+import { greedyBothWays } from "./helpers/llama-cpp.ts";
 import { testModel } from "./helpers/models.ts";
 
-const BIN = new URL("../bin/gemma-edge.js", import.meta.url).pathname;
-const run = async (...args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
+const run = (...args: string[]) => runCli(args);
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-convert-"));
 const hf = join(dir, "hf");
 let values: Map<string, Float32Array>;
@@ -83,21 +70,9 @@ describe("gemma-edge convert --hf", () => {
   it.each(["f16", "q8_0", "q4_0"])("llama.cpp and our engine generate the same greedy tokens from the %s conversion", async (type) => {
     const out = join(dir, `${type}.gguf`);
     expect((await run("convert", "--hf", hf, "--out", out, "--type", type)).code).toBe(0);
-    const ref = await LlamaCppModel.load(out);
-    try {
-      const m = await loadModel(new MemoryByteSource(new Uint8Array(readFileSync(out))), await loadWasmBackend(), { contextSize: 256 });
-      for (const prompt of ["Hello world", "Once upon a time"]) {
-        const ids = m.tokenizer.encode(prompt, { addBos: true });
-        const ours: number[] = [];
-        for await (const ev of generate(m, { prompt: { ids }, maxTokens: 24, sampling: { temperature: 0 } })) {
-          if (ev.type === "token") ours.push(ev.id);
-          else if (typeof ev.stoppedBy === "number") ours.pop();
-        }
-        expect(ours.length).toBeGreaterThan(0);
-        expect(ours).toEqual(await ref.greedy(ids, 24));
-      }
-    } finally {
-      await ref.dispose();
+    for (const { ours, ref } of await greedyBothWays(out, ["Hello world", "Once upon a time"])) {
+      expect(ours.length).toBeGreaterThan(0);
+      expect(ours).toEqual(ref);
     }
   }, 60_000);
 

@@ -1,28 +1,19 @@
 // `gemma-edge quantize`: output bytes as ggml's reference quantizers make them, metadata copied, and llama.cpp
 // generating from the result exactly as our engine does.
-import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { MemoryByteSource } from "../src/engine/byte-source.ts";
 import { GGML_TYPE } from "../src/engine/ggml-types.ts";
 import { readGguf } from "../src/engine/gguf.ts";
-import { generate } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/model/load.ts";
 import { dequantizeRow, quantizeQ8_0 } from "../src/engine/quant.ts";
-import { loadWasmBackend } from "../src/hosts/node-wasm.ts";
-import { LlamaCppModel } from "./helpers/llama-cpp.ts";
+import { runCli } from "./helpers/cli.ts";
+import { greedyBothWays } from "./helpers/llama-cpp.ts";
 import { testModel } from "./helpers/models.ts";
 
-const BIN = new URL("../bin/gemma-edge.js", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-quant-"));
-const run = async (...args: string[]) =>
-  promisify(execFile)(process.execPath, [BIN, ...args]).then(
-    (r) => ({ code: 0, ...r }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
+const run = (...args: string[]) => runCli(args);
 
 describe("gemma-edge quantize", () => {
   it.each([["q4_0"], ["q8_0"]])("F32 -> %s gives the bytes of a model quantized directly", async (type) => {
@@ -65,20 +56,9 @@ describe("gemma-edge quantize", () => {
     const bf16 = await testModel("tiny-gqa", "bf16", 5);
     const out = join(dir, "bf16-q4.gguf");
     expect((await run("quantize", "--in", bf16.path, "--out", out, "--type", "q4_0")).code).toBe(0);
-    const ref = await LlamaCppModel.load(out);
-    try {
-      const m = await loadModel(new MemoryByteSource(new Uint8Array(readFileSync(out))), await loadWasmBackend(), { contextSize: 256 });
-      for (const prompt of ["Hello world", "Once upon a time"]) {
-        const ids = m.tokenizer.encode(prompt, { addBos: true });
-        const ours: number[] = [];
-        for await (const ev of generate(m, { prompt: { ids }, maxTokens: 24, sampling: { temperature: 0 } })) {
-          if (ev.type === "token") ours.push(ev.id);
-          else if (typeof ev.stoppedBy === "number") ours.pop();
-        }
-        expect(ours).toEqual(await ref.greedy(ids, 24));
-      }
-    } finally {
-      await ref.dispose();
+    for (const { ours, ref } of await greedyBothWays(out, ["Hello world", "Once upon a time"])) {
+      expect(ours.length).toBeGreaterThan(0);
+      expect(ours).toEqual(ref);
     }
   });
 

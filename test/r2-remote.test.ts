@@ -1,16 +1,15 @@
 // `gemma-edge r2 put --remote` against an S3-compatible endpoint nobody here wrote: wrangler dev's local R2 S3 API
 // (miniflare), started with S3 credentials in a throw-away config; objects are read back through wrangler.
-import { spawn, type ChildProcess, execFile } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putRemote, runWrangler } from "../src/tools/r2.ts";
+import { runCli } from "./helpers/cli.ts";
 
-const BIN = new URL("../bin/gemma-edge.js", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-r2-"));
 const config = join(dir, "wrangler.toml");
 const state = join(dir, "state");
@@ -19,15 +18,7 @@ let endpoint = "";
 let child: ChildProcess;
 let log = "";
 
-const run = async (env: Record<string, string>, ...args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
+const run = (env: Record<string, string>, ...args: string[]) => runCli(args, env);
 const withCreds = { R2_ACCESS_KEY_ID: creds.accessKeyId, R2_SECRET_ACCESS_KEY: creds.secretAccessKey };
 
 async function readBack(key: string): Promise<Buffer | undefined> {

@@ -41,3 +41,28 @@ export class LlamaCppModel {
     await this.model.dispose();
   }
 }
+
+/** Greedy tokens of our engine (WASM backend) and of llama.cpp from the same file, for each prompt (with BOS). */
+export async function greedyBothWays(path: string, prompts: string[], maxTokens = 24): Promise<{ ours: number[]; ref: number[] }[]> {
+  const [{ readFileSync }, { MemoryByteSource }, { loadModel }, { loadWasmBackend }, { generate }] = await Promise.all([
+    import("node:fs"), import("../../src/engine/byte-source.ts"), import("../../src/engine/model/load.ts"),
+    import("../../src/hosts/node-wasm.ts"), import("../../src/engine/generate.ts"),
+  ]);
+  const ref = await LlamaCppModel.load(path);
+  try {
+    const m = await loadModel(new MemoryByteSource(new Uint8Array(readFileSync(path))), await loadWasmBackend(), { contextSize: 256 });
+    const out: { ours: number[]; ref: number[] }[] = [];
+    for (const prompt of prompts) {
+      const ids = m.tokenizer.encode(prompt, { addBos: true });
+      const ours: number[] = [];
+      for await (const ev of generate(m, { prompt: { ids }, maxTokens, sampling: { temperature: 0 } })) {
+        if (ev.type === "token") ours.push(ev.id);
+        else if (typeof ev.stoppedBy === "number") ours.pop(); // llama.cpp's list ends at the stop token
+      }
+      out.push({ ours, ref: await ref.greedy(ids, maxTokens) });
+    }
+    return out;
+  } finally {
+    await ref.dispose();
+  }
+}
