@@ -1,18 +1,16 @@
 // The pull-through cache, end to end: `wrangler dev` (the Worker, its Durable Object, local R2) with a model key
 // missing from R2 and a source URL pointing at a loopback origin in this process. The origin drops the connection
 // halfway, serves slowly, or serves bytes whose hash is not the configured one.
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWrangler } from "../src/tools/r2.ts";
 import { testModel } from "./helpers/models.ts";
+import { startWranglerDev, type DevServer } from "./helpers/wrangler-dev.ts";
 
-const root = resolve(import.meta.dirname, "..");
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-pull-"));
 let model: Buffer;
 let origin: Server;
@@ -22,35 +20,13 @@ let mode: "drop" | "slow" = "drop";
 let requests = 0;
 /** The Authorization header of each request. */
 const auths: (string | undefined)[] = [];
-const servers: ChildProcess[] = [];
-
-const freePort = () =>
-  new Promise<number>((res) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
+const servers: DevServer[] = [];
 
 async function startWorker(name: string, vars: Record<string, string>): Promise<{ base: string; persist: string }> {
-  const port = await freePort();
   const persist = join(dir, name);
-  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  const wrangler = join(root, "node_modules/wrangler/bin/wrangler.js");
-  const child = spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persist, "--show-interactive-dev-session=false", ...varArgs], {
-    cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
-  });
-  servers.push(child);
-  let log = "";
-  child.stdout!.on("data", (d) => (log += d));
-  child.stderr!.on("data", (d) => (log += d));
-  for (let i = 0; i < 600; i++) {
-    if (/Ready on http/.test(log)) return { base: `http://127.0.0.1:${port}`, persist };
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`wrangler dev did not start:\n${log}`);
+  const server = await startWranglerDev(["--persist-to", persist, ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`])]);
+  servers.push(server);
+  return { base: server.base, persist };
 }
 
 async function inR2(persist: string, key: string): Promise<Buffer | undefined> {
@@ -96,13 +72,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(() => {
-  for (const c of servers) {
-    try {
-      process.kill(-c.pid!, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
+  for (const s of servers) s.stop();
   origin?.close();
 });
 

@@ -1,22 +1,20 @@
 // `gemma-edge r2 put --remote` against an S3-compatible endpoint nobody here wrote: wrangler dev's local R2 S3 API
 // (miniflare), started with S3 credentials in a throw-away config; objects are read back through wrangler.
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putRemote, runWrangler } from "../src/tools/r2.ts";
 import { runCli } from "./helpers/cli.ts";
+import { freePort, startWranglerDev, type DevServer } from "./helpers/wrangler-dev.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-r2-"));
 const config = join(dir, "wrangler.toml");
 const state = join(dir, "state");
 const creds = { accessKeyId: "test-key-id", secretAccessKey: "test-secret" };
 let endpoint = "";
-let child: ChildProcess;
-let log = "";
+let server: DevServer | undefined;
 
 const run = (env: Record<string, string>, ...args: string[]) => runCli(args, env);
 const withCreds = { R2_ACCESS_KEY_ID: creds.accessKeyId, R2_SECRET_ACCESS_KEY: creds.secretAccessKey };
@@ -36,54 +34,18 @@ function randomFile(name: string, size: number, seed: number): string {
   return path;
 }
 
-const freePort = () =>
-  new Promise<number>((res) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-
 beforeAll(async () => {
-  const port = await freePort();
   writeFileSync(join(dir, "w.js"), `export default { fetch() { return new Response("ok"); } };\n`);
   writeFileSync(
     config,
     `name = "r2-s3-test"\nmain = "w.js"\ncompatibility_date = "2026-11-01"\n[[r2_buckets]]\nbinding = "B"\nbucket_name = "gemma-edge-models"\n` +
       `local_dev = { experimental_s3_credentials = { accessKeyId = "${creds.accessKeyId}", secretAccessKey = "${creds.secretAccessKey}" } }\n`,
   );
-  const wrangler = join(import.meta.dirname, "../node_modules/wrangler/bin/wrangler.js");
-  child = spawn(process.execPath, [wrangler, "dev", "-c", config, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false"], {
-    detached: true,
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout!.on("data", (d) => (log += d));
-  child.stderr!.on("data", (d) => (log += d));
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/`)).ok) {
-        endpoint = `http://127.0.0.1:${port}/cdn-cgi/local/r2/s3`;
-        return;
-      }
-    } catch {
-      // not up yet
-    }
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${log}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`wrangler dev did not start:\n${log}`);
+  server = await startWranglerDev(["-c", config, "--persist-to", state]);
+  endpoint = `${server.base}/cdn-cgi/local/r2/s3`;
 }, 90_000);
 
-afterAll(() => {
-  if (child?.pid) {
-    try {
-      process.kill(-child.pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-});
+afterAll(() => server?.stop());
 
 describe("gemma-edge r2 put --remote (S3 multipart)", () => {
   it("uploads in parts with progress; the object reads back byte for byte", async () => {

@@ -221,10 +221,7 @@ async function cmdConvert(args: string[]): Promise<number> {
   if (target === undefined) throw new UsageError(`--type must be one of ${Object.keys(CONVERT_TYPES).join(", ")}, got "${values.type}"`);
   const t0 = performance.now();
   const { metadata, tensors } = await prepareConvert(dir, target); // checks the whole checkpoint before writing
-  const size = await writeFileStreaming(out, (sink) => writeGguf(sink, metadata, tensors)).catch(async (e) => {
-    await rm(out, { force: true });
-    throw e;
-  });
+  const size = await writeFileStreaming(out, (sink) => writeGguf(sink, metadata, tensors));
   const rss = process.resourceUsage().maxRSS / 1024;
   process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${typeName}, ${tensors.length} tensors) in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB\n`);
   return 0;
@@ -243,10 +240,7 @@ async function cmdQuantize(args: string[]): Promise<number> {
   const t0 = performance.now();
   try {
     const write = await prepareQuantize(src, target); // checks every tensor before the output file is created
-    const size = await writeFileStreaming(out, write).catch(async (e) => {
-      await rm(out, { force: true }); // never leave half a file behind
-      throw e;
-    });
+    const size = await writeFileStreaming(out, write);
     const rss = process.resourceUsage().maxRSS / 1024;
     process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${typeName}) from ${(src.size / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB\n`);
   } finally {
@@ -255,14 +249,24 @@ async function cmdQuantize(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Write a file through a sink that waits for the stream to drain; the first write error rejects. */
+/**
+ * Write a file through a sink that waits for the stream to drain; the first write error rejects. A failure removes
+ * the file: never half a file left behind.
+ */
 async function writeFileStreaming(path: string, produce: (sink: (b: Uint8Array) => Promise<void>) => Promise<number>): Promise<number> {
   const file = createWriteStream(path);
   const failed = new Promise<never>((_, reject) => file.on("error", reject));
+  failed.catch(() => {}); // observed below; not an unhandled rejection when nothing is racing it
   const write = (b: Uint8Array) => Promise.race([failed, new Promise<void>((res) => (file.write(b) ? res() : file.once("drain", () => res())))]);
-  const size = await produce(write);
-  await Promise.race([failed, new Promise<void>((res) => file.end(() => res()))]);
-  return size;
+  try {
+    const size = await produce(write);
+    await Promise.race([failed, new Promise<void>((res) => file.end(() => res()))]);
+    return size;
+  } catch (e) {
+    file.destroy();
+    await rm(path, { force: true });
+    throw e;
+  }
 }
 
 async function cmdBench(args: string[]): Promise<number> {

@@ -49,3 +49,8 @@ export function rowBytes(t: number, n: number): number {
   const { blockSize, blockBytes } = typeLayout(t);
   return (n / blockSize) * blockBytes;
 }
+
+/** llama.cpp's llama_ftype, written to general.file_type, for files whose 2-D weights all have one type. */
+export const LLAMA_FTYPE: Record<number, number> = {
+  [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32,
+};

@@ -31,6 +31,7 @@ export class ModelHost {
   private readonly sourceAuth: string | undefined;
   private service: LocalModelService | undefined;
   private configJson = "";
+  private config: HostedModelConfig | undefined;
   /** The etag of the R2 object the current service loaded. */
   private loadedEtag: string | undefined;
 
@@ -59,7 +60,7 @@ export class ModelHost {
     if (!this.loadedEtag) return service;
     const s = await service.status();
     if (s.status !== "ready" || s.queue_length > 0) return service;
-    const head = await this.bucket.head((JSON.parse(this.configJson) as HostedModelConfig).key);
+    const head = await this.bucket.head(this.config!.key);
     if (!head || head.etag === this.loadedEtag) return service; // deleted: keep serving what is loaded
     this.service = undefined;
     this.loadedEtag = undefined;
@@ -73,6 +74,7 @@ export class ModelHost {
     this.loadedEtag = undefined;
     const relaxed = hasRelaxedSimd();
     this.configJson = json;
+    this.config = c;
     this.service = new LocalModelService({
       modelId: c.modelId,
       openSource: (onDownload) => this.open(c, onDownload),

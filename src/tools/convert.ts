@@ -11,9 +11,9 @@ import type { MetaEntry, TensorToWrite } from "../engine/gguf-writer.ts";
 import { bf16ToF32, f16ToF32, roundF16 } from "../engine/numeric.ts";
 import { encodeRow } from "../engine/quant.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
+import { gemmaMetadata } from "./gemma-metadata.ts";
 
 export const CONVERT_TYPES: Record<string, number> = { f32: GGML_TYPE.F32, f16: GGML_TYPE.F16, q8_0: GGML_TYPE.Q8_0, q4_0: GGML_TYPE.Q4_0 };
-const FILE_TYPE: Record<number, number> = { [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7 };
 
 export class ConvertError extends Error {}
 
@@ -256,21 +256,13 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
   const headDim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
   const U32 = GGUF_VALUE.UINT32;
   const metadata: MetaEntry[] = [
-    { key: "general.architecture", type: GGUF_VALUE.STRING, value: "gemma" },
-    { key: "general.name", type: GGUF_VALUE.STRING, value: dir.split("/").filter(Boolean).at(-1) ?? "gemma" },
-    { key: "general.file_type", type: U32, value: FILE_TYPE[target]! },
-    { key: "general.quantization_version", type: U32, value: 2 },
-    { key: "gemma.context_length", type: U32, value: cfg.max_position_embeddings },
-    { key: "gemma.embedding_length", type: U32, value: cfg.hidden_size },
-    { key: "gemma.block_count", type: U32, value: cfg.num_hidden_layers },
-    { key: "gemma.feed_forward_length", type: U32, value: cfg.intermediate_size },
-    { key: "gemma.attention.head_count", type: U32, value: cfg.num_attention_heads },
-    { key: "gemma.attention.head_count_kv", type: U32, value: cfg.num_key_value_heads ?? cfg.num_attention_heads },
-    { key: "gemma.attention.layer_norm_rms_epsilon", type: GGUF_VALUE.FLOAT32, value: cfg.rms_norm_eps },
-    { key: "gemma.attention.key_length", type: U32, value: headDim },
-    { key: "gemma.attention.value_length", type: U32, value: headDim },
-    // llama.cpp writes no freq_base for Gemma (10000, the default); a checkpoint with another theta keeps it
-    ...(cfg.rope_theta !== undefined && cfg.rope_theta !== 10000 ? [{ key: "gemma.rope.freq_base", type: GGUF_VALUE.FLOAT32, value: cfg.rope_theta }] : []),
+    ...gemmaMetadata({
+      name: dir.split("/").filter(Boolean).at(-1) ?? "gemma", weightType: target, contextLength: cfg.max_position_embeddings,
+      dim: cfg.hidden_size, nLayers: cfg.num_hidden_layers, hiddenDim: cfg.intermediate_size, nHeads: cfg.num_attention_heads,
+      nKvHeads: cfg.num_key_value_heads ?? cfg.num_attention_heads, headDim, rmsEps: cfg.rms_norm_eps,
+      // llama.cpp writes no freq_base for Gemma (10000, the default); a checkpoint with another theta keeps it
+      ropeBase: cfg.rope_theta !== undefined && cfg.rope_theta !== 10000 ? cfg.rope_theta : undefined,
+    }),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
     { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: tokens } },
     { key: "tokenizer.ggml.scores", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.FLOAT32, items: scores } },

@@ -8,6 +8,7 @@ import { GGUF_VALUE } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
 import { encodeRow } from "../engine/quant.ts";
 import { mulberry32 } from "../engine/sampler.ts";
+import { gemmaMetadata } from "./gemma-metadata.ts";
 import { buildVocab } from "./synthetic-vocab.ts";
 
 export interface TestModelShape {
@@ -35,10 +36,6 @@ export const WEIGHT_TYPES: Record<string, number> = {
   q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, f16: GGML_TYPE.F16, bf16: GGML_TYPE.BF16, f32: GGML_TYPE.F32,
 };
 
-/** llama_ftype values written to general.file_type. */
-const FILE_TYPE: Record<number, number> = {
-  [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32,
-};
 
 export interface TestModelOptions {
   shape: TestModelShape;
@@ -105,20 +102,10 @@ export function testModelMetadata(o: TestModelOptions): MetaEntry[] {
   const v = buildVocab(s.vocabSize);
   const U32 = GGUF_VALUE.UINT32;
   const m: MetaEntry[] = [
-    { key: "general.architecture", type: GGUF_VALUE.STRING, value: "gemma" },
-    { key: "general.name", type: GGUF_VALUE.STRING, value: o.name ?? "gemma-edge test model" },
-    { key: "general.file_type", type: U32, value: FILE_TYPE[o.type] ?? 0 },
-    { key: "general.quantization_version", type: U32, value: 2 },
-    { key: "gemma.context_length", type: U32, value: s.contextLength },
-    { key: "gemma.embedding_length", type: U32, value: s.dim },
-    { key: "gemma.block_count", type: U32, value: s.nLayers },
-    { key: "gemma.feed_forward_length", type: U32, value: s.hiddenDim },
-    { key: "gemma.attention.head_count", type: U32, value: s.nHeads },
-    { key: "gemma.attention.head_count_kv", type: U32, value: s.nKvHeads },
-    { key: "gemma.attention.key_length", type: U32, value: s.headDim },
-    { key: "gemma.attention.value_length", type: U32, value: s.headDim },
-    { key: "gemma.attention.layer_norm_rms_epsilon", type: GGUF_VALUE.FLOAT32, value: 1e-6 },
-    ...(s.ropeDims !== undefined ? [{ key: "gemma.rope.dimension_count", type: U32, value: s.ropeDims }] : []),
+    ...gemmaMetadata({
+      name: o.name ?? "gemma-edge test model", weightType: o.type, contextLength: s.contextLength, dim: s.dim, nLayers: s.nLayers,
+      hiddenDim: s.hiddenDim, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: s.headDim, rmsEps: 1e-6, ropeDims: s.ropeDims,
+    }),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
     { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: v.tokens } },
     { key: "tokenizer.ggml.scores", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.FLOAT32, items: v.scores } },

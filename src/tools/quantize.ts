@@ -3,14 +3,13 @@
 // through ggml's reference quantizers (bit for bit); 1-D tensors (norms) become F32; metadata is copied with
 // general.file_type updated.
 import type { ByteSource } from "../engine/byte-source.ts";
-import { GGML_TYPE, ggmlTypeName, rowBytes } from "../engine/ggml-types.ts";
+import { GGML_TYPE, ggmlTypeName, LLAMA_FTYPE, rowBytes } from "../engine/ggml-types.ts";
 import { GGUF_VALUE, GgufError, readGguf, type GgufTensorInfo } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
 import { dequantizeRow, encodeRow } from "../engine/quant.ts";
 
 export const QUANTIZE_TYPES: Record<string, number> = { q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0 };
 /** llama_ftype of an all-Q4_0 / all-Q8_0 file. */
-const FILE_TYPE: Record<number, number> = { [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7 };
 const INPUT_TYPES = new Set<number>([GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16]);
 const SLAB_BYTES = 8 << 20;
 
@@ -55,13 +54,13 @@ function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number): Tenso
  * streams the quantized file to a sink and resolves to its size.
  */
 export async function prepareQuantize(src: ByteSource, target: number): Promise<(sink: (b: Uint8Array) => void | Promise<void>) => Promise<number>> {
-  if (FILE_TYPE[target] === undefined) throw new Error(`cannot quantize to ${ggmlTypeName(target)}`);
+  if (!Object.values(QUANTIZE_TYPES).includes(target)) throw new Error(`cannot quantize to ${ggmlTypeName(target)}`);
   const f = await readGguf(src);
   const metadata: MetaEntry[] = [...f.metadata].map(([key, value]) => {
-    if (key === "general.file_type") return { key, type: GGUF_VALUE.UINT32, value: FILE_TYPE[target]! };
+    if (key === "general.file_type") return { key, type: GGUF_VALUE.UINT32, value: LLAMA_FTYPE[target]! };
     return { key, type: f.metadataTypes.get(key)!, value };
   });
-  if (!f.metadata.has("general.file_type")) metadata.push({ key: "general.file_type", type: GGUF_VALUE.UINT32, value: FILE_TYPE[target]! });
+  if (!f.metadata.has("general.file_type")) metadata.push({ key: "general.file_type", type: GGUF_VALUE.UINT32, value: LLAMA_FTYPE[target]! });
   const tensors = plan(src, [...f.tensors.values()], target);
   return (sink) => writeGguf(sink, metadata, tensors, f.alignment);
 }

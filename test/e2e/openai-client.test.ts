@@ -1,28 +1,17 @@
 // End to end: `npm start` (wrangler dev, the Worker, its Durable Object and local R2) on a free loopback port in
 // its own process group, driven by the official openai client and by raw HTTP, then stopped by process group.
 import { spawn, type ChildProcess, execFile } from "node:child_process";
-import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../helpers/wrangler-dev.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 let child: ChildProcess;
 let base = "";
 let log = "";
 const MODEL = "gemma-edge-tiny";
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on("error", rej);
-  });
-}
 
 beforeAll(async () => {
   const port = await freePort();
