@@ -14,6 +14,8 @@ export default defineConfig({
           exclude: ["test/worker/**"],
           // llama.cpp comparisons load native code; keep them in forked processes
           pool: "forks",
+          // WebGPU tests need a Vulkan driver; without a GPU, SwiftShader (set up here, inherited by the forks)
+          globalSetup: ["test/setup/gpu-driver.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },

@@ -76,7 +76,7 @@ describe("gemma-edge CLI", () => {
     [["generate", "--model", "/nonexistent.gguf", "--prompt", "x"], 1, /model file not found: \/nonexistent\.gguf/],
     [["generate", "--model", "MODEL", "--prompt", "x", "--temperature", "hot"], 2, /--temperature must be a number >= 0 and <= 100, got "hot"/],
     [["generate", "--model", "MODEL", "--prompt", "x", "--max-tokens", "0"], 2, /--max-tokens must be an integer >= 1/],
-    [["generate", "--model", "MODEL", "--prompt", "x", "--backend", "cuda"], 2, /--backend must be one of wasm, reference, got "cuda"/],
+    [["generate", "--model", "MODEL", "--prompt", "x", "--backend", "cuda"], 2, /--backend must be one of wasm, webgpu, reference, got "cuda"/],
     [["generate", "--model", "MODEL", "--bogus"], 2, /Unknown option '--bogus'/],
     [["generate", "--model", "TRUNCATED", "--prompt", "x"], 1, /truncated/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, gemma-2b, got "huge"/],

@@ -5,9 +5,8 @@ import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { generate } from "../engine/generate.ts";
-import { loadModel } from "../engine/model/load.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
-import { createBackend, BACKEND_NAMES } from "../hosts/node-backend.ts";
+import { BACKEND_NAMES, loadNodeModel } from "../hosts/node-backend.ts";
 import { SHAPES, WEIGHT_TYPES, writeTestModel, type TestModelShape } from "../tools/make-test-model.ts";
 
 class UsageError extends Error {}
@@ -178,10 +177,9 @@ async function cmdGenerate(args: string[]): Promise<number> {
   if (!BACKEND_NAMES.includes(backendName)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backendName}"`);
 
   const src = await open(path);
-  const backend = await createBackend(backendName);
   let m;
   try {
-    m = await loadModel(src, backend, { contextSize });
+    m = await loadNodeModel(src, backendName, { contextSize });
   } finally {
     await src.close();
   }

@@ -2,7 +2,7 @@
 // Streaming and non-streaming callers share this path. Text comes out whole: incomplete UTF-8 and any tail
 // that could begin a stop string are held back; stop strings are matched across tokens and removed.
 import type { ChatMessage, ChatTemplateOptions } from "./chat-template.ts";
-import type { LoadedModel } from "./model/load.ts";
+import type { RunnableModel } from "./model/load.ts";
 import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "./sampler.ts";
 import { StreamingDecoder } from "./tokenizer.ts";
 
@@ -51,7 +51,7 @@ export class RequestError extends Error {
 }
 
 /** Prompt to token ids: plain text gets one BOS in front (as llama.cpp does for this vocab). */
-export function encodePrompt(m: LoadedModel, prompt: Prompt): number[] {
+export function encodePrompt(m: RunnableModel, prompt: Prompt): number[] {
   if ("ids" in prompt) return prompt.ids.slice();
   if ("messages" in prompt) return m.chatTemplate.encode(prompt.messages, prompt.template);
   return m.tokenizer.encode(prompt.text, { addBos: m.tokenizer.addBos });
@@ -103,7 +103,7 @@ export class StopMatcher {
 }
 
 /** Generate tokens for one request on a loaded model (which must not be used concurrently). */
-export async function* generate(m: LoadedModel, req: GenerateRequest): AsyncGenerator<TokenEvent | DoneEvent> {
+export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGenerator<TokenEvent | DoneEvent> {
   const promptIds = encodePrompt(m, req.prompt);
   if (!promptIds.length) throw new RequestError("the prompt is empty", "prompt");
   const room = m.contextSize - promptIds.length;
@@ -119,7 +119,7 @@ export async function* generate(m: LoadedModel, req: GenerateRequest): AsyncGene
   const stopIds = new Set(m.tokenizer.stopIds);
   const history = promptIds.slice();
 
-  let logits = m.model.forward(promptIds, 0, m.cache);
+  let logits = await m.forward(promptIds, 0);
   let pos = promptIds.length;
   let generated = 0;
   const done = (finishReason: FinishReason, stoppedBy?: number | string, text = ""): DoneEvent => ({
@@ -157,7 +157,7 @@ export async function* generate(m: LoadedModel, req: GenerateRequest): AsyncGene
     }
     // let other work (a disconnect, another request's I/O) run between tokens
     await Promise.resolve();
-    logits = m.model.forward([choice.id], pos, m.cache);
+    logits = await m.forward([choice.id], pos);
     pos++;
   }
 }

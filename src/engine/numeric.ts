@@ -93,6 +93,15 @@ const C0 = fromBits(0x3fac6af8, 0x4b912394) / EXP2F_N ** 3; // 0x1.c6af84b912394
 const C1 = fromBits(0x3fcebfce, 0x50fac4f3) / EXP2F_N ** 2; // 0x1.ebfce50fac4f3p-3 / N^2
 const C2 = fromBits(0x3fe62e42, 0xff0c52d6) / EXP2F_N; //      0x1.62e42ff0c52d6p-1 / N
 
+/** glibc expf's constants as doubles (2^(i/32) for its table), for kernels that redo its arithmetic (WebGPU). */
+export function expfConstants(): { invLn2N: number; c0: number; c1: number; c2: number; pow2: number[] } {
+  const pow2 = Array.from({ length: EXP2F_N }, (_, i) => fromBits((EXP2F_TAB[2 * i]! + (i << 15)) >>> 0, EXP2F_TAB[2 * i + 1]!));
+  return { invLn2N: INV_LN2_N, c0: C0, c1: C1, c2: C2, pow2 };
+}
+
+/** ggml_v_expf's f32 constants (for the WebGPU port of vExpf). */
+export const vExpfConstants = (): Record<string, number> => ({ ...VEXP });
+
 /** expf(x) for an f32 x, bit for bit as glibc's. */
 export function expf(x: number): number {
   if (Number.isNaN(x)) return x;

@@ -4,6 +4,7 @@
 // host any configured model.
 import type { DurableObjectState, R2Bucket } from "@cloudflare/workers-types";
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
+import { loadModel } from "../engine/model/load.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { LocalModelService, type ServiceRequest } from "./model-service.ts";
@@ -78,7 +79,7 @@ export class ModelHost {
     this.service = new LocalModelService({
       modelId: c.modelId,
       openSource: (onDownload) => this.open(c, onDownload),
-      createBackend: async () => new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd"),
+      loadModel: (src, opts) => loadModel(src, new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd"), opts),
       contextSize: c.contextSize,
       maxBatch: c.maxBatch,
       maxQueue: c.maxQueue,

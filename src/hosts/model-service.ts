@@ -2,11 +2,10 @@
 // request against the context, first-in-first-out scheduling of one generation at a time, keep-alives while a
 // request waits, a time limit per request, and cancellation. Host-agnostic: the Durable Object and the Node
 // server both run this; only the ByteSource and the Backend they hand in differ.
-import type { Backend } from "../engine/backend/backend.ts";
 import type { ByteSource } from "../engine/byte-source.ts";
 import { ChatTemplateError } from "../engine/chat-template.ts";
 import { encodePrompt, generate, type DoneEvent, type Prompt, type TokenEvent } from "../engine/generate.ts";
-import { loadModel, type LoadedModel } from "../engine/model/load.ts";
+import type { LoadOptions, RunnableModel } from "../engine/model/load.ts";
 import type { SamplingParams } from "../engine/sampler.ts";
 
 /** A generation request as it travels between hosts (plain JSON). */
@@ -92,8 +91,8 @@ export interface LocalServiceOptions {
   modelId: string;
   /** Opens the model file (an R2 object, a local file); reports progress while it first downloads it, if it does. */
   openSource: (onDownload?: (received: number, total: number) => void) => Promise<ByteSource>;
-  /** A fresh backend for each load attempt. */
-  createBackend: () => Promise<Backend>;
+  /** Loads the model from the source on a fresh backend (each load attempt). */
+  loadModel: (src: ByteSource, opts: LoadOptions) => Promise<RunnableModel>;
   contextSize?: number;
   maxBatch?: number;
   /** Requests that may wait behind the running one before new ones get 429. */
@@ -112,8 +111,8 @@ const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 export class LocalModelService implements ModelService {
   readonly modelId: string;
   private readonly opts: LocalServiceOptions;
-  private model: LoadedModel | undefined;
-  private loading: Promise<LoadedModel> | undefined;
+  private model: RunnableModel | undefined;
+  private loading: Promise<RunnableModel> | undefined;
   private loadError: string | undefined;
   private progress = { loaded: 0, total: 0 };
   private phase: "downloading" | "loading" = "loading";
@@ -128,7 +127,7 @@ export class LocalModelService implements ModelService {
   }
 
   /** Load the model once; concurrent callers share the load; a failed load is retried by the next caller. */
-  load(): Promise<LoadedModel> {
+  load(): Promise<RunnableModel> {
     if (this.model) return Promise.resolve(this.model);
     this.loading ??= (async () => {
       this.lastAttempt = Date.now();
@@ -143,7 +142,7 @@ export class LocalModelService implements ModelService {
         });
         this.phase = "loading";
         this.progress = { loaded: 0, total: 0 };
-        const m = await loadModel(src, await this.opts.createBackend(), {
+        const m = await this.opts.loadModel(src, {
           contextSize: this.opts.contextSize,
           maxBatch: this.opts.maxBatch,
           onProgress: (loaded, total) => (this.progress = { loaded, total }),
@@ -193,7 +192,7 @@ export class LocalModelService implements ModelService {
   }
 
   async *generate(req: ServiceRequest, signal?: AbortSignal): AsyncGenerator<ServiceEvent> {
-    let m: LoadedModel;
+    let m: RunnableModel;
     try {
       m = await this.load();
     } catch (e) {

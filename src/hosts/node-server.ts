@@ -2,7 +2,7 @@
 import { serve, type ServerType } from "@hono/node-server";
 import { basename } from "node:path";
 import { createApp, defaultConfig, parseOrigins, type ServerConfig } from "../api/app.ts";
-import { createBackend } from "./node-backend.ts";
+import { loadNodeModel } from "./node-backend.ts";
 import { FileByteSource } from "./node-file-source.ts";
 import { LocalModelService } from "./model-service.ts";
 
@@ -26,7 +26,7 @@ export function startNodeServer(o: NodeServerOptions): Promise<{ server: ServerT
   const service = new LocalModelService({
     modelId,
     openSource: () => FileByteSource.open(o.model),
-    createBackend: () => createBackend(o.backend ?? "wasm"),
+    loadModel: (src, opts) => loadNodeModel(src, o.backend ?? "wasm", opts),
     contextSize: o.contextSize,
     maxQueue: config.maxQueue,
     requestTimeoutMs: o.requestTimeoutMs,

@@ -54,11 +54,10 @@ const median = (xs: number[]) => {
 /** One measurement of our engine (runs in the calling process). */
 export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
   const { FileByteSource } = await import("../hosts/node-file-source.ts");
-  const { createBackend } = await import("../hosts/node-backend.ts");
-  const { loadModel } = await import("../engine/model/load.ts");
+  const { loadNodeModel } = await import("../hosts/node-backend.ts");
   const t0 = performance.now();
   const src = await FileByteSource.open(o.model);
-  const m = await loadModel(src, await createBackend(o.backend), { contextSize: Math.max(o.promptTokens + o.genTokens + 16, 64) });
+  const m = await loadNodeModel(src, o.backend, { contextSize: Math.max(o.promptTokens + o.genTokens + 16, 64) });
   await src.close();
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);
@@ -69,14 +68,14 @@ export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
   };
   // time to first token of a 16-token prompt
   let t = performance.now();
-  argmax(m.model.forward(prompt.slice(0, 16), 0, m.cache));
+  argmax(await m.forward(prompt.slice(0, 16), 0));
   const ttft = (performance.now() - t) / 1000;
   // prefill of the whole prompt, then decode
   t = performance.now();
-  let next = argmax(m.model.forward(prompt, 0, m.cache));
+  let next = argmax(await m.forward(prompt, 0));
   const prefill = (performance.now() - t) / 1000;
   t = performance.now();
-  for (let i = 0; i < o.genTokens; i++) next = argmax(m.model.forward([next], prompt.length + i, m.cache));
+  for (let i = 0; i < o.genTokens; i++) next = argmax(await m.forward([next], prompt.length + i));
   const decode = (performance.now() - t) / 1000;
   return {
     load_s: load,

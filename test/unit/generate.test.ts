@@ -103,16 +103,14 @@ describe("generate", () => {
     // a scripted model: greedy picks "H", then <start_of_turn> (special, renders nothing), then <end_of_turn>
     const script = [m.tokenizer.tokenId("H")!, 106, 107, 5];
     let step = 0;
-    const fake = {
+    const fake: LoadedModel = {
       ...m,
-      model: {
-        forward: () => {
-          const l = new Float32Array(m.tokenizer.vocabSize);
-          l[script[step++]!] = 10;
-          return l;
-        },
+      forward: () => {
+        const l = new Float32Array(m.tokenizer.vocabSize);
+        l[script[step++]!] = 10;
+        return l;
       },
-    } as unknown as LoadedModel;
+    };
     const events = [];
     for await (const ev of generate(fake, { prompt, maxTokens: 10, sampling: { temperature: 0 } })) events.push(ev);
     expect(events.map((e) => (e.type === "token" ? [e.id, e.text, e.special] : [e.finishReason, e.stoppedBy, e.completionTokens]))).toEqual([

@@ -1,5 +1,6 @@
-// Loading a Gemma GGUF: check every tensor against the config, plan the backend's arena (weights, KV cache,
-// activations), then read each tensor's bytes from the ByteSource straight into the arena.
+// Loading a Gemma GGUF: read the header, check every tensor against the config (planTensors, shared with the
+// WebGPU loader), plan the backend's arena (weights, KV cache, activations), then read each tensor's bytes from
+// the ByteSource straight into the arena.
 import type { Backend, Weight } from "../backend/backend.ts";
 import type { ByteSource } from "../byte-source.ts";
 import { ChatTemplate } from "../chat-template.ts";
@@ -19,17 +20,34 @@ export interface LoadOptions {
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
 
-export interface LoadedModel {
+/** What generate() and the hosts need of a loaded model, whichever backend runs it. */
+export interface RunnableModel {
   gguf: GgufFile;
   cfg: GemmaConfig;
   tokenizer: Tokenizer;
   chatTemplate: ChatTemplate;
-  model: Gemma;
-  cache: KvCache;
   contextSize: number;
+  /** Process `tokens` at positions pos.. on the model's own KV cache; the logits of the last one. */
+  forward(tokens: number[], pos: number): Float32Array | Promise<Float32Array>;
 }
 
-export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOptions = {}): Promise<LoadedModel> {
+/** A model on an arena backend (WebAssembly, reference): its forward pass and cache are reachable for tests. */
+export interface LoadedModel extends RunnableModel {
+  model: Gemma;
+  cache: KvCache;
+}
+
+/** The header part of loading: GGUF metadata, config, tokenizer, chat template and the context/batch sizes. */
+export interface ModelHeader {
+  gguf: GgufFile;
+  cfg: GemmaConfig;
+  tokenizer: Tokenizer;
+  chatTemplate: ChatTemplate;
+  contextSize: number;
+  maxBatch: number;
+}
+
+export async function readModelHeader(src: ByteSource, opts: LoadOptions = {}): Promise<ModelHeader> {
   const gguf = await readGguf(src);
   const cfg = configFromGguf(gguf);
   const tokenizer = new Tokenizer(gguf);
@@ -38,17 +56,33 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
   }
   const templateSrc = gguf.metadata.has("tokenizer.chat_template") ? metaString(gguf, "tokenizer.chat_template") : undefined;
   const chatTemplate = new ChatTemplate(tokenizer, templateSrc);
-
   const contextSize = Math.min(opts.contextSize ?? Math.min(cfg.seqLen, 8192), cfg.seqLen);
   if (!(contextSize > 0)) throw new RangeError(`contextSize must be positive, got ${opts.contextSize}`);
   const maxBatch = Math.max(1, Math.min(opts.maxBatch ?? 512, contextSize));
+  return { gguf, cfg, tokenizer, chatTemplate, contextSize, maxBatch };
+}
+
+/** Gemma's tensors by role, each of whatever a loader makes of it (an arena weight, a GPU upload plan). */
+export interface TensorPlan<M, V> {
+  tokenEmbd: M;
+  layers: { wq: M; wk: M; wv: M; wo: M; wGate: M; wUp: M; wDown: M; attnNorm: V; ffnNorm: V }[];
+  outputNorm: V;
+}
+
+/**
+ * Check every tensor Gemma needs (present, shape, a supported type) and hand each to the loader's callbacks in
+ * file order of roles: `matrix(name, info, rows, cols)` for weight matrices, `vector(name, info, n)` for norms.
+ */
+export function planTensors<M, V>(
+  gguf: GgufFile,
+  cfg: GemmaConfig,
+  matrix: (name: string, info: GgufTensorInfo, rows: number, cols: number) => M,
+  vector: (name: string, info: GgufTensorInfo, n: number) => V,
+): TensorPlan<M, V> {
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize, nLayers } = cfg;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
-
-  // --- plan: every tensor checked, then placed ---
-  const reads: { info: GgufTensorInfo; offset: number; weight: Weight }[] = [];
-  const matrix = (name: string, rows: number, cols: number): Weight => {
+  const m = (name: string, rows: number, cols: number): M => {
     const info = tensor(gguf, name, [cols, rows]);
     if (!isSupportedType(info.type) || info.nbytes < 0) {
       throw new GgufError(
@@ -58,40 +92,65 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
     if (cols % typeLayout(info.type).blockSize !== 0) {
       throw new GgufError(`tensor "${name}": row length ${cols} is not a multiple of the ${ggmlTypeName(info.type)} block size`);
     }
-    const offset = backend.reserve(info.nbytes);
-    const repacked = info.type === GGML_TYPE.Q4_0 && rows % 8 === 0;
-    const weight: Weight = { name, type: info.type, rows, cols, offset, nbytes: info.nbytes, repacked };
-    reads.push({ info, offset, weight });
-    return weight;
+    return matrix(name, info, rows, cols);
   };
-  const vectors: { info: GgufTensorInfo; offset: number; n: number; set: (v: Float32Array) => void }[] = [];
-  const vector = (name: string, n: number, set: (v: Float32Array) => void) => {
+  const v = (name: string, n: number): V => {
     const info = tensor(gguf, name, [n]);
     if (info.type !== GGML_TYPE.F32 && info.type !== GGML_TYPE.F16 && info.type !== GGML_TYPE.BF16) {
       throw new GgufError(`tensor "${name}" has type ${ggmlTypeName(info.type)}; norm weights must be F32, F16 or BF16`);
     }
-    vectors.push({ info, offset: backend.reserve(n * 4), n, set });
+    return vector(name, info, n);
   };
-
-  const tokenEmbd = matrix("token_embd.weight", vocabSize, dim);
-  const layers: LayerWeights[] = [];
+  const tokenEmbd = m("token_embd.weight", vocabSize, dim);
+  const layers: TensorPlan<M, V>["layers"] = [];
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
-    const lw = {
-      wq: matrix(`${p}attn_q.weight`, qDim, dim),
-      wk: matrix(`${p}attn_k.weight`, kvDim, dim),
-      wv: matrix(`${p}attn_v.weight`, kvDim, dim),
-      wo: matrix(`${p}attn_output.weight`, dim, qDim),
-      wGate: matrix(`${p}ffn_gate.weight`, hiddenDim, dim),
-      wUp: matrix(`${p}ffn_up.weight`, hiddenDim, dim),
-      wDown: matrix(`${p}ffn_down.weight`, dim, hiddenDim),
-    } as LayerWeights;
-    vector(`${p}attn_norm.weight`, dim, (v) => (lw.attnNorm = v));
-    vector(`${p}ffn_norm.weight`, dim, (v) => (lw.ffnNorm = v));
-    layers.push(lw);
+    layers.push({
+      wq: m(`${p}attn_q.weight`, qDim, dim),
+      wk: m(`${p}attn_k.weight`, kvDim, dim),
+      wv: m(`${p}attn_v.weight`, kvDim, dim),
+      wo: m(`${p}attn_output.weight`, dim, qDim),
+      wGate: m(`${p}ffn_gate.weight`, hiddenDim, dim),
+      wUp: m(`${p}ffn_up.weight`, hiddenDim, dim),
+      wDown: m(`${p}ffn_down.weight`, dim, hiddenDim),
+      attnNorm: v(`${p}attn_norm.weight`, dim),
+      ffnNorm: v(`${p}ffn_norm.weight`, dim),
+    });
   }
-  const weights: GemmaWeights = { tokenEmbd, layers, outputNorm: new Float32Array(0) };
-  vector("output_norm.weight", dim, (v) => (weights.outputNorm = v));
+  return { tokenEmbd, layers, outputNorm: v("output_norm.weight", dim) };
+}
+
+/** A norm vector's values as f32, whatever its stored type. */
+export async function readVector(src: ByteSource, info: GgufTensorInfo, n: number, out: Float32Array = new Float32Array(n)): Promise<Float32Array> {
+  dequantizeRow(info.type, await src.read(info.offset, info.nbytes), 0, n, out);
+  return out;
+}
+
+export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const header = await readModelHeader(src, opts);
+  const { cfg, contextSize, maxBatch } = header;
+  const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize } = cfg;
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+
+  // --- plan: every tensor checked, then placed ---
+  const reads: { info: GgufTensorInfo; weight: Weight }[] = [];
+  const vectors: { info: GgufTensorInfo; offset: number; n: number }[] = [];
+  const plan = planTensors(
+    header.gguf,
+    cfg,
+    (name, info, rows, cols) => {
+      const repacked = info.type === GGML_TYPE.Q4_0 && rows % 8 === 0;
+      const weight: Weight = { name, type: info.type, rows, cols, offset: backend.reserve(info.nbytes), nbytes: info.nbytes, repacked };
+      reads.push({ info, weight });
+      return weight;
+    },
+    (_name, info, n) => {
+      const v = { info, offset: backend.reserve(n * 4), n };
+      vectors.push(v);
+      return v;
+    },
+  );
 
   const cache = new KvCache(backend, cfg, contextSize);
   const actSizes = {
@@ -108,28 +167,32 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
   // --- read: tensor bytes straight into the arena ---
   const total = reads.reduce((s, r) => s + r.info.nbytes, 0) + vectors.reduce((s, r) => s + r.info.nbytes, 0);
   let loaded = 0;
-  for (const r of reads) {
-    await src.read(r.info.offset, r.info.nbytes, backend.bytes(r.offset, r.info.nbytes));
-    backend.prepareWeight(r.weight);
-    loaded += r.info.nbytes;
+  for (const { info, weight } of reads) {
+    await src.read(info.offset, info.nbytes, backend.bytes(weight.offset, info.nbytes));
+    backend.prepareWeight(weight);
+    loaded += info.nbytes;
     opts.onProgress?.(loaded, total);
     await new Promise((res) => setTimeout(res, 0)); // a host's other work (progress probes) gets a turn
   }
   for (const v of vectors) {
-    const raw = await src.read(v.info.offset, v.info.nbytes);
-    const out = backend.f32(v.offset, v.n);
-    dequantizeRow(v.info.type, raw, 0, v.n, out);
-    v.set(out);
+    await readVector(src, v.info, v.n, backend.f32(v.offset, v.n));
     loaded += v.info.nbytes;
     opts.onProgress?.(loaded, total);
   }
+  const vec = (v: { offset: number; n: number }) => backend.f32(v.offset, v.n);
+  const weights: GemmaWeights = {
+    tokenEmbd: plan.tokenEmbd,
+    layers: plan.layers.map((l): LayerWeights => ({ ...l, attnNorm: vec(l.attnNorm), ffnNorm: vec(l.ffnNorm) })),
+    outputNorm: vec(plan.outputNorm),
+  };
 
   const act = Object.fromEntries(
     Object.entries(actSizes).map(([k, n]) => [k, backend.f32(actOffsets[k]!, n)]),
   ) as unknown as Activations;
   const model = new Gemma(cfg, backend, weights, act, maxBatch, contextSize);
   cache.bind();
-  return { gguf, cfg, tokenizer, chatTemplate, model, cache, contextSize };
+  const { gguf, tokenizer, chatTemplate } = header;
+  return { gguf, cfg, tokenizer, chatTemplate, model, cache, contextSize, forward: (tokens, pos) => model.forward(tokens, pos, cache) };
 }
 
 /** Look a tensor up and check its shape (ne0 first, as ggml writes it). */

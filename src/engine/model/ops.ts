@@ -54,6 +54,13 @@ export class Rope {
     this.ready[pos] = 1;
   }
 
+  /** The cos and sin values of position `pos` (dims/2 each; the table the WebGPU kernels upload). */
+  values(pos: number): { cos: Float32Array; sin: Float32Array } {
+    const half = this.dims / 2;
+    if (!this.ready[pos]) this.row(pos);
+    return { cos: this.cos.subarray(pos * half, (pos + 1) * half), sin: this.sin.subarray(pos * half, (pos + 1) * half) };
+  }
+
   /** Rotate `nHeads` heads of `vec` (one token) in place for position `pos`. */
   apply(vec: Float32Array, nHeads: number, pos: number): void {
     const half = this.dims / 2;
@@ -77,7 +84,7 @@ export class Rope {
  * GELU (tanh form) through a table indexed by the f16 input, as ggml with GGML_GELU_FP16: each entry is
  * ggml_gelu_f32 evaluated in f32 arithmetic (every step rounded to f32), then stored as f16.
  */
-const GELU_F16 = new Float32Array(65536);
+export const GELU_F16 = new Float32Array(65536);
 {
   const SQRT_2_OVER_PI = fr(0.79788456080286535587989211986876);
   const GELU_COEF_A = fr(0.044715);

@@ -1,0 +1,64 @@
+// WebGPU in tests: the device (through the same host code as the CLI) and a runner for one kernel of kernels.ts.
+import { nodeGpuDevice } from "../../src/hosts/node-webgpu.ts";
+
+let device: Promise<{ device: GPUDevice; dot4I8Packed: boolean }> | undefined;
+
+/** The test device; fails (never skips) naming why when the driver setup or Dawn cannot provide one. */
+export function testGpu(): Promise<{ device: GPUDevice; dot4I8Packed: boolean }> {
+  const err = process.env.GEMMA_EDGE_GPU_DRIVER_ERROR;
+  if (err) return Promise.reject(new Error(`no Vulkan driver for the WebGPU tests: ${err}`));
+  device ??= nodeGpuDevice();
+  return device;
+}
+
+type Data = Float32Array | Uint32Array | Int32Array | number; // a number: an empty buffer of that many 32-bit words
+
+/**
+ * Run `code` once: binding 0 = the step uniform {n, pos, lastRow}, 1 = `params` (u32 words), then one storage
+ * buffer per entry of `buffers`. Returns every storage buffer's contents afterwards, as Uint32 words.
+ */
+export async function runKernel(code: string, step: [number, number, number], params: number[], buffers: Data[], groups: [number, number?, number?]): Promise<Uint32Array[]> {
+  const { device: dev } = await testGpu();
+  const make = (words: number, usage: number) => dev.createBuffer({ size: Math.max(16, words * 4), usage });
+  const stepBuf = make(4, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+  dev.queue.writeBuffer(stepBuf, 0, new Uint32Array([...step, 0]));
+  const paramBuf = make(Math.max(4, params.length), GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+  dev.queue.writeBuffer(paramBuf, 0, new Uint32Array(params));
+  const storage = buffers.map((d) => {
+    const words = typeof d === "number" ? d : d.length;
+    const b = make(words, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+    if (typeof d !== "number") dev.queue.writeBuffer(b, 0, d);
+    return { b, words };
+  });
+  dev.pushErrorScope("validation");
+  const pipeline = dev.createComputePipeline({ layout: "auto", compute: { module: dev.createShaderModule({ code }), entryPoint: "main" } });
+  const bg = dev.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [stepBuf, paramBuf, ...storage.map((s) => s.b)].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const enc = dev.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bg);
+  pass.dispatchWorkgroups(...groups);
+  pass.end();
+  const reads = storage.map((s) => {
+    const r = make(s.words, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    enc.copyBufferToBuffer(s.b, 0, r, 0, Math.max(16, s.words * 4));
+    return r;
+  });
+  dev.queue.submit([enc.finish()]);
+  const error = await dev.popErrorScope();
+  if (error) throw new Error(`WebGPU validation: ${error.message}`);
+  const out: Uint32Array[] = [];
+  for (const [i, r] of reads.entries()) {
+    await r.mapAsync(GPUMapMode.READ);
+    out.push(new Uint32Array(r.getMappedRange().slice(0, storage[i]!.words * 4)));
+    r.destroy();
+  }
+  for (const b of [stepBuf, paramBuf, ...storage.map((s) => s.b)]) b.destroy();
+  return out;
+}
+
+export const asF32 = (u: Uint32Array) => new Float32Array(u.buffer, u.byteOffset, u.length);
+export const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
