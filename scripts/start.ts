@@ -64,7 +64,7 @@ for (let i = 0; i < 600; i++) {
     const body = (await res.json()) as { status: string; error?: string };
     if (res.ok) {
       process.stderr.write(
-        `\ngemma-edge is serving ${modelId} at ${url}\n` +
+        `\ngemma-edge is serving ${modelId} at ${url} (chat page: open ${url}/ in a browser)\n` +
           `  curl ${url}/v1/chat/completions -H 'Content-Type: application/json' \\\n` +
           `    -d '{"model":"${modelId}","messages":[{"role":"user","content":"Hello"}],"max_tokens":32}'\n\n`,
       );

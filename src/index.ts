@@ -2,8 +2,10 @@
 import type { Hono } from "hono";
 import { createApp, defaultConfig, parseOrigins, type AppEnv } from "./api/app.ts";
 import { CONFIG_HEADER, type HostedModelConfig } from "./hosts/durable-object.ts";
+import { r2ModelFiles } from "./hosts/r2-source.ts";
 import { RemoteModelService, type FetchTarget } from "./hosts/remote-service.ts";
 import { intVar, type Env } from "./hosts/worker-env.ts";
+import chatPage from "../build/chat.html";
 
 export { ModelHost } from "./hosts/durable-object.ts";
 
@@ -30,13 +32,14 @@ export function appFor(env: Env): Hono<AppEnv> {
     corsOrigins: parseOrigins(env.CORS_ORIGINS),
     maxBodyBytes: intVar(env, "MAX_BODY_BYTES") ?? 1 << 20,
     maxQueue: hosted.maxQueue!,
+    chatPage,
   });
   const headers = { [CONFIG_HEADER]: JSON.stringify(hosted) };
   // a Durable Object stub is an I/O object: one per request
   app = createApp(config, (bindings) => {
     const ns = (bindings as Env).MODEL_HOST;
     return new RemoteModelService(env.MODEL_ID, ns.get(ns.idFromName(env.MODEL_ID)) as unknown as FetchTarget, headers);
-  });
+  }, (bindings) => r2ModelFiles((bindings as Env).MODELS, env.MODEL_KEY));
   apps.set(env, app);
   return app;
 }

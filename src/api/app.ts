@@ -6,12 +6,13 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { ModelService } from "../hosts/model-service.ts";
 import { ApiError, errorBody } from "./errors.ts";
+import { modelFileRoutes, type ModelFiles } from "./model-file.ts";
 import { openAiRoutes } from "./openai.ts";
 import { tgiRoutes } from "./tgi.ts";
 
 export interface ServerConfig {
   modelId: string;
-  /** Required bearer token for every route but /health and CORS preflights; undefined: open. */
+  /** Required bearer token for every route but /, /health and CORS preflights; undefined: open. */
   apiKey?: string;
   /** Allowed origins for CORS ("*" or a list). */
   corsOrigins: string[];
@@ -21,6 +22,8 @@ export interface ServerConfig {
   /** Unix time the model was configured (for /v1/models). */
   created: number;
   fingerprint: string;
+  /** The chat page served at / (build/chat.html); none: / answers 404. */
+  chatPage?: string;
 }
 
 export type AppEnv = { Variables: { config: ServerConfig; service: ModelService } };
@@ -51,7 +54,8 @@ function fail(c: Context, e: ApiError) {
 }
 
 /** `getService` is called per request with the host's bindings (Workers: env; I/O objects cannot outlive a request). */
-export function createApp(config: ServerConfig, getService: (bindings: unknown) => ModelService): Hono<AppEnv> {
+/** `getFiles`: the model file for GET /v1/models/{id}/gguf (browsers running the engine), where the host has it. */
+export function createApp(config: ServerConfig, getService: (bindings: unknown) => ModelService, getFiles?: (bindings: unknown) => ModelFiles): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use("*", async (c, next) => {
@@ -64,16 +68,16 @@ export function createApp(config: ServerConfig, getService: (bindings: unknown) 
     "*",
     cors({
       origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
-      allowMethods: ["GET", "POST", "OPTIONS"],
-      allowHeaders: ["Authorization", "Content-Type", "OpenAI-Organization", "OpenAI-Project", "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout"],
-      exposeHeaders: ["Retry-After"],
+      allowMethods: ["GET", "HEAD", "POST", "OPTIONS"],
+      allowHeaders: ["Authorization", "Content-Type", "Range", "If-None-Match", "OpenAI-Organization", "OpenAI-Project", "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout"],
+      exposeHeaders: ["Retry-After", "Content-Range", "Content-Length", "Accept-Ranges", "ETag"],
       maxAge: 86400,
     }),
   );
 
   // API key on everything but /health (CORS preflights were answered above)
   app.use("*", async (c, next) => {
-    if (!config.apiKey || c.req.path === "/health") return next();
+    if (!config.apiKey || c.req.path === "/health" || (c.req.path === "/" && c.req.method === "GET")) return next();
     const auth = c.req.header("Authorization") ?? "";
     const m = /^Bearer\s+(.+)$/i.exec(auth);
     if (!m || m[1] !== config.apiKey) {
@@ -89,6 +93,12 @@ export function createApp(config: ServerConfig, getService: (bindings: unknown) 
       onError: (c) => fail(c, new ApiError(413, `the request body is larger than ${config.maxBodyBytes} bytes`, { code: "request_too_large" })),
     }),
   );
+
+  // the chat page (it asks for the API key itself when the server wants one)
+  app.get("/", (c) => {
+    if (!config.chatPage) throw new ApiError(404, "this server has no chat page (build/chat.html was not built)", { code: "not_found" });
+    return c.html(config.chatPage);
+  });
 
   app.get("/health", async (c) => {
     const s = await c.get("service").status().catch((e) => {
@@ -108,6 +118,7 @@ export function createApp(config: ServerConfig, getService: (bindings: unknown) 
     return c.json(body, s.status === "ready" ? 200 : 503);
   });
 
+  modelFileRoutes(app, getFiles);
   openAiRoutes(app);
   tgiRoutes(app);
 

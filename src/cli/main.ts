@@ -388,7 +388,7 @@ async function cmdServe(args: string[]): Promise<number> {
     apiKey: process.env.API_KEY || undefined,
     corsOrigins: process.env.CORS_ORIGINS,
   });
-  process.stderr.write(`serving ${config.modelId} at ${url} (loading ${model})\n`);
+  process.stderr.write(`serving ${config.modelId} at ${url} (chat page: ${url}/; loading ${model})\n`);
   await service.load().then(
     () => process.stderr.write(`model ready: curl ${url}/v1/chat/completions -H 'Content-Type: application/json' -d '{"model":"${config.modelId}","messages":[{"role":"user","content":"Hello"}]}'\n`),
     (e) => process.stderr.write(`model failed to load: ${(e as Error).message}\n`),

@@ -1,6 +1,7 @@
 // ByteSource over an R2 object: range reads streamed straight into the destination (WebAssembly memory),
 // never the whole file in the JS heap.
 import type { R2Bucket } from "@cloudflare/workers-types";
+import type { ModelFiles } from "../api/model-file.ts";
 import { checkRange, ByteSourceError, type ByteSource } from "../engine/byte-source.ts";
 
 export class R2ByteSource implements ByteSource {
@@ -51,4 +52,19 @@ export class R2ByteSource implements ByteSource {
     if (pos !== length) throw new ByteSourceError(`${this.name}: range read at ${offset} ended after ${pos} of ${length} bytes`);
     return out;
   }
+}
+
+/** The model file as the app's GET /v1/models/{id}/gguf serves it, from R2. */
+export function r2ModelFiles(bucket: R2Bucket, key: string): ModelFiles {
+  return {
+    async stat() {
+      const head = await bucket.head(key);
+      return head ? { size: head.size, etag: head.etag } : null;
+    },
+    async read(offset, length) {
+      const obj = await bucket.get(key, { range: { offset, length } });
+      if (!obj || !("body" in obj)) throw new ByteSourceError(`r2://${key}: the object disappeared while it was being read`);
+      return obj.body as unknown as ReadableStream<Uint8Array>;
+    },
+  };
 }

@@ -263,11 +263,59 @@ describe("bad requests get the right status and envelope, and the server keeps s
   });
 });
 
+describe("GET /v1/models/{id}/gguf (the model file, for the in-browser engine)", () => {
+  const url = `/v1/models/${MODEL}/gguf`;
+  it("serves the R2 object whole, by range, with an ETag and caching headers", async () => {
+    const { bytes } = await seedModels();
+    const whole = await call(url);
+    expect(whole.status).toBe(200);
+    expect(whole.headers.get("Accept-Ranges")).toBe("bytes");
+    expect(whole.headers.get("Cache-Control")).toMatch(/max-age=\d+/);
+    expect(new Uint8Array(await whole.arrayBuffer())).toEqual(bytes);
+    const etag = whole.headers.get("ETag")!;
+    expect(etag).toMatch(/^".+"$/);
+
+    const head = await call(url, { method: "HEAD" });
+    expect([head.status, head.headers.get("Content-Length"), head.headers.get("ETag")]).toEqual([200, String(bytes.length), etag]);
+
+    const first = await call(url, { headers: { Range: "bytes=0-3" } });
+    expect(first.status).toBe(206);
+    expect(first.headers.get("Content-Range")).toBe(`bytes 0-3/${bytes.length}`);
+    expect(new TextDecoder().decode(await first.arrayBuffer())).toBe("GGUF");
+    const mid = await call(url, { headers: { Range: "bytes=1000-1999" } });
+    expect(new Uint8Array(await mid.arrayBuffer())).toEqual(bytes.subarray(1000, 2000));
+    const tail = await call(url, { headers: { Range: "bytes=-16" } });
+    expect([tail.status, tail.headers.get("Content-Range")]).toEqual([206, `bytes ${bytes.length - 16}-${bytes.length - 1}/${bytes.length}`]);
+    expect(new Uint8Array(await tail.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 16));
+
+    const past = await call(url, { headers: { Range: `bytes=${bytes.length}-` } });
+    expect([past.status, past.headers.get("Content-Range")]).toEqual([416, `bytes */${bytes.length}`]);
+    const same = await call(url, { headers: { "If-None-Match": etag } });
+    expect(same.status).toBe(304);
+  });
+  it("404 for another model id, 503 naming a missing object", async () => {
+    await seedModels();
+    const other = await call("/v1/models/nope/gguf");
+    expect(other.status).toBe(404);
+    expect(((await other.json()) as any).error.code).toBe("model_not_found");
+    const missing = await call("/v1/models/ghost/gguf", {}, envWith({ MODEL_ID: "ghost", MODEL_KEY: "ghost.gguf" }));
+    expect(missing.status).toBe(503);
+    expect(((await missing.json()) as any).error.message).toMatch(/file of model "ghost" is missing/);
+  });
+});
+
 describe("API key and CORS", () => {
   const keyed = () => envWith({ API_KEY: "sekret" });
-  it("requires the bearer key on every route but /health", async () => {
+  it("requires the bearer key on every route but /health and the chat page", async () => {
     const e = keyed();
     expect((await call("/health", {}, e)).status).toBeOneOf([200, 503]);
+    const page = await call("/", {}, e);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("Content-Type")).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toContain("<title>gemma-edge chat</title>");
+    expect(html).toContain("/v1/chat/completions"); // the bundled script is inlined
+    expect(html).not.toContain("/*SCRIPT*/");
     const none = await call("/v1/models", {}, e);
     expect(none.status).toBe(401);
     expect(((await none.json()) as any).error).toMatchObject({ type: "authentication_error", code: "invalid_api_key" });

@@ -13,7 +13,7 @@ export const MODEL = "gemma-edge-tiny";
 export const baseEnv = env as unknown as Env;
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} };
 
-let seeded: Promise<{ tok: Tokenizer; tpl: ChatTemplate }> | undefined;
+let seeded: Promise<{ bytes: Uint8Array; tok: Tokenizer; tpl: ChatTemplate }> | undefined;
 
 /** Put the tiny model (and a corrupt copy) into the bucket; returns its tokenizer for expectations. */
 export function seedModels() {
@@ -22,7 +22,7 @@ export function seedModels() {
     await baseEnv.MODELS.put("gemma-edge-tiny.gguf", bytes);
     await baseEnv.MODELS.put("corrupt.gguf", bytes.slice(0, 4000));
     const tok = new Tokenizer(await readGguf(new MemoryByteSource(bytes)));
-    return { tok, tpl: new ChatTemplate(tok, String((await readGguf(new MemoryByteSource(bytes))).metadata.get("tokenizer.chat_template"))) };
+    return { bytes, tok, tpl: new ChatTemplate(tok, String((await readGguf(new MemoryByteSource(bytes))).metadata.get("tokenizer.chat_template"))) };
   })();
   return seeded;
 }

@@ -1,0 +1,275 @@
+// End to end: `npm start` (wrangler dev, the Worker, its Durable Object and local R2) on a free loopback port in
+// its own process group, driven by the official openai client, by raw HTTP and by the chat page in headless
+// Chromium (Debian's, through playwright-core), then stopped by process group.
+import { spawn, type ChildProcess, execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import OpenAI from "openai";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../helpers/wrangler-dev.ts";
+
+const root = resolve(import.meta.dirname, "../..");
+let child: ChildProcess;
+let base = "";
+let log = "";
+const MODEL = "gemma-edge-tiny";
+
+beforeAll(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  child = spawn("npm", ["start"], {
+    cwd: root,
+    detached: true, // its own process group, stopped as a whole
+    env: { ...process.env, PORT: String(port), MODEL: "", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout!.on("data", (d) => (log += d));
+  child.stderr!.on("data", (d) => (log += d));
+  for (let i = 0; i < 600; i++) {
+    try {
+      const r = await fetch(`${base}/health`);
+      if (r.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    if (child.exitCode !== null) throw new Error(`npm start exited early:\n${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the server did not become ready:\n${log}`);
+}, 180_000);
+
+afterAll(async () => {
+  if (child?.pid) {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
+
+describe("the official openai client against npm start", () => {
+  const client = () => new OpenAI({ baseURL: `${base}/v1`, apiKey: "not-needed", maxRetries: 0 });
+
+  it("creates a chat completion", async () => {
+    const r = await client().chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Hello" }], max_tokens: 8, temperature: 0 });
+    expect(r.object).toBe("chat.completion");
+    expect(typeof r.choices[0]!.message.content).toBe("string");
+    expect(r.choices[0]!.finish_reason).toBe("length");
+    expect(r.usage!.completion_tokens).toBe(8);
+  });
+
+  it("streams the same greedy answer token by token, with usage", async () => {
+    const whole = (await client().chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 12, temperature: 0 })).choices[0]!.message.content;
+    const stream = await client().chat.completions.create({
+      model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true },
+    });
+    let text = "";
+    let chunks = 0;
+    let usage;
+    for await (const c of stream) {
+      chunks++;
+      if (c.choices[0]?.delta.content) text += c.choices[0].delta.content;
+      if (c.usage) usage = c.usage;
+    }
+    expect(text).toBe(whole);
+    expect(chunks).toBeGreaterThan(3);
+    expect(usage!.completion_tokens).toBe(12);
+  });
+
+  it("creates completions", async () => {
+    const r = await client().completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 5, temperature: 0 });
+    expect(r.object).toBe("text_completion");
+    expect(r.choices[0]!.finish_reason).toBe("length");
+  });
+
+  it("turns errors into the SDK's error classes", async () => {
+    await expect(client().chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], max_tokens: 100000 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    await expect(client().chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client().chat.completions.create({ model: MODEL, messages: [{ role: "assistant", content: "x" }] })).rejects.toBeInstanceOf(OpenAI.UnprocessableEntityError);
+    const e = await client().chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], n: 3 }).catch((x) => x);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe("n");
+  });
+});
+
+describe("raw HTTP against npm start", () => {
+  it("greedy /v1/completions equals gemma-edge generate --temperature 0 on the same file", async () => {
+    const r = (await (await fetch(`${base}/v1/completions`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: MODEL, prompt: "The quick brown fox", max_tokens: 16, temperature: 0 }),
+    })).json()) as any;
+    const { stdout } = await promisify(execFile)(process.execPath, [resolve(root, "bin/gemma-edge.js"), "generate", "--model", resolve(root, "models/gemma-edge-tiny.gguf"), "--prompt", "The quick brown fox", "--max-tokens", "16", "--temperature", "0", "--json"]);
+    const cli = JSON.parse(stdout);
+    expect(r.choices[0].text).toBe(cli.text);
+    expect(r.usage.completion_tokens).toBe(cli.ids.length);
+    expect(r.usage.prompt_tokens).toBe(cli.prompt_ids.length);
+  });
+
+  it("streams SSE incrementally and keeps serving after a client disconnects", async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, signal: ac.signal,
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hello" }], max_tokens: 300, stream: true }),
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toMatch(/^data: /);
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    let health: any;
+    for (let i = 0; i < 50; i++) {
+      health = await (await fetch(`${base}/health`)).json();
+      if (health.queue_length === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(health.queue_length).toBe(0);
+    const after = await fetch(`${base}/v1/models`);
+    expect(after.status).toBe(200);
+  });
+});
+
+describe("the chat page in headless Chromium", () => {
+  const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+  let browser: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`no Chromium at ${CHROMIUM}: install Debian's (apt-get install chromium; .ci/run does) or set CHROMIUM_PATH`);
+    }
+    browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "gemma-edge-chromium-")), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  /** Send a message from the page; resolves with the reply once its bubble is marked finished. */
+  async function sendFromPage(text: string): Promise<{ reply: string; partials: number; finish: string }> {
+    const before = await page.locator(".msg.assistant").count();
+    await page.evaluate(() => {
+      // every text the reply bubble shows while it streams, recorded as the DOM changes
+      const w = window as unknown as { seen: string[] };
+      w.seen = [];
+      new MutationObserver(() => {
+        const all = document.querySelectorAll(".msg.assistant");
+        w.seen.push(all[all.length - 1]?.textContent ?? "");
+      }).observe(document.getElementById("log")!, { subtree: true, childList: true, characterData: true });
+    });
+    await page.fill("#input", text);
+    await page.click("#send");
+    const bubble = page.locator(".msg.assistant").nth(before);
+    await bubble.and(page.locator("[data-finish]")).waitFor({ timeout: 60_000 });
+    const reply = (await bubble.textContent()) ?? "";
+    const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+    return { reply, partials: new Set(seen.filter((t) => t && t !== reply)).size, finish: (await bubble.getAttribute("data-finish")) ?? "" };
+  }
+
+  it("lists the models, streams a greedy reply as it arrives (the API's own answer), and saves a screenshot", async () => {
+    await page.goto(`${base}/`);
+    await page.locator("#model option").first().waitFor({ state: "attached" });
+    expect(await page.locator("#model").inputValue()).toBe(MODEL);
+    await page.fill("#temperature", "0");
+    await page.fill("#maxTokens", "48");
+    const { reply, partials, finish } = await sendFromPage("Hello");
+    const api = (await (await fetch(`${base}/v1/chat/completions`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hello" }], max_tokens: 48, temperature: 0, top_p: 0.95 }),
+    })).json()) as any;
+    expect(reply).toBe(api.choices[0].message.content);
+    expect(finish).toBe(api.choices[0].finish_reason);
+    expect(partials, "the reply was shown in pieces while it streamed").toBeGreaterThan(1);
+    mkdirSync(resolve(root, "test-results"), { recursive: true });
+    await page.screenshot({ path: resolve(root, "test-results/chat-page.png"), fullPage: true });
+    expect(existsSync(resolve(root, "test-results/chat-page.png"))).toBe(true);
+  });
+
+  it("shows the server's error message, and Stop ends a reply", async () => {
+    await page.fill("#maxTokens", "0");
+    await page.fill("#input", "Hi");
+    await page.click("#send");
+    await page.locator("#error:not([hidden])").waitFor();
+    expect(await page.textContent("#error")).toMatch(/^400: .*max_tokens/);
+    await page.fill("#maxTokens", "400");
+    await page.fill("#input", "Tell me a long story");
+    await page.click("#send");
+    const bubble = page.locator(".msg.assistant.streaming");
+    await bubble.waitFor();
+    await page.waitForFunction(() => (document.querySelector(".msg.assistant.streaming")?.textContent ?? "").length > 0);
+    await page.click("#stop");
+    await page.locator(".msg.assistant[data-finish=stopped]").waitFor();
+    expect(await page.isDisabled("#stop")).toBe(true);
+    expect(await page.isHidden("#error")).toBe(true);
+  });
+
+  const cliGreedy = async (prompt: string, maxTokens: number) => {
+    const { stdout } = await promisify(execFile)(process.execPath, [resolve(root, "bin/gemma-edge.js"), "generate", "--model", resolve(root, "models/gemma-edge-tiny.gguf"), "--prompt", prompt, "--chat", "--max-tokens", String(maxTokens), "--temperature", "0", "--json"]);
+    return JSON.parse(stdout) as { text: string; finish_reason: string };
+  };
+
+  it("runs the engine in the page on WebAssembly: the CLI's greedy reply; a second visit loads the model from the browser cache", async () => {
+    const ggufRequests: string[] = [];
+    page.on("request", (r) => {
+      if (r.url().endsWith(`/v1/models/${MODEL}/gguf`)) ggufRequests.push(r.method());
+    });
+    const cli = await cliGreedy("Hello", 24);
+    for (const visit of [1, 2]) {
+      ggufRequests.length = 0;
+      await page.goto(`${base}/`);
+      await page.locator("#model option").first().waitFor({ state: "attached" });
+      await page.check("#local");
+      await page.selectOption("#localBackend", "wasm");
+      await page.fill("#temperature", "0");
+      await page.fill("#maxTokens", "24");
+      const { reply } = await sendFromPage("Hello");
+      expect(await page.textContent("#error")).toBe("");
+      expect(reply, `visit ${visit}`).toBe(cli.text);
+      expect(await page.textContent("#status")).toMatch(/^running in this browser \(wasm-(relaxed|simd)\)$/);
+      // the first visit downloads the file; the second only asks for its ETag
+      expect(ggufRequests, `visit ${visit}`).toEqual(visit === 1 ? ["HEAD", "GET"] : ["HEAD"]);
+    }
+  });
+
+  it("runs the engine in the page on WebGPU (SwiftShader): the same greedy reply", async () => {
+    const gpuBrowser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "gemma-edge-chromium-gpu-")), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    try {
+      const p = gpuBrowser.pages()[0] ?? (await gpuBrowser.newPage());
+      await p.goto(`${base}/`);
+      expect(await p.evaluate(async () => !!(await (navigator as any).gpu?.requestAdapter())), "Chromium offers a WebGPU adapter").toBe(true);
+      await p.locator("#model option").first().waitFor({ state: "attached" });
+      await p.check("#local");
+      await p.selectOption("#localBackend", "webgpu");
+      await p.fill("#temperature", "0");
+      await p.fill("#maxTokens", "24");
+      await p.fill("#input", "Hello");
+      await p.click("#send");
+      const bubble = p.locator(".msg.assistant[data-finish]");
+      await bubble.waitFor({ timeout: 90_000 });
+      expect(await p.textContent("#error")).toBe("");
+      expect(await p.textContent("#status")).toBe("running in this browser (webgpu)");
+      expect(await bubble.textContent()).toBe((await cliGreedy("Hello", 24)).text);
+      await p.screenshot({ path: resolve(root, "test-results/chat-page-webgpu.png"), fullPage: true });
+    } finally {
+      await gpuBrowser.close();
+    }
+  }, 180_000);
+});
+
