@@ -21,6 +21,19 @@ export default defineConfig({
         },
       },
       {
+        // the WebGPU tests once more on Mesa's lavapipe: another shader compiler, which folds and fuses float
+        // operations that SwiftShader leaves alone
+        test: {
+          name: "webgpu-lavapipe",
+          include: ["test/webgpu/**/*.test.ts"],
+          pool: "forks",
+          globalSetup: ["test/setup/gpu-driver.ts"],
+          env: { GEMMA_EDGE_GPU: "lavapipe" },
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
         // the Worker: inside workerd, with the R2 bucket and the Durable Object of wrangler.toml
         plugins: [
           cloudflareTest({

@@ -3,10 +3,16 @@ import { nodeGpuDevice } from "../../src/hosts/node-webgpu.ts";
 
 let device: Promise<{ device: GPUDevice; dot4I8Packed: boolean }> | undefined;
 
+/** The driver this test process runs on: lavapipe in the "webgpu-lavapipe" project, else SwiftShader, or the user's. */
+export const GPU_DRIVER = process.env.GEMMA_EDGE_USER_DRIVER ? "user" : process.env.GEMMA_EDGE_GPU === "lavapipe" ? "lavapipe" : "swiftshader";
+if (GPU_DRIVER === "lavapipe" && process.env.GEMMA_EDGE_LAVAPIPE_ICD) {
+  process.env.VK_ICD_FILENAMES = process.env.GEMMA_EDGE_LAVAPIPE_ICD; // before Dawn starts; CLI children inherit it
+}
+
 /** The test device; fails (never skips) naming why when the driver setup or Dawn cannot provide one. */
 export function testGpu(): Promise<{ device: GPUDevice; dot4I8Packed: boolean }> {
-  const err = process.env.GEMMA_EDGE_GPU_DRIVER_ERROR;
-  if (err) return Promise.reject(new Error(`no Vulkan driver for the WebGPU tests: ${err}`));
+  const err = GPU_DRIVER === "lavapipe" ? process.env.GEMMA_EDGE_LAVAPIPE_ERROR : process.env.GEMMA_EDGE_GPU_DRIVER_ERROR;
+  if (err) return Promise.reject(new Error(`no Vulkan driver (${GPU_DRIVER}) for the WebGPU tests: ${err}`));
   device ??= nodeGpuDevice();
   return device;
 }

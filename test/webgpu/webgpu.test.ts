@@ -16,7 +16,7 @@ import { loadNodeWebGpuModel } from "../../src/hosts/node-webgpu.ts";
 import { kernelModule } from "../../src/hosts/node-wasm.ts";
 import { WasmBackend } from "../../src/engine/backend/wasm.ts";
 import { runCli } from "../helpers/cli.ts";
-import { asF32, f32bits, runKernel, testGpu } from "../helpers/gpu.ts";
+import { asF32, f32bits, GPU_DRIVER, runKernel, testGpu } from "../helpers/gpu.ts";
 import { testModel } from "../helpers/models.ts";
 
 const TYPES = [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32];
@@ -36,9 +36,11 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 describe("WebGPU kernels against the reference", () => {
-  it("has a device (SwiftShader here; a missing driver fails this test with the reason)", async () => {
+  it(`has a device on ${GPU_DRIVER} (a missing driver fails this test with the reason)`, async () => {
     const { device } = await testGpu();
     expect(device.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 << 20);
+    const info = (device as GPUDevice & { adapterInfo: GPUAdapterInfo }).adapterInfo;
+    if (GPU_DRIVER !== "user") expect(info.description).toMatch(GPU_DRIVER === "lavapipe" ? /^llvmpipe: Mesa/ : /^SwiftShader/);
   });
 
   it("fmaSoft (fma in integer arithmetic, for devices whose fma() rounds twice) is RN(a*b + c) exactly", async () => {

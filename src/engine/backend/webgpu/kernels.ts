@@ -1,6 +1,7 @@
 // WGSL compute kernels of the WebGPU forward pass. Every kernel has the same first two bindings: `step` (the
 // batch: n tokens at position pos, written once per forward) and `p` (the op's own constants, written once when
-// the op's bind group is made); storage buffers follow. `step.lastRow` is the batch's last row (COPY_LAST_ROW). f32 arithmetic throughout (no shader-f16 needed); the KV
+// the op's bind group is made); storage buffers follow. `step.lastRow` is the batch's last row (COPY_LAST_ROW);
+// `step.zero` is always 0 (see opaque()). f32 arithmetic throughout (no shader-f16 needed); the KV
 // cache holds f16 pairs in u32s, as the CPU path keeps f16. Weights are stored per type (see model.ts: upload):
 //   Q4_0: wq = 4 u32 of nibbles per block (byte j: element j low, element j+16 high), wd = one f32 scale per block
 //   Q8_0: wq = 8 u32 of int8 per block, wd = one f32 scale per block
@@ -11,8 +12,11 @@ import { expfConstants, vExpfConstants } from "../../numeric.ts";
 export const WG = 64;
 
 const HEADER = /* wgsl */ `
-struct Step { n: u32, pos: u32, lastRow: u32 }
+struct Step { n: u32, pos: u32, lastRow: u32, zero: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
+// x, hidden from the compiler's algebra (step.zero is 0 at run time): keeps a rounding step that the compiler
+// might otherwise fold away or fuse into the next operation (Mesa fuses a*b + c and simplifies (a + b) - a)
+fn opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ step.zero); }
 `;
 
 /** Reductions over the 64 threads of a workgroup (`red` is workgroup memory; call in uniform control flow). */
@@ -44,7 +48,28 @@ fn reduceMax(li: u32, v: f32) -> f32 {
 
 /** f32 rounded to the nearest f16 value (and back), and int8x4 dot products where the language lacks them. */
 const HELPERS = /* wgsl */ `
-fn roundF16(x: f32) -> f32 { return unpack2x16float(pack2x16float(vec2f(x, 0.0))).x; }
+// x rounded to the nearest f16 value (ties to even), in integer arithmetic: some compilers (Mesa's) fold
+// unpack2x16float(pack2x16float(x)) into x
+fn roundF16(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  let e = (u >> 23u) & 0xffu;
+  if (e == 255u) { return x; }
+  let sign = u & 0x80000000u;
+  if (e >= 113u) { // a normal f16 (or an overflow to infinity): keep 10 mantissa bits
+    let r = (u + 0xfffu + ((u >> 13u) & 1u)) & 0xffffe000u;
+    if (((r >> 23u) & 0xffu) >= 143u) { return bitcast<f32>(sign | 0x7f800000u); }
+    return bitcast<f32>(r);
+  }
+  if (e < 101u) { return bitcast<f32>(sign); } // below half the smallest f16 subnormal
+  // an f16 subnormal: a multiple of 2^-24
+  let m = (u & 0x7fffffu) | 0x800000u;
+  let drop = 126u - e; // 14..25
+  var q = m >> drop;
+  let rem = m & ((1u << drop) - 1u);
+  let half = 1u << (drop - 1u);
+  if (rem > half || (rem == half && (q & 1u) == 1u)) { q += 1u; }
+  return bitcast<f32>(sign | bitcast<u32>(ldexp(f32(q), -24)));
+}
 fn roundBf16(x: f32) -> f32 {
   let b = bitcast<u32>(x);
   return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
@@ -164,16 +189,20 @@ function exactMath(): string {
   const e = expfConstants();
   const v = vExpfConstants();
   return /* wgsl */ `
-fn twoSum(a: f32, b: f32) -> vec2f { let s = a + b; let bb = s - a; return vec2f(s, (a - (s - bb)) + (b - bb)); }
-fn fastTwoSum(a: f32, b: f32) -> vec2f { let s = a + b; return vec2f(s, b - (s - a)); }
-fn twoProd(a: f32, b: f32) -> vec2f { let p = a * b; return vec2f(p, fmaX(a, b, -p)); }
+fn twoSum(a: f32, b: f32) -> vec2f {
+  let s = opaque(a + b);
+  let bb = opaque(s - a);
+  return vec2f(s, (a - opaque(s - bb)) + (b - bb));
+}
+fn fastTwoSum(a: f32, b: f32) -> vec2f { let s = opaque(a + b); return vec2f(s, b - opaque(s - a)); }
+fn twoProd(a: f32, b: f32) -> vec2f { let p = opaque(a * b); return vec2f(p, fmaX(a, b, -p)); }
 fn ddAdd(a: vec2f, b: vec2f) -> vec2f {
   let s = twoSum(a.x, b.x);
   let t = twoSum(a.y, b.y);
   let u = fastTwoSum(s.x, s.y + t.x);
   return fastTwoSum(u.x, u.y + t.y);
 }
-fn ddMul(a: vec2f, b: vec2f) -> vec2f { let p = twoProd(a.x, b.x); return fastTwoSum(p.x, p.y + (a.x * b.y + a.y * b.x)); }
+fn ddMul(a: vec2f, b: vec2f) -> vec2f { let p = twoProd(a.x, b.x); return fastTwoSum(p.x, p.y + (opaque(a.x * b.y) + opaque(a.y * b.x))); }
 const EXP2_TAB = array<vec2f, 32>(${e.pow2.map(ddLit).join(", ")});
 fn expGlibc(x: f32) -> f32 {
   // +inf, built at run time (a constant expression may not overflow)
@@ -432,7 +461,7 @@ ${body}
 }
 
 /** Activations to Q8_0 blocks as ggml's quantize_row_q8_0: d = amax/127 (kept as f16), q = round-half-even(x * 127/amax). */
-export const quantize = (fusedFma: boolean) => HEADER + fmaFn(fusedFma) + exactMath() + /* wgsl */ `
+export const quantize = (fusedFma: boolean) => HEADER + HELPERS + fmaFn(fusedFma) + exactMath() + /* wgsl */ `
 struct P { cols: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -446,7 +475,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
   for (var j = 0u; j < 32u; j++) { amax = max(amax, abs(x[b * 32u + j])); }
   let d = divCR(vec2f(amax, 0.0), 127.0);
   let id = select(0.0, divCR(vec2f(127.0, 0.0), amax), amax != 0.0);
-  xd[b] = unpack2x16float(pack2x16float(vec2f(d, 0.0))).x;
+  xd[b] = roundF16(d);
   for (var k = 0u; k < 8u; k++) {
     var packed = 0u;
     for (var j = 0u; j < 4u; j++) {
@@ -475,7 +504,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let src = wg.x * p.dim;
   let dst = src;
   var ss = vec2f(0.0, 0.0);
-  for (var i = li; i < p.dim; i += ${WG}u) { let v = x[src + i]; ss = ddAdd(ss, vec2f(v * v, 0.0)); }
+  for (var i = li; i < p.dim; i += ${WG}u) { let v = x[src + i]; ss = ddAdd(ss, vec2f(opaque(v * v), 0.0)); }
   part[li] = ss;
   workgroupBarrier();
   if (li == 0u) {
@@ -572,7 +601,7 @@ fn dotF16(base: u32, d: u32) -> f32 {
   var v: array<f32, 8>;
   for (var i = 0u; i < 8u; i++) { v[i] = (l[i] + l[16u + i]) + (l[8u + i] + l[24u + i]); }
   var sum = vec2f(((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])), 0.0);
-  for (var i = np; i < d; i++) { sum = ddAdd(sum, vec2f(qs[i] * kAt(base + i), 0.0)); }
+  for (var i = np; i < d; i++) { sum = ddAdd(sum, vec2f(opaque(qs[i] * kAt(base + i)), 0.0)); }
   return sum.x + sum.y;
 }
 @compute @workgroup_size(${WG})
@@ -647,7 +676,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
             acc[k] = roundF16(fmaX(vAt((p0 + j) * p.kvDim + kvOff + i), vs, a));
           }
         }
-        s = s * ms + vs;
+        s = opaque(s * ms) + vs;
       }
     }
     workgroupBarrier();
