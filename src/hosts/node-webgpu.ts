@@ -18,6 +18,7 @@ export async function nodeGpuDevice(): Promise<{ device: GPUDevice; dot4I8Packed
     );
   }
   const device = await adapter.requestDevice({
+    requiredFeatures: adapter.features.has("shader-f16") ? ["shader-f16"] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
       maxBufferSize: adapter.limits.maxBufferSize,

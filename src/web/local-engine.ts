@@ -62,6 +62,7 @@ export async function loadLocalModel(bytes: Uint8Array, want: "auto" | "webgpu" 
     const adapter = await navigator.gpu?.requestAdapter();
     if (adapter) {
       const device = await adapter.requestDevice({
+        requiredFeatures: adapter.features.has("shader-f16") ? ["shader-f16"] : [],
         requiredLimits: {
           maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
           maxBufferSize: adapter.limits.maxBufferSize,

@@ -1,4 +1,6 @@
 // WebGPU in tests: the device (through the same host code as the CLI) and a runner for one kernel of kernels.ts.
+import { BASELINE, type KernelFeatures } from "../../src/engine/backend/webgpu/kernels.ts";
+import { deviceFmaIsFused } from "../../src/engine/backend/webgpu/model.ts";
 import { nodeGpuDevice } from "../../src/hosts/node-webgpu.ts";
 
 let device: Promise<{ device: GPUDevice; dot4I8Packed: boolean }> | undefined;
@@ -68,3 +70,17 @@ export async function runKernel(code: string, step: [number, number, number], pa
 
 export const asF32 = (u: Uint32Array) => new Float32Array(u.buffer, u.byteOffset, u.length);
 export const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
+
+/**
+ * The kernel variants to check on this device: the baseline every device runs, and each feature the device has
+ * turned on by itself (SwiftShader: dot4I8Packed; lavapipe: that and shader-f16).
+ */
+export async function kernelVariants(): Promise<{ label: string; f: KernelFeatures }[]> {
+  const { device, dot4I8Packed } = await testGpu();
+  const out = [{ label: "baseline", f: BASELINE }];
+  if (dot4I8Packed) out.push({ label: "dot4I8Packed", f: { ...BASELINE, dot4I8Packed: true } });
+  if (await deviceFmaIsFused(device)) out.push({ label: "native fma", f: { ...BASELINE, fusedFma: true } });
+  if (device.features.has("shader-f16")) out.push({ label: "shader-f16", f: { ...BASELINE, f16: true } });
+  return out;
+}
+

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { fma32 } from "../../src/engine/backend/ggml-order.ts";
 import { quantizeActivationsQ8_0, ReferenceBackend } from "../../src/engine/backend/reference.ts";
-import { deviceFmaIsFused, repackRows } from "../../src/engine/backend/webgpu/model.ts";
+import { repackRows } from "../../src/engine/backend/webgpu/model.ts";
 import { attention, embedKernel, fmaProbe, GEGLU, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope as ropeKernel, STORE_KV } from "../../src/engine/backend/webgpu/kernels.ts";
 import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName } from "../../src/engine/ggml-types.ts";
@@ -16,7 +16,7 @@ import { loadNodeWebGpuModel } from "../../src/hosts/node-webgpu.ts";
 import { kernelModule } from "../../src/hosts/node-wasm.ts";
 import { WasmBackend } from "../../src/engine/backend/wasm.ts";
 import { runCli } from "../helpers/cli.ts";
-import { asF32, f32bits, GPU_DRIVER, runKernel, testGpu } from "../helpers/gpu.ts";
+import { asF32, f32bits, GPU_DRIVER, kernelVariants, runKernel, testGpu } from "../helpers/gpu.ts";
 import { testModel } from "../helpers/models.ts";
 
 const TYPES = [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32];
@@ -66,18 +66,19 @@ describe("WebGPU kernels against the reference", () => {
     const n = 3, cols = 256;
     const x = random(n * cols, 7, 3);
     x.fill(0, 32, 64); // an all-zero block
-    const [, xq, xd] = await runKernel(quantize(false), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32], [Math.ceil((n * cols) / 32 / 64), 1]);
     const qs = new Int8Array(n * cols);
     const ds = new Float32Array((n * cols) / 32);
     quantizeActivationsQ8_0(x, qs, ds);
-    expect(Array.from(new Int8Array(xq!.buffer))).toEqual(Array.from(qs));
-    expect(Array.from(asF32(xd!))).toEqual(Array.from(ds));
+    for (const { label, f } of await kernelVariants()) {
+      const [, xq, xd] = await runKernel(quantize(f), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32], [Math.ceil((n * cols) / 32 / 64), 1]);
+      expect(Array.from(new Int8Array(xq!.buffer)), label).toEqual(Array.from(qs));
+      expect(Array.from(asF32(xd!)), label).toEqual(Array.from(ds));
+    }
   });
 
   for (const type of TYPES) {
     it(`matmul ${ggmlTypeName(type)}: bit for bit the reference's sums (ggml's x86 order), each path`, async () => {
-      const { device, dot4I8Packed } = await testGpu();
-      const fusedFma = await deviceFmaIsFused(device);
+      const variants = await kernelVariants();
       const cols = 256;
       // 24 rows: Q4_0 repacked (one fma chain), tinyBLAS for 2+ tokens; 22 rows: 8-lane blocks, vec_dot
       for (const [rows, n] of [[24, 1], [24, 3], [22, 3], [22, 1]] as const) {
@@ -92,30 +93,31 @@ describe("WebGPU kernels against the reference", () => {
         const repacked = type === GGML_TYPE.Q4_0 && rows % 8 === 0;
         ref.matmul(ref.f32(oOff, n * rows), { name: "w", type, rows, cols, offset: wOff, nbytes: wBytes.length, repacked }, ref.f32(xOff, n * cols), n);
         const want = Array.from(ref.f32(oOff, n * rows));
-        for (const [native, fused] of [[false, false], ...(dot4I8Packed ? [[true, false]] : []), ...(fusedFma ? [[false, true]] : [])]) {
+        for (const { label, f } of variants) {
           const parts = repackRows(type, wBytes, rows, cols).map(words);
           let inputs: (Uint32Array | Float32Array)[] = [x];
           if (type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q8_0) {
-            const [, xq, xd] = await runKernel(quantize(false), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32], [1, 1]);
+            const [, xq, xd] = await runKernel(quantize(f), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32], [1, 1]);
             inputs = [xq!, xd!];
           }
-          const res = await runKernel(matmulKernel(type, native!, fused!), [n, 0, n - 1], [rows, cols, 0, rows], [...parts, ...inputs, n * rows], [Math.ceil(rows / matmulRowsPerGroup(type)), 1, n]);
-          expect(Array.from(asF32(res[res.length - 1]!)), `${rows} rows, ${n} tokens, dot4I8Packed ${native}, native fma ${fused}`).toEqual(want);
+          const res = await runKernel(matmulKernel(type, f), [n, 0, n - 1], [rows, cols, 0, rows], [...parts, ...inputs, n * rows], [Math.ceil(rows / matmulRowsPerGroup(type)), 1, n]);
+          expect(Array.from(asF32(res[res.length - 1]!)), `${rows} rows, ${n} tokens, ${label}`).toEqual(want);
         }
       }
     });
   }
 
   it("embeds tokens: the dequantized row times sqrt(dim), exactly", async () => {
+    const variantsNow = await kernelVariants();
     const rows = 40, cols = 64, scale = Math.fround(Math.sqrt(cols));
     const w = random(rows * cols, 3);
-    for (const type of TYPES) {
+    for (const [type, { label, f }] of TYPES.flatMap((t) => variantsNow.map((v) => [t, v] as const))) {
       const bytes = new Uint8Array(Array.from({ length: rows }, (_, r) => Array.from(encodeRow(type, w.subarray(r * cols, (r + 1) * cols)))).flat());
       const tokens = new Uint32Array([5, 39, 0, 17]);
       // rows 10..39 as a chunk of their own (as a split weight has): token 5 and 0 are not in it
       const chunkBytes = bytes.subarray((bytes.length / rows) * 10);
       const parts = repackRows(type, chunkBytes, rows - 10, cols).map(words);
-      const res = await runKernel(embedKernel(type), [4, 0, 3], [cols, 10, rows - 10, f32bits(scale)], [...parts, tokens, new Float32Array(4 * cols).fill(-1)], [1, 4]);
+      const res = await runKernel(embedKernel(type, f), [4, 0, 3], [cols, 10, rows - 10, f32bits(scale)], [...parts, tokens, new Float32Array(4 * cols).fill(-1)], [1, 4]);
       const got = asF32(res[res.length - 1]!);
       const row = new Float32Array(cols);
       for (const [t, tok] of tokens.entries()) {
@@ -124,7 +126,7 @@ describe("WebGPU kernels against the reference", () => {
           continue;
         }
         dequantizeRow(type, bytes, tok * (bytes.length / rows), cols, row);
-        expect(Array.from(got.subarray(t * cols, (t + 1) * cols)), `${ggmlTypeName(type)} token ${tok}`).toEqual(Array.from(row.map((v) => Math.fround(v * scale))));
+        expect(Array.from(got.subarray(t * cols, (t + 1) * cols)), `${ggmlTypeName(type)} token ${tok} (${label})`).toEqual(Array.from(row.map((v) => Math.fround(v * scale))));
       }
     }
   });
@@ -135,8 +137,10 @@ describe("WebGPU kernels against the reference", () => {
     const w = random(dim, 6, 2);
     const want = new Float32Array(n * dim);
     rmsNorm(want, x, w, eps);
-    const [, , all] = await runKernel(rmsnorm(false), [n, 0, n - 1], [dim, f32bits(eps)], [x, w, n * dim], [n]);
-    expect(Array.from(asF32(all!))).toEqual(Array.from(want));
+    for (const { label, f } of await kernelVariants()) {
+      const [, , all] = await runKernel(rmsnorm(f), [n, 0, n - 1], [dim, f32bits(eps)], [x, w, n * dim], [n]);
+      expect(Array.from(asF32(all!)), label).toEqual(Array.from(want));
+    }
   });
 
   it("RoPE (partial: 16 of 32 dims, the first product fused) then the query scale: exactly the reference", async () => {
@@ -155,8 +159,10 @@ describe("WebGPU kernels against the reference", () => {
       rope.apply(row, nHeads, pos + t);
       for (let i = 0; i < row.length; i++) row[i] = Math.fround(row[i]! * scale);
     }
-    const [got] = await runKernel(ropeKernel(false), [n, pos, n - 1], [nHeads, headDim, ropeDims, f32bits(scale)], [v, cos, sin], [Math.ceil((nHeads * (headDim - half)) / 64), n]);
-    expect(Array.from(asF32(got!))).toEqual(Array.from(want));
+    for (const { label, f } of await kernelVariants()) {
+      const [got] = await runKernel(ropeKernel(f), [n, pos, n - 1], [nHeads, headDim, ropeDims, f32bits(scale)], [v, cos, sin], [Math.ceil((nHeads * (headDim - half)) / 64), n]);
+      expect(Array.from(asF32(got!)), label).toEqual(Array.from(want));
+    }
   });
 
   it("stores keys and values into the f16 cache at their positions, exactly", async () => {
@@ -189,33 +195,31 @@ describe("WebGPU kernels against the reference", () => {
   const cacheOf = (seed: number) => Uint16Array.from(random(ctx * kvDim, seed, 2), (v) => f32ToF16(v));
   const kc = cacheOf(21), vc = cacheOf(22);
   const cacheWords = (c: Uint16Array) => new Uint32Array(c.buffer.slice(0));
+  /** The kernel's rows `rows` of an n-row batch at pos, each variant, against `reference` (attendHead or attendHeadTiled). */
+  async function expectAttention(n: number, pos: number, q: Float32Array, rows: number[], reference: typeof attendHead) {
+    for (const { label, f } of await kernelVariants()) {
+      const [, , , out] = await runKernel(attention(f), [n, pos, n - 1], [d, kvDim, nHeads / nKv, qDim], [q, cacheWords(kc), cacheWords(vc), n * qDim], [nHeads, n]);
+      const got = asF32(out!);
+      const want = new Float32Array(d);
+      for (const t of rows) {
+        for (let h = 0; h < nHeads; h++) {
+          reference(want, q.subarray(t * qDim + h * d, t * qDim + (h + 1) * d), kc, vc, pos + t + 1, kvDim, Math.floor(h / 2) * d, new Float32Array(d));
+          expect(Array.from(got.subarray(t * qDim + h * d, t * qDim + (h + 1) * d)), `token ${t} head ${h} (${label})`).toEqual(Array.from(want));
+        }
+      }
+    }
+  }
 
   it("attention for decode and short batches (f16 query and accumulators, glibc expf): exactly the reference", async () => {
     const n = 3, pos = 67; // rows attend to 68, 69, 70 positions
     const q = random(n * qDim, 23, 1.5);
-    const [, , , out] = await runKernel(attention(false), [n, pos, n - 1], [d, kvDim, nHeads / nKv, qDim], [q, cacheWords(kc), cacheWords(vc), n * qDim], [nHeads, n]);
-    const got = asF32(out!);
-    const want = new Float32Array(d);
-    for (let t = 0; t < n; t++) {
-      for (let h = 0; h < nHeads; h++) {
-        attendHead(want, q.subarray(t * qDim + h * d, t * qDim + (h + 1) * d), kc, vc, pos + t + 1, kvDim, Math.floor(h / 2) * d, new Float32Array(d));
-        expect(Array.from(got.subarray(t * qDim + h * d, t * qDim + (h + 1) * d)), `token ${t} head ${h}`).toEqual(Array.from(want));
-      }
-    }
+    await expectAttention(n, pos, q, Array.from({ length: n }, (_, t) => t), attendHead);
   });
 
   it("attention for batches of 64+ rows (f32 query and accumulators, a softmax step per tile): exactly the reference", async () => {
     const n = 64, pos = 6;
     const q = random(n * qDim, 24, 1.5);
-    const [, , , out] = await runKernel(attention(false), [n, pos, n - 1], [d, kvDim, nHeads / nKv, qDim], [q, cacheWords(kc), cacheWords(vc), n * qDim], [nHeads, n]);
-    const got = asF32(out!);
-    const want = new Float32Array(d);
-    for (const t of [0, 1, 31, 57, 63]) {
-      for (let h = 0; h < nHeads; h++) {
-        attendHeadTiled(want, q.subarray(t * qDim + h * d, t * qDim + (h + 1) * d), kc, vc, pos + t + 1, kvDim, Math.floor(h / 2) * d, new Float32Array(d));
-        expect(Array.from(got.subarray(t * qDim + h * d, t * qDim + (h + 1) * d)), `token ${t} head ${h}`).toEqual(Array.from(want));
-      }
-    }
+    await expectAttention(n, pos, q, [0, 1, 31, 57, 63], attendHeadTiled);
   });
 
 });
@@ -233,31 +237,27 @@ describe("WebGPU model against the WebAssembly backend", () => {
   };
   const prompt = [2, 526, 423, 556, 100, 200, 300, 17];
 
+  /** The same model file on both backends: bit-identical logits for the prompt, then the same greedy tokens. */
+  async function expectSameAsWasm(bytes: Uint8Array, ids: number[], steps: number) {
+    const wasm = await loadModel(new MemoryByteSource(bytes), new WasmBackend(await kernelModule("simd"), "simd"), { contextSize: 128 });
+    const gpu = await loadNodeWebGpuModel(new MemoryByteSource(bytes), { contextSize: 128 });
+    try {
+      expect(Array.from(await gpu.forward(ids, 0))).toEqual(Array.from(await wasm.forward(ids, 0)));
+      expect(await greedy(gpu.forward, ids, steps)).toEqual(await greedy(wasm.forward, ids, steps));
+    } finally {
+      gpu.destroy();
+    }
+  }
+
   for (const [shape, type] of [["tiny", "q4_0"], ["tiny", "q8_0"], ["tiny", "f16"], ["tiny", "bf16"], ["tiny", "f32"], ["tiny-gqa", "q4_0"], ["tiny-gqa", "f16"]] as const) {
     it(`${shape} ${type}: bit-identical logits and the same 32 greedy tokens`, async () => {
-      const { bytes } = await testModel(shape, type);
-      const wasm = await loadModel(new MemoryByteSource(bytes), new WasmBackend(await kernelModule("simd"), "simd"), { contextSize: 128 });
-      const gpu = await loadNodeWebGpuModel(new MemoryByteSource(bytes), { contextSize: 128 });
-      try {
-        expect(Array.from(await gpu.forward(prompt, 0))).toEqual(Array.from(await wasm.forward(prompt, 0)));
-        expect(await greedy(gpu.forward, prompt, 32)).toEqual(await greedy(wasm.forward, prompt, 32));
-      } finally {
-        gpu.destroy();
-      }
+      await expectSameAsWasm((await testModel(shape, type)).bytes, prompt, 32);
     });
   }
 
   it("a 90-token prompt (the 64+ row attention path): bit-identical logits, the same 16 greedy tokens", async () => {
-    const { bytes } = await testModel("tiny", "q8_0");
     const long = [2, ...Array.from({ length: 89 }, (_, i) => 100 + ((i * 37) % 900))];
-    const wasm = await loadModel(new MemoryByteSource(bytes), new WasmBackend(await kernelModule("simd"), "simd"), { contextSize: 128 });
-    const gpu = await loadNodeWebGpuModel(new MemoryByteSource(bytes), { contextSize: 128 });
-    try {
-      expect(Array.from(await gpu.forward(long, 0))).toEqual(Array.from(await wasm.forward(long, 0)));
-      expect(await greedy(gpu.forward, long, 16)).toEqual(await greedy(wasm.forward, long, 16));
-    } finally {
-      gpu.destroy();
-    }
+    await expectSameAsWasm((await testModel("tiny", "q8_0")).bytes, long, 16);
   });
 
   it("weights split across bindings (a 4 KiB binding limit) give the same logits bit for bit", async () => {

@@ -1,8 +1,9 @@
 // WGSL compute kernels of the WebGPU forward pass. Every kernel has the same first two bindings: `step` (the
 // batch: n tokens at position pos, written once per forward) and `p` (the op's own constants, written once when
 // the op's bind group is made); storage buffers follow. `step.lastRow` is the batch's last row (COPY_LAST_ROW);
-// `step.zero` is always 0 (see opaque()). f32 arithmetic throughout (no shader-f16 needed); the KV
-// cache holds f16 pairs in u32s, as the CPU path keeps f16. Weights are stored per type (see model.ts: upload):
+// `step.zero` is always 0 (see opaque()). f32 arithmetic throughout, in llama.cpp's order and rounding (see
+// model.ts); the KV cache holds f16 values (pairs in u32s, read as array<f16> where the device has shader-f16),
+// as the CPU path keeps f16. Weights are stored per type (see model.ts: upload):
 //   Q4_0: wq = 4 u32 of nibbles per block (byte j: element j low, element j+16 high), wd = one f32 scale per block
 //   Q8_0: wq = 8 u32 of int8 per block, wd = one f32 scale per block
 //   F16, BF16: wq = one u32 per pair of values;  F32: wq = f32 values
@@ -11,13 +12,26 @@ import { expfConstants, vExpfConstants } from "../../numeric.ts";
 
 export const WG = 64;
 
-const HEADER = /* wgsl */ `
+/** What the device offers that the kernels use: dot4I8Packed, a fused fma(), shader-f16 (native f16 loads). */
+export interface KernelFeatures {
+  dot4I8Packed: boolean;
+  fusedFma: boolean;
+  f16: boolean;
+}
+
+/** Every feature off: the kernels every WebGPU device runs (plain WGSL, fmaSoft, f16 values unpacked from u32). */
+export const BASELINE: KernelFeatures = { dot4I8Packed: false, fusedFma: false, f16: false };
+
+const HEADER_BODY = /* wgsl */ `
 struct Step { n: u32, pos: u32, lastRow: u32, zero: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
 // x, hidden from the compiler's algebra (step.zero is 0 at run time): keeps a rounding step that the compiler
 // might otherwise fold away or fuse into the next operation (Mesa fuses a*b + c and simplifies (a + b) - a)
 fn opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ step.zero); }
 `;
+/** The common header; "enable f16" must come first in a module. */
+const header = (f: KernelFeatures) => (f.f16 ? "enable f16;\n" : "") + HEADER_BODY;
+const HEADER = HEADER_BODY;
 
 /** Reductions over the 64 threads of a workgroup (`red` is workgroup memory; call in uniform control flow). */
 const REDUCE = /* wgsl */ `
@@ -273,7 +287,7 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
 }`;
 
 /** Weight bindings (at 2 and, for quantized types, 3) and `wval(row, col)`: one dequantized value. */
-function weightAccess(type: number): string {
+function weightAccess(type: number, f16: boolean): string {
   switch (type) {
     case GGML_TYPE.Q4_0:
       return /* wgsl */ `
@@ -296,6 +310,12 @@ fn wval(r: u32, c: u32, cols: u32) -> f32 {
   return f32(extractBits(i32(wq[b * 8u + j / 4u]), (j % 4u) * 8u, 8u)) * wd[b];
 }`;
     case GGML_TYPE.F16:
+      if (f16) {
+        return /* wgsl */ `
+@group(0) @binding(2) var<storage, read> wq: array<vec2<f16>>;
+fn wpair(i: u32) -> vec2f { return vec2f(wq[i]); }
+fn wval(r: u32, c: u32, cols: u32) -> f32 { return wpair((r * cols + c) / 2u)[c % 2u]; }`;
+      }
       return /* wgsl */ `
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
 fn wpair(i: u32) -> vec2f { return unpack2x16float(wq[i]); }
@@ -317,9 +337,9 @@ fn wval(r: u32, c: u32, cols: u32) -> f32 { return wq[r * cols + c]; }`;
 export const isQuantized = (type: number) => type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q8_0;
 
 /** Rows [rowStart, rowStart + chunkRows) of the token embedding, scaled, for the batch's tokens in that range. */
-export function embedKernel(type: number): string {
+export function embedKernel(type: number, f: KernelFeatures): string {
   const nb = isQuantized(type) ? 4 : 3;
-  return HEADER + weightAccess(type) + /* wgsl */ `
+  return header(f) + weightAccess(type, f.f16) + /* wgsl */ `
 struct P { cols: u32, rowStart: u32, chunkRows: u32, scale: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(${nb}) var<storage, read> tokens: array<u32>;
@@ -349,7 +369,7 @@ export const matmulRowsPerGroup = (type: number) => (isQuantized(type) ? 8 : 2);
  * Quantized weights take Q8_0 activations (xq, xd from quantize); float weights the activations rounded to their
  * type. Each workgroup: 8 rows x 8 lanes (quantized) or 2 rows x 32 lanes (float).
  */
-export function matmulKernel(type: number, nativeDot4: boolean, fusedFma: boolean): string {
+export function matmulKernel(type: number, f: KernelFeatures): string {
   const q = isQuantized(type);
   const L = q ? 8 : 32;
   const first = q ? 4 : 3;
@@ -424,7 +444,7 @@ export function matmulKernel(type: number, nativeDot4: boolean, fusedFma: boolea
     }
     out[t * p.rows + p.rowStart + r] = sum;
   }`;
-  return HEADER + HELPERS + fmaFn(fusedFma) + (nativeDot4 ? DOT4_NATIVE : DOT4_FALLBACK) + weightAccess(type) + /* wgsl */ `
+  return header(f) + HELPERS + fmaFn(f.fusedFma) + (f.dot4I8Packed ? DOT4_NATIVE : DOT4_FALLBACK) + weightAccess(type, f.f16) + /* wgsl */ `
 struct P { rows: u32, cols: u32, rowStart: u32, chunkRows: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 ${inputs}
@@ -461,7 +481,7 @@ ${body}
 }
 
 /** Activations to Q8_0 blocks as ggml's quantize_row_q8_0: d = amax/127 (kept as f16), q = round-half-even(x * 127/amax). */
-export const quantize = (fusedFma: boolean) => HEADER + HELPERS + fmaFn(fusedFma) + exactMath() + /* wgsl */ `
+export const quantize = (f: KernelFeatures) => header(f) + HELPERS + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
 struct P { cols: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -490,7 +510,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
  * RMSNorm times the weight, one workgroup per row, as ggml: squares rounded to f32 and summed in double (here
  * double-f32), mean and 1/sqrt correctly rounded.
  */
-export const rmsnorm = (fusedFma: boolean) => HEADER + fmaFn(fusedFma) + exactMath() + /* wgsl */ `
+export const rmsnorm = (f: KernelFeatures) => header(f) + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
 struct P { dim: u32, eps: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -522,7 +542,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * RoPE (NeoX, rotate-half) in place on `nHeads` heads per token, then times p.scale; the cos/sin table comes from
  * the CPU (glibc-exact values, one row of dims/2 per position). Dimensions past ropeDims pass through.
  */
-export const rope = (fusedFma: boolean) => HEADER + fmaFn(fusedFma) + /* wgsl */ `
+export const rope = (f: KernelFeatures) => header(f) + fmaFn(f.fusedFma) + /* wgsl */ `
 struct P { nHeads: u32, headDim: u32, ropeDims: u32, scale: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read_write> v: array<f32>;
@@ -579,17 +599,22 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
  *  - Batches of 64+ rows: the query in f32, scores as fma chains, one softmax step per tile with ggml_v_expf and
  *    the tile's sum in double, f32 accumulators.
  */
-export const attention = (fusedFma: boolean) => HEADER + HELPERS + fmaFn(fusedFma) + exactMath() + /* wgsl */ `
+export const attention = (f: KernelFeatures) => header(f) + HELPERS + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
 struct P { headDim: u32, kvDim: u32, headsPerKv: u32, qDim: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> kc: array<u32>;
+${f.f16
+  ? `@group(0) @binding(3) var<storage, read> kc: array<f16>;
+@group(0) @binding(4) var<storage, read> vc: array<f16>;
+fn kAt(e: u32) -> f32 { return f32(kc[e]); }
+fn vAt(e: u32) -> f32 { return f32(vc[e]); }`
+  : `@group(0) @binding(3) var<storage, read> kc: array<u32>;
 @group(0) @binding(4) var<storage, read> vc: array<u32>;
+fn kAt(e: u32) -> f32 { return unpack2x16float(kc[e / 2u])[e % 2u]; }
+fn vAt(e: u32) -> f32 { return unpack2x16float(vc[e / 2u])[e % 2u]; }`}
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 var<workgroup> qs: array<f32, 512>;
 var<workgroup> pt: array<f32, ${WG}>;
-fn kAt(e: u32) -> f32 { return unpack2x16float(kc[e / 2u])[e % 2u]; }
-fn vAt(e: u32) -> f32 { return unpack2x16float(vc[e / 2u])[e % 2u]; }
 // ggml_vec_dot_f16 of the cached key at element \`base\` and the f16 query: 32 lanes (the products are exact), the
 // GGML_F32x8_REDUCE of them, the leftover products summed in double
 fn dotF16(base: u32, d: u32) -> f32 {
@@ -688,35 +713,35 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   }
 }`;
 
-/** gate = gelu(gate) * up through ggml's f16 GELU table (the CPU path's own table, uploaded). */
-export const GEGLU = HEADER + /* wgsl */ `
+/** An element-wise kernel over the batch's rows of p.cols values: `body` runs for element i. */
+const elementwise = (bindings: string, body: string) => HEADER + /* wgsl */ `
 struct P { cols: u32 }
 @group(0) @binding(1) var<uniform> p: P;
-@group(0) @binding(2) var<storage, read_write> gate: array<f32>;
-@group(0) @binding(3) var<storage, read> up: array<f32>;
-@group(0) @binding(4) var<storage, read> gelu: array<f32>;
+${bindings}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = g.x + g.y * nwg.x * ${WG}u;
   if (i >= step.n * p.cols) { return; }
-  let x = gate[i];
-  var y = x;
-  if (x <= -10.0) { y = 0.0; } else if (x < 10.0) { y = gelu[pack2x16float(vec2f(x, 0.0)) & 0xffffu]; }
-  gate[i] = y * up[i];
+  ${body}
 }`;
 
+/** gate = gelu(gate) * up through ggml's f16 GELU table (the CPU path's own table, uploaded). */
+export const GEGLU = elementwise(
+  `@group(0) @binding(2) var<storage, read_write> gate: array<f32>;
+@group(0) @binding(3) var<storage, read> up: array<f32>;
+@group(0) @binding(4) var<storage, read> gelu: array<f32>;`,
+  `let x = gate[i];
+  var y = x;
+  if (x <= -10.0) { y = 0.0; } else if (x < 10.0) { y = gelu[pack2x16float(vec2f(x, 0.0)) & 0xffffu]; }
+  gate[i] = y * up[i];`,
+);
+
 /** x += y over the batch's rows. */
-export const ADD = HEADER + /* wgsl */ `
-struct P { cols: u32 }
-@group(0) @binding(1) var<uniform> p: P;
-@group(0) @binding(2) var<storage, read_write> x: array<f32>;
-@group(0) @binding(3) var<storage, read> y: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= step.n * p.cols) { return; }
-  x[i] = x[i] + y[i];
-}`;
+export const ADD = elementwise(
+  `@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read> y: array<f32>;`,
+  "x[i] = x[i] + y[i];",
+);
 
 /** Row step.lastRow of x to row 0 (before the last layer's feed-forward runs on the last token only). */
 export const COPY_LAST_ROW = HEADER + /* wgsl */ `

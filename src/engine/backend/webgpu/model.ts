@@ -7,6 +7,8 @@
 // for quantized weights, activations rounded to f16/bf16 for those weights, matrix sums in ggml's x86 order,
 // glibc's RoPE table, ggml's GELU table, an f16 KV cache with f16 accumulators for short batches. What still
 // differs (RMSNorm's double sum, exp, the order of attention's dot products) is within f32 rounding.
+// Arithmetic is f32 everywhere (agreement needs it); where the device has shader-f16 the kernels read the f16 KV
+// cache and F16 weights as native f16 values instead of unpacking them from u32 words (the same values).
 import type { ByteSource } from "../../byte-source.ts";
 import type { GemmaConfig } from "../../config.ts";
 import { GGML_TYPE, ggmlTypeName } from "../../ggml-types.ts";
@@ -14,7 +16,10 @@ import type { GgufTensorInfo } from "../../gguf.ts";
 import { f16ToF32 } from "../../numeric.ts";
 import { planTensors, readModelHeader, readVector, type LoadOptions, type RunnableModel } from "../../model/load.ts";
 import { GELU_F16, Rope } from "../../model/ops.ts";
-import { ADD, attention, COPY_LAST_ROW, embedKernel, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, STORE_KV, WG } from "./kernels.ts";
+import {
+  ADD, attention, COPY_LAST_ROW, embedKernel, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, STORE_KV, WG,
+  type KernelFeatures,
+} from "./kernels.ts";
 
 // GPUBufferUsage / GPUMapMode values (the globals are not defined in every host)
 const MAP_READ = 0x1;
@@ -90,8 +95,7 @@ export class WebGpuGemma {
   private ropeRows = 0;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
-  private readonly nativeDot4: boolean;
-  private readonly fusedFma: boolean;
+  private readonly features: KernelFeatures;
   private readonly step: GPUBuffer;
   private readonly stepLast: GPUBuffer;
   private readonly buf: Record<"tokens" | "x" | "xb" | "q" | "k" | "v" | "att" | "hb" | "hb2" | "logits" | "xq" | "xd" | "cos" | "sin" | "gelu", GPUBuffer>;
@@ -104,15 +108,14 @@ export class WebGpuGemma {
   layers: GpuLayer[] = [];
   outputNorm!: GPUBuffer;
 
-  constructor(device: GPUDevice, cfg: GemmaConfig, maxBatch: number, contextSize: number, features: { dot4I8Packed: boolean; fusedFma: boolean }) {
+  constructor(device: GPUDevice, cfg: GemmaConfig, maxBatch: number, contextSize: number, features: KernelFeatures) {
     const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize, nLayers, ropeDims } = cfg;
     if (headDim > 512 || headDim % 2 || (nKvHeads * headDim) % 2) throw new Error(`the WebGPU kernels need an even head_dim <= 512, got ${headDim}`);
     this.device = device;
     this.cfg = cfg;
     this.maxBatch = maxBatch;
     this.contextSize = contextSize;
-    this.nativeDot4 = features.dot4I8Packed;
-    this.fusedFma = features.fusedFma;
+    this.features = features;
     this.rope = new Rope(headDim, ropeDims, cfg.ropeTheta, contextSize);
     this.step = this.buffer(16, UNIFORM | COPY_DST);
     this.stepLast = this.buffer(16, UNIFORM | COPY_DST);
@@ -156,10 +159,8 @@ export class WebGpuGemma {
       for (let r = 0; r < n; r += sliceRows) {
         const m = Math.min(sliceRows, n - r);
         const bytes = await src.read(info.offset + (rowStart + r) * srcRow, m * srcRow);
-        repackRows(type, bytes, m, cols).forEach((part, i) => {
-          const padded = part.byteLength % 4 ? Uint8Array.from({ length: Math.ceil(part.byteLength / 4) * 4 }, (_, j) => part[j] ?? 0) : part;
-          this.device.queue.writeBuffer(chunk.buffers[i]!, r * gpuBytes[i]!, padded);
-        });
+        // every part is a multiple of 4 bytes (even row lengths), as writeBuffer needs
+        repackRows(type, bytes, m, cols).forEach((part, i) => this.device.queue.writeBuffer(chunk.buffers[i]!, r * gpuBytes[i]!, part));
       }
       chunks.push(chunk);
     }
@@ -209,11 +210,11 @@ export class WebGpuGemma {
   private matmul(pass: GPUComputePassEncoder, key: string, step: GPUBuffer, n: number, w: GpuWeight, input: GPUBuffer, out: GPUBuffer, quantized: { from?: GPUBuffer }): void {
     const q = isQuantized(w.type);
     if (q && quantized.from !== input) {
-      const pl = this.pipeline("quantize", () => quantize(this.fusedFma));
+      const pl = this.pipeline("quantize", () => quantize(this.features));
       this.dispatch(pass, `${key}.quantize`, pl, step, [w.cols], [input, this.buf.xq, this.buf.xd], WebGpuGemma.grid((n * w.cols) / 32));
       quantized.from = input;
     }
-    const pl = this.pipeline(`matmul${w.type}`, () => matmulKernel(w.type, this.nativeDot4, this.fusedFma));
+    const pl = this.pipeline(`matmul${w.type}`, () => matmulKernel(w.type, this.features));
     const groups = (rows: number) => Math.ceil(rows / matmulRowsPerGroup(w.type));
     for (const [i, c] of w.chunks.entries()) {
       const x = Math.min(groups(c.rows), MAX_GROUPS);
@@ -276,14 +277,14 @@ export class WebGpuGemma {
     const rows = (items: number): [number, number] => [Math.ceil(items / WG), n];
 
     const e = this.tokenEmbd;
-    const embed = this.pipeline(`embed${e.type}`, () => embedKernel(e.type));
+    const embed = this.pipeline(`embed${e.type}`, () => embedKernel(e.type, this.features));
     for (const [i, c] of e.chunks.entries()) {
       this.dispatch(pass, `embed.${i}`, embed, S, [dim, c.rowStart, c.rows, f32bits(Math.fround(Math.sqrt(dim)))], [...c.buffers, B.tokens, B.x], rows(dim));
     }
-    const norm = this.pipeline("rmsnorm", () => rmsnorm(this.fusedFma));
-    const ropePl = this.pipeline("rope", () => rope(this.fusedFma));
+    const norm = this.pipeline("rmsnorm", () => rmsnorm(this.features));
+    const ropePl = this.pipeline("rope", () => rope(this.features));
     const store = this.pipeline("store", () => STORE_KV);
-    const attend = this.pipeline("attention", () => attention(this.fusedFma));
+    const attend = this.pipeline("attention", () => attention(this.features));
     const add = this.pipeline("add", () => ADD);
     const geglu = this.pipeline("geglu", () => GEGLU);
     const eps = f32bits(normEps);
@@ -343,8 +344,12 @@ export async function loadModelWebGpu(src: ByteSource, device: GPUDevice, opts: 
   const header = await readModelHeader(src, opts);
   const { cfg, contextSize, maxBatch } = header;
   const maxBinding = Math.min(opts.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
-  const fusedFma = await deviceFmaIsFused(device);
-  const model = new WebGpuGemma(device, cfg, maxBatch, contextSize, { dot4I8Packed: opts.dot4I8Packed ?? false, fusedFma });
+  const features: KernelFeatures = {
+    dot4I8Packed: opts.dot4I8Packed ?? false,
+    fusedFma: await deviceFmaIsFused(device),
+    f16: device.features.has("shader-f16"),
+  };
+  const model = new WebGpuGemma(device, cfg, maxBatch, contextSize, features);
   try {
     const plan = planTensors(
       header.gguf,
