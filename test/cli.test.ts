@@ -35,6 +35,13 @@ describe("gemma-edge CLI", () => {
     expect(r.stdout).toBe(JSON.stringify({ ids: ref.tokenize(text) }) + "\n");
   });
 
+  it("generate --threads 2 (the wasm kernels on a worker thread too) prints llama.cpp's greedy continuation", async () => {
+    const r = await run("generate", "--model", model, "--prompt", "hello", "--max-tokens", "16", "--temperature", "0", "--json", "--threads", "2");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.ids).toEqual(await ref.greedy(j.prompt_ids, 16));
+  });
+
   it("generate --temperature 0 --json prints llama.cpp's greedy continuation as one JSON line", async () => {
     const r = await run("generate", "--model", model, "--prompt", "hello", "--max-tokens", "16", "--temperature", "0", "--json");
     expect(r.code).toBe(0);

@@ -42,6 +42,7 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
   --stop STR           stop at this text (repeatable)
   --context N          context size to allocate (default: the model's, at most 8192)
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
+  --threads T          worker threads for the wasm backend's matrix products (default 1; Node only)
   --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming
                        (ids: the generated tokens, without the end-of-generation token that stopped them)`,
   quantize: `Usage: gemma-edge quantize --in FILE --out FILE --type q4_0|q8_0
@@ -62,7 +63,7 @@ Measures load time, prefill and decode speed, time to first token (16-token prom
 
   --prompt-tokens N    prompt length for prefill (default 128)
   --gen-tokens M       tokens to decode (default 64)
-  --threads T          threads (default 1; our engine runs one thread, llama.cpp gets T)
+  --threads T          threads for both engines (default 1; ours: worker threads for the wasm backend)
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --repeats R          measurements of each engine, alternating (default 3; figures are medians)
   --vs-llama-cpp       also measure llama.cpp (node-llama-cpp, CPU) on the same file and report ratios
@@ -89,6 +90,7 @@ Serves the OpenAI-compatible and TGI routes with the engine in this process (the
   --model-id NAME      the model name clients send (default: the file name without .gguf)
   --context N          context size (default: the model's, at most 8192)
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
+  --threads T          worker threads for the wasm backend's matrix products (default 1; Node only)
 Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comma-separated, default *).`,
   "make-test-model": `Usage: gemma-edge make-test-model --out FILE [options]
 
@@ -158,7 +160,7 @@ async function cmdGenerate(args: string[]): Promise<number> {
     "max-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
     "top-p": { type: "string" }, "min-p": { type: "string" }, seed: { type: "string" },
     stop: { type: "string", multiple: true }, context: { type: "string" }, backend: { type: "string" },
-    json: { type: "boolean" },
+    threads: { type: "string" }, json: { type: "boolean" },
   });
   if (values.help) return help("generate");
   const path = required(values.model, "model");
@@ -179,7 +181,7 @@ async function cmdGenerate(args: string[]): Promise<number> {
   const src = await open(path);
   let m;
   try {
-    m = await loadNodeModel(src, backendName, { contextSize });
+    m = await loadNodeModel(src, backendName, { contextSize, threads: num(values.threads, "threads", { min: 1, max: 256, int: true }) });
   } finally {
     await src.close();
   }
@@ -292,7 +294,7 @@ async function cmdBench(args: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(r) + "\n");
     return 0;
   }
-  if (o.threads > 1) process.stderr.write(`note: our engine runs one thread; --threads ${o.threads} applies to llama.cpp\n`);
+  if (o.threads > 1 && o.backend !== "wasm") process.stderr.write(`note: --threads ${o.threads} applies to llama.cpp; the ${o.backend} backend has no threads\n`);
   const r = await b.bench(o, !!values["vs-llama-cpp"], (line) => process.stderr.write(line + "\n"));
   process.stdout.write(`ours (median of ${o.repeats}): ${b.fmt(r)}\n`);
   if (r.llama_cpp) {
@@ -370,7 +372,7 @@ async function cmdR2(args: string[]): Promise<number> {
 async function cmdServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "model-id": { type: "string" },
-    context: { type: "string" }, backend: { type: "string" },
+    context: { type: "string" }, backend: { type: "string" }, threads: { type: "string" },
   });
   if (values.help) return help("serve");
   const model = required(values.model, "model");
@@ -385,6 +387,7 @@ async function cmdServe(args: string[]): Promise<number> {
     modelId: values["model-id"] as string | undefined,
     contextSize: num(values.context, "context", { min: 1, int: true }),
     backend,
+    threads: num(values.threads, "threads", { min: 1, max: 256, int: true }),
     apiKey: process.env.API_KEY || undefined,
     corsOrigins: process.env.CORS_ORIGINS,
   });

@@ -7,19 +7,19 @@ import { loadModel, type LoadOptions, type RunnableModel } from "../engine/model
 
 export const BACKEND_NAMES = ["wasm", "webgpu", "reference"];
 
-/** An arena backend by name (wasm, reference); WebGPU is not one: see loadNodeModel. */
-export async function createBackend(name: string): Promise<Backend> {
+/** An arena backend by name (wasm, reference); WebGPU is not one: see loadNodeModel. `threads`: wasm only. */
+export async function createBackend(name: string, threads = 1): Promise<Backend> {
   if (name === "reference") return new ReferenceBackend();
   if (name !== "wasm") throw new Error(`"${name}" is not an arena backend (use loadNodeModel)`);
   const { loadWasmBackend } = await import("./node-wasm.ts");
-  return loadWasmBackend();
+  return loadWasmBackend(undefined, threads);
 }
 
-/** Load a model on the named backend (one of BACKEND_NAMES). */
-export async function loadNodeModel(src: ByteSource, backend: string, opts: LoadOptions = {}): Promise<RunnableModel> {
+/** Load a model on the named backend (one of BACKEND_NAMES); `threads` > 1 splits the wasm kernels' work. */
+export async function loadNodeModel(src: ByteSource, backend: string, opts: LoadOptions & { threads?: number } = {}): Promise<RunnableModel> {
   if (backend === "webgpu") {
     const { loadNodeWebGpuModel } = await import("./node-webgpu.ts");
     return loadNodeWebGpuModel(src, opts);
   }
-  return loadModel(src, await createBackend(backend), opts);
+  return loadModel(src, await createBackend(backend, opts.threads), opts);
 }

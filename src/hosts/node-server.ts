@@ -17,6 +17,8 @@ export interface NodeServerOptions {
   modelId?: string;
   contextSize?: number;
   backend?: string;
+  /** Worker threads for the wasm backend's matrix products. */
+  threads?: number;
   apiKey?: string;
   corsOrigins?: string;
   maxQueue?: number;
@@ -32,7 +34,7 @@ export function startNodeServer(o: NodeServerOptions): Promise<{ server: ServerT
   const service = new LocalModelService({
     modelId,
     openSource: () => FileByteSource.open(o.model),
-    loadModel: (src, opts) => loadNodeModel(src, o.backend ?? "wasm", opts),
+    loadModel: (src, opts) => loadNodeModel(src, o.backend ?? "wasm", { ...opts, threads: o.threads }),
     contextSize: o.contextSize,
     maxQueue: config.maxQueue,
     requestTimeoutMs: o.requestTimeoutMs,

@@ -1,11 +1,13 @@
 // The WebAssembly backend for Node: compiles build/kernels-*.wasm (made by `npm run build:wasm`), picking the
-// relaxed-SIMD build when the runtime validates relaxed SIMD, the plain-SIMD build otherwise.
+// relaxed-SIMD build when the runtime validates relaxed SIMD, the plain-SIMD build otherwise; with threads > 1
+// the shared-memory build, and worker threads running it (node-threads.ts).
 import { readFile } from "node:fs/promises";
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
+import { NodeKernelThreads } from "./node-threads.ts";
 
 const modules = new Map<string, Promise<WebAssembly.Module>>();
 
-export function kernelModule(variant: "relaxed" | "simd"): Promise<WebAssembly.Module> {
+export function kernelModule(variant: "relaxed" | "simd" | "relaxed-mt" | "simd-mt"): Promise<WebAssembly.Module> {
   let m = modules.get(variant);
   if (!m) {
     const url = new URL(`../../build/kernels-${variant}.wasm`, import.meta.url);
@@ -20,6 +22,11 @@ export function kernelModule(variant: "relaxed" | "simd"): Promise<WebAssembly.M
   return m;
 }
 
-export async function loadWasmBackend(variant: "relaxed" | "simd" = hasRelaxedSimd() ? "relaxed" : "simd"): Promise<WasmBackend> {
-  return new WasmBackend(await kernelModule(variant), variant);
+export async function loadWasmBackend(variant: "relaxed" | "simd" = hasRelaxedSimd() ? "relaxed" : "simd", threads = 1): Promise<WasmBackend> {
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  if (threads === 1) return new WasmBackend(await kernelModule(variant), variant);
+  const module = await kernelModule(`${variant}-mt`);
+  const backend = new WasmBackend(module, variant, { shared: true });
+  backend.setThreads(await NodeKernelThreads.start(module, backend.sharedMemory, threads - 1));
+  return backend;
 }

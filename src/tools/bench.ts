@@ -57,7 +57,7 @@ export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
   const { loadNodeModel } = await import("../hosts/node-backend.ts");
   const t0 = performance.now();
   const src = await FileByteSource.open(o.model);
-  const m = await loadNodeModel(src, o.backend, { contextSize: Math.max(o.promptTokens + o.genTokens + 16, 64) });
+  const m = await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: Math.max(o.promptTokens + o.genTokens + 16, 64) });
   await src.close();
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);

@@ -1,6 +1,8 @@
 // WebAssembly SIMD backend: the arena is the instance's linear memory (weights live there once), and the
 // matrix kernels come from wasm/kernels.ts. The host hands in a compiled WebAssembly.Module (workerd imports
 // it statically; Node reads it from build/), so this file has no host imports. One instance per backend.
+// A host with threads (Node) may build the backend over a shared memory and hand it KernelThreads: single-token
+// matrix products then split their rows across the threads (each row's sum is unchanged, so are the results).
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
 import { dequantizeRow } from "../quant.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
@@ -20,6 +22,23 @@ interface KernelExports {
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
 }
+
+/** One kernel call for another thread: an export of wasm/kernels.ts and its arguments. */
+export interface KernelCall {
+  fn: keyof KernelExports;
+  args: number[];
+}
+
+/** Other threads running instances of the same kernels over this backend's (shared) memory; the host provides them. */
+export interface KernelThreads {
+  /** Threads besides the caller's. */
+  readonly count: number;
+  /** Run calls[i] on thread i and `own` on the calling thread; return when all are done (rethrowing a failure). */
+  run(calls: KernelCall[], own: () => void): void;
+}
+
+/** Rows below which a matrix product is not worth splitting. */
+const MIN_ROWS_TO_SPLIT = 256;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536; // 4 GiB: the wasm32 limit
@@ -52,12 +71,52 @@ export class WasmBackend implements Backend {
   /** Offsets of Q4_0 weights stored in the x4 layout (repacked in prepareWeight). */
   private readonly x4 = new Set<number>();
 
-  /** `module`: the compiled kernels (relaxed or plain build); `variant` names it in messages. */
-  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd") {
+  private threads: KernelThreads | undefined;
+
+  /**
+   * `module`: the compiled kernels (relaxed or plain build; a -mt build with `shared`); `variant` names it in
+   * messages. `shared`: the memory is a shared one, for setThreads().
+   */
+  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean } = {}) {
     this.name = `wasm-${variant}`;
-    this.memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES });
+    this.memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: opts.shared ?? false });
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory, abort: () => { throw new Error("wasm abort"); } } });
     this.k = instance.exports as unknown as KernelExports;
+  }
+
+  /** The linear memory (for the host's threads to instantiate the same kernels over). */
+  get sharedMemory(): WebAssembly.Memory {
+    if (!(this.memory.buffer instanceof SharedArrayBuffer)) throw new Error("this backend was not built over a shared memory");
+    return this.memory;
+  }
+
+  /** Split single-token matrix products across these threads from now on. */
+  setThreads(threads: KernelThreads): void {
+    this.sharedMemory; // checks
+    this.threads = threads;
+  }
+
+  /**
+   * Run kernel `fn` (its arguments from `args(w, rows, out)`) on the whole matrix, or on row ranges across the
+   * threads when there are any and the product is one token: a range starting at row r0 starts r0 * rowBytes
+   * into the weights (the x4 layout keeps that: 4 rows take 4 rows' bytes) and r0 * 4 bytes into `out`.
+   */
+  private split(fn: KernelCall["fn"], w: Weight, rowBytes: number, out: number, args: (w: number, rows: number, out: number) => number[], n: number): void {
+    const k = this.k as unknown as Record<string, (...a: number[]) => void>;
+    const parts = this.threads ? this.threads.count + 1 : 1;
+    if (parts === 1 || n !== 1 || w.rows < MIN_ROWS_TO_SPLIT) {
+      k[fn]!(...args(w.offset, w.rows, out));
+      return;
+    }
+    // row ranges of multiples of 8 (whole x4 groups), the caller's last
+    const per = Math.ceil(w.rows / parts / 8) * 8;
+    const calls: KernelCall[] = [];
+    for (let r0 = 0; r0 < w.rows - per; r0 += per) {
+      const rows = Math.min(per, w.rows - r0);
+      calls.push({ fn, args: args(w.offset + r0 * rowBytes, rows, out + r0 * 4) });
+    }
+    const r0 = calls.length * per;
+    this.threads!.run(calls, () => k[fn]!(...args(w.offset + r0 * rowBytes, w.rows - r0, out + r0 * 4)));
   }
 
   reserve(bytes: number): number {
@@ -140,6 +199,7 @@ export class WasmBackend implements Backend {
     const op = this.ptr(out);
     if (this.scratchBytes(cols, n) > this.scratchLen) throw new Error(`matmul of ${n} x ${cols} needs more scratch than reserved`);
     const k = this.k;
+    const rowBytes = w.nbytes / rows;
     switch (w.type) {
       case GGML_TYPE.Q4_0:
       case GGML_TYPE.Q8_0: {
@@ -148,9 +208,9 @@ export class WasmBackend implements Backend {
         const ds = alignUp(qs + n * cols, 16);
         const sums = ds + nb * 4;
         k.quantize_q8_0(xp, qs, ds, sums, n * cols);
-        if (this.x4.has(w.offset)) k.matmul_q4_0_x4(w.offset, rows, cols, qs, ds, sums, n, op);
-        else if (w.type === GGML_TYPE.Q4_0) k.matmul_q4_0(w.offset, rows, cols, qs, ds, n, op);
-        else k.matmul_q8_0(w.offset, rows, cols, qs, ds, n, op);
+        if (this.x4.has(w.offset)) this.split("matmul_q4_0_x4", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, sums, n, o], n);
+        else if (w.type === GGML_TYPE.Q4_0) this.split("matmul_q4_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o], n);
+        else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o], n);
         return;
       }
       case GGML_TYPE.F16:
@@ -159,17 +219,17 @@ export class WasmBackend implements Backend {
         // llamafile_sgemm (tinyBLAS) takes batches of 2+ tokens when the shapes allow; single tokens use vec_dot
         const tiny = n >= 2 && rows % 4 === 0 && cols % 8 === 0 ? 1 : 0;
         if (w.type === GGML_TYPE.F32) {
-          k.matmul_f32(w.offset, rows, cols, xp, n, op, tiny);
+          this.split("matmul_f32", w, rowBytes, op, (p, r, o) => [p, r, cols, xp, n, o, tiny], n);
           return;
         }
         const xr = this.scratch;
         new Float32Array(this.memory.buffer, xr, n * cols).set(x.subarray(0, n * cols));
         if (w.type === GGML_TYPE.F16) {
           k.round_f16(xr, n * cols);
-          k.matmul_f16(w.offset, rows, cols, xr, n, op, tiny);
+          this.split("matmul_f16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, tiny], n);
         } else {
           k.round_bf16(xr, n * cols);
-          k.matmul_bf16(w.offset, rows, cols, xr, n, op, tiny);
+          this.split("matmul_bf16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, tiny], n);
         }
         return;
       }

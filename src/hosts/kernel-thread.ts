@@ -1,0 +1,29 @@
+// One kernel thread (see node-threads.ts): instantiates the kernels over the shared memory, then runs the calls
+// put into its slot, forever.
+import { parentPort, workerData } from "node:worker_threads";
+
+const { module, memory, control, index, names } = workerData as {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+  index: number;
+  names: string[];
+};
+const instance = new WebAssembly.Instance(module, { env: { memory, abort: () => { throw new Error("wasm abort"); } } });
+const fns = names.map((n) => instance.exports[n] as (...args: number[]) => void);
+const ctl = new Int32Array(control, index * 16 * 4, 16);
+parentPort!.postMessage("ready");
+
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, seen);
+  seen = Atomics.load(ctl, 0);
+  const args = Array.from(ctl.subarray(4, 4 + ctl[3]!), (a) => a >>> 0);
+  try {
+    fns[ctl[2]!]!(...args);
+  } catch {
+    ctl[15] = 1;
+  }
+  Atomics.store(ctl, 1, seen);
+  Atomics.notify(ctl, 1);
+}
