@@ -3,7 +3,9 @@
 // code path at compile time. No allocator, no globals that matter: every kernel works on pointers into the
 // memory the host imports, so one instance serves one model and many instances can coexist.
 //
-// Every kernel has a plain twin in src/engine/backend/reference.ts and is tested against it.
+// Every kernel has a plain twin in src/engine/backend/reference.ts and is tested against it. Matrix kernels
+// write out[t*ostride + r] for token t and row r: a host splitting rows across threads passes the full row count
+// as ostride and each range's own rows.
 
 // ---- activation rounding (what llama.cpp's CPU backend does to activations before each matmul) ----
 
@@ -118,7 +120,7 @@ export function round_bf16(x: usize, n: i32): void {
  * products each, then hsum8). llama.cpp uses it for Q4_0 matrices it does not repack (rows % 8 != 0); the others
  * go through the x4 layout below.
  */
-export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize): void {
+export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const mask = i8x16.splat(0x0f);
   const eight = i8x16.splat(8);
@@ -137,13 +139,13 @@ export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
         lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
         hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum8(lo, hi));
+      store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }
   }
 }
 
 /** Q8_0 weights (34-byte blocks): vec_dot_q8_0_q8_0 / tinyBLAS_Q0_AVX order (8 lanes of 4 products). */
-export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize): void {
+export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   for (let t = 0; t < ntok; t++) {
     const xq = qs + <usize>(t * cols);
@@ -157,7 +159,7 @@ export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
         lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(v128.load(p + 2), v128.load(xq + (<usize>b << 5)))), lo);
         hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(v128.load(p + 18), v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
-      store<f32>(out + (<usize>(t * rows + r) << 2), hsum8(lo, hi));
+      store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }
   }
 }
@@ -173,12 +175,12 @@ export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
 }
 
 /**
- * out[t*rows + r] = dot(row r, x_t). `tiny` != 0: tinyBLAS (8 lanes fused over steps of 8, then hsum8; needs
+ * out[t*ostride + r] = dot(row r, x_t). `tiny` != 0: tinyBLAS (8 lanes fused over steps of 8, then hsum8; needs
  * cols % 8 == 0); otherwise ggml_vec_dot_f16/f32 (32 lanes fused over steps of 32, GGML_F32x8_REDUCE, the
  * cols % 32 leftover products added after: in double for f16, fused for f32) or ggml_vec_dot_bf16 (32 lanes of
  * separate multiply and add).
  */
-function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, kind: i32, tiny: i32): void {
+function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, ostride: i32, kind: i32, tiny: i32): void {
   const rowBytes = <usize>cols << (kind == 0 ? 2 : 1);
   for (let t = 0; t < ntok; t++) {
     const xt = x + (<usize>(t * cols) << 2);
@@ -240,19 +242,19 @@ function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
           res = <f32>sum;
         }
       }
-      store<f32>(out + (<usize>(t * rows + r) << 2), res);
+      store<f32>(out + (<usize>(t * ostride + r) << 2), res);
     }
   }
 }
 
-export function matmul_f32(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
-  matmul_float(w, rows, cols, x, ntok, out, 0, tiny);
+export function matmul_f32(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, ostride: i32, tiny: i32): void {
+  matmul_float(w, rows, cols, x, ntok, out, ostride, 0, tiny);
 }
-export function matmul_f16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
-  matmul_float(w, rows, cols, x, ntok, out, 1, tiny);
+export function matmul_f16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, ostride: i32, tiny: i32): void {
+  matmul_float(w, rows, cols, x, ntok, out, ostride, 1, tiny);
 }
-export function matmul_bf16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, tiny: i32): void {
-  matmul_float(w, rows, cols, x, ntok, out, 2, tiny);
+export function matmul_bf16(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, ostride: i32, tiny: i32): void {
+  matmul_float(w, rows, cols, x, ntok, out, ostride, 2, tiny);
 }
 
 // ---- Q4_0 in groups of 4 rows ("x4"), repacked at load time: the layout of the fast kernel ----
@@ -330,7 +332,7 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   return f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(i), f64x2.promote_low_f32x4(dd)), acc)));
 }
 
-export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize): void {
+export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const groupBytes = <usize>nb * 72;
   // row groups outside, tokens inside (two at a time, sharing the unpacked weights): a group's weights are read
@@ -367,8 +369,8 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
         bLo = fma_lanes(sb, db, bLo, false);
         bHi = fma_lanes(sb, db, bHi, true);
       }
-      v128.store(out + (<usize>(t * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(aLo), f32x4.demote_f64x2_zero(aHi), 0, 1, 4, 5));
-      v128.store(out + (<usize>((t + 1) * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(bLo), f32x4.demote_f64x2_zero(bHi), 0, 1, 4, 5));
+      v128.store(out + (<usize>(t * ostride + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(aLo), f32x4.demote_f64x2_zero(aHi), 0, 1, 4, 5));
+      v128.store(out + (<usize>((t + 1) * ostride + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(bLo), f32x4.demote_f64x2_zero(bHi), 0, 1, 4, 5));
     }
     for (; t < ntok; t++) {
       const xq = qs + <usize>(t * cols);
@@ -388,7 +390,7 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
         accLo = fma_lanes(isum, d, accLo, false);
         accHi = fma_lanes(isum, d, accHi, true);
       }
-      v128.store(out + (<usize>(t * rows + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(accLo), f32x4.demote_f64x2_zero(accHi), 0, 1, 4, 5));
+      v128.store(out + (<usize>(t * ostride + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(accLo), f32x4.demote_f64x2_zero(accHi), 0, 1, 4, 5));
     }
   }
 }

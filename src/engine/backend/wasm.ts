@@ -1,8 +1,8 @@
 // WebAssembly SIMD backend: the arena is the instance's linear memory (weights live there once), and the
 // matrix kernels come from wasm/kernels.ts. The host hands in a compiled WebAssembly.Module (workerd imports
 // it statically; Node reads it from build/), so this file has no host imports. One instance per backend.
-// A host with threads (Node) may build the backend over a shared memory and hand it KernelThreads: single-token
-// matrix products then split their rows across the threads (each row's sum is unchanged, so are the results).
+// A host with threads (Node) may build the backend over a shared memory and hand it KernelThreads: matrix
+// products then split their rows across the threads (each row's sum is unchanged, so are the results).
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
 import { dequantizeRow } from "../quant.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
@@ -11,14 +11,14 @@ interface KernelExports {
   quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number): void;
   round_f16(x: number, n: number): void;
   round_bf16(x: number, n: number): void;
-  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number): void;
-  matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number): void;
-  matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
-  matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
-  matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, tiny: number): void;
+  matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
+  matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
+  matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
+  matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
+  matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   repack_q4_0_x4(w: number, rows: number, cols: number, tmp: number): void;
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
-  matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number): void;
+  matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
 }
@@ -98,13 +98,13 @@ export class WasmBackend implements Backend {
 
   /**
    * Run kernel `fn` (its arguments from `args(w, rows, out)`) on the whole matrix, or on row ranges across the
-   * threads when there are any and the product is one token: a range starting at row r0 starts r0 * rowBytes
-   * into the weights (the x4 layout keeps that: 4 rows take 4 rows' bytes) and r0 * 4 bytes into `out`.
+   * threads when there are any: a range starting at row r0 starts r0 * rowBytes into the weights (the x4 layout
+   * keeps that: 4 rows take 4 rows' bytes) and r0 * 4 bytes into `out` (whose token stride stays the full rows).
    */
-  private split(fn: KernelCall["fn"], w: Weight, rowBytes: number, out: number, args: (w: number, rows: number, out: number) => number[], n: number): void {
+  private split(fn: KernelCall["fn"], w: Weight, rowBytes: number, out: number, args: (w: number, rows: number, out: number) => number[]): void {
     const k = this.k as unknown as Record<string, (...a: number[]) => void>;
     const parts = this.threads ? this.threads.count + 1 : 1;
-    if (parts === 1 || n !== 1 || w.rows < MIN_ROWS_TO_SPLIT) {
+    if (parts === 1 || w.rows < MIN_ROWS_TO_SPLIT) {
       k[fn]!(...args(w.offset, w.rows, out));
       return;
     }
@@ -208,9 +208,9 @@ export class WasmBackend implements Backend {
         const ds = alignUp(qs + n * cols, 16);
         const sums = ds + nb * 4;
         k.quantize_q8_0(xp, qs, ds, sums, n * cols);
-        if (this.x4.has(w.offset)) this.split("matmul_q4_0_x4", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, sums, n, o], n);
-        else if (w.type === GGML_TYPE.Q4_0) this.split("matmul_q4_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o], n);
-        else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o], n);
+        if (this.x4.has(w.offset)) this.split("matmul_q4_0_x4", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, sums, n, o, rows]);
+        else if (w.type === GGML_TYPE.Q4_0) this.split("matmul_q4_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
+        else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         return;
       }
       case GGML_TYPE.F16:
@@ -219,17 +219,17 @@ export class WasmBackend implements Backend {
         // llamafile_sgemm (tinyBLAS) takes batches of 2+ tokens when the shapes allow; single tokens use vec_dot
         const tiny = n >= 2 && rows % 4 === 0 && cols % 8 === 0 ? 1 : 0;
         if (w.type === GGML_TYPE.F32) {
-          this.split("matmul_f32", w, rowBytes, op, (p, r, o) => [p, r, cols, xp, n, o, tiny], n);
+          this.split("matmul_f32", w, rowBytes, op, (p, r, o) => [p, r, cols, xp, n, o, rows, tiny]);
           return;
         }
         const xr = this.scratch;
         new Float32Array(this.memory.buffer, xr, n * cols).set(x.subarray(0, n * cols));
         if (w.type === GGML_TYPE.F16) {
           k.round_f16(xr, n * cols);
-          this.split("matmul_f16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, tiny], n);
+          this.split("matmul_f16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, rows, tiny]);
         } else {
           k.round_bf16(xr, n * cols);
-          this.split("matmul_bf16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, tiny], n);
+          this.split("matmul_bf16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, rows, tiny]);
         }
         return;
       }
