@@ -154,6 +154,13 @@ async function cmdTokenize(args: string[]): Promise<number> {
   return 0;
 }
 
+/** --backend (one of BACKEND_NAMES, default wasm) and --threads (default 1), checked before any file is opened. */
+function engineOptions(values: { backend?: unknown; threads?: unknown }): { backend: string; threads: number } {
+  const backend = String(values.backend ?? "wasm");
+  if (!BACKEND_NAMES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
+  return { backend, threads: num(values.threads, "threads", { min: 1, max: 256, int: true }) ?? 1 };
+}
+
 async function cmdGenerate(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, prompt: { type: "string" }, chat: { type: "boolean" },
@@ -175,13 +182,12 @@ async function cmdGenerate(args: string[]): Promise<number> {
     seed: num(values.seed, "seed", { min: 0, max: 2 ** 32 - 1, int: true }),
   };
   const contextSize = num(values.context, "context", { min: 1, int: true });
-  const backendName = String(values.backend ?? "wasm");
-  if (!BACKEND_NAMES.includes(backendName)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backendName}"`);
+  const { backend, threads } = engineOptions(values);
 
   const src = await open(path);
   let m;
   try {
-    m = await loadNodeModel(src, backendName, { contextSize, threads: num(values.threads, "threads", { min: 1, max: 256, int: true }) });
+    m = await loadNodeModel(src, backend, { contextSize, threads });
   } finally {
     await src.close();
   }
@@ -277,14 +283,13 @@ async function cmdBench(args: string[]): Promise<number> {
   });
   if (values.help) return help("bench");
   const model = required(values.model, "model");
+  const { backend, threads } = engineOptions(values);
   await (await open(model)).close();
-  const backend = String(values.backend ?? "wasm");
-  if (!BACKEND_NAMES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
   const o = {
     model,
     promptTokens: num(values["prompt-tokens"], "prompt-tokens", { min: 16, int: true }) ?? 128,
     genTokens: num(values["gen-tokens"], "gen-tokens", { min: 1, int: true }) ?? 64,
-    threads: num(values.threads, "threads", { min: 1, max: 256, int: true }) ?? 1,
+    threads,
     repeats: num(values.repeats, "repeats", { min: 1, max: 100, int: true }) ?? 3,
     backend,
   };
@@ -376,9 +381,8 @@ async function cmdServe(args: string[]): Promise<number> {
   });
   if (values.help) return help("serve");
   const model = required(values.model, "model");
+  const { backend, threads } = engineOptions(values);
   await (await open(model)).close();
-  const backend = String(values.backend ?? "wasm");
-  if (!BACKEND_NAMES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
   const { startNodeServer } = await import("../hosts/node-server.ts");
   const { url, config, service } = await startNodeServer({
     model,
@@ -387,7 +391,7 @@ async function cmdServe(args: string[]): Promise<number> {
     modelId: values["model-id"] as string | undefined,
     contextSize: num(values.context, "context", { min: 1, int: true }),
     backend,
-    threads: num(values.threads, "threads", { min: 1, max: 256, int: true }),
+    threads,
     apiKey: process.env.API_KEY || undefined,
     corsOrigins: process.env.CORS_ORIGINS,
   });

@@ -69,7 +69,7 @@ export async function runKernel(code: string, step: [number, number, number], pa
 }
 
 export const asF32 = (u: Uint32Array) => new Float32Array(u.buffer, u.byteOffset, u.length);
-export const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
+export { f32bits } from "../../src/engine/backend/webgpu/kernels.ts";
 
 /**
  * The kernel variants to check on this device: the baseline every device runs, and each feature the device has

@@ -64,9 +64,7 @@ export class Rope {
   /** Rotate `nHeads` heads of `vec` (one token) in place for position `pos`. */
   apply(vec: Float32Array, nHeads: number, pos: number): void {
     const half = this.dims / 2;
-    if (!this.ready[pos]) this.row(pos);
-    const c = this.cos.subarray(pos * half, (pos + 1) * half);
-    const s = this.sin.subarray(pos * half, (pos + 1) * half);
+    const { cos: c, sin: s } = this.values(pos);
     for (let h = 0; h < nHeads; h++) {
       const o = h * this.headDim;
       for (let i = 0; i < half; i++) {

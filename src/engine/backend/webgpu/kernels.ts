@@ -188,7 +188,9 @@ fn fmaSoft(a: f32, b: f32, c: f32) -> f32 {
 /** `fmaX`: the device's fma() where it is fused (one rounding), else fmaSoft. */
 export const fmaFn = (fused: boolean) => (fused ? "fn fmaX(a: f32, b: f32, c: f32) -> f32 { return fma(a, b, c); }\n" : FMA_SOFT + "fn fmaX(a: f32, b: f32, c: f32) -> f32 { return fmaSoft(a, b, c); }\n");
 
-const f32Lit = (x: number) => `bitcast<f32>(0x${new Uint32Array(new Float32Array([x]).buffer)[0]!.toString(16)}u)`;
+/** The bits of x as an f32 (kernel constants travel as u32 words). */
+export const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
+const f32Lit = (x: number) => `bitcast<f32>(0x${f32bits(x).toString(16)}u)`;
 /** A double as a WGSL double-f32 literal (hi + lo, ~48 bits). */
 const ddLit = (x: number) => `vec2f(${f32Lit(Math.fround(x))}, ${f32Lit(Math.fround(x - Math.fround(x)))})`;
 

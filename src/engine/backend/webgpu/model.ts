@@ -17,7 +17,7 @@ import { f16ToF32 } from "../../numeric.ts";
 import { planTensors, readModelHeader, readVector, type LoadOptions, type RunnableModel } from "../../model/load.ts";
 import { GELU_F16, Rope } from "../../model/ops.ts";
 import {
-  ADD, attention, COPY_LAST_ROW, embedKernel, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, STORE_KV, WG,
+  ADD, attention, COPY_LAST_ROW, embedKernel, f32bits, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, STORE_KV, WG,
   type KernelFeatures,
 } from "./kernels.ts";
 
@@ -28,7 +28,6 @@ const COPY_DST = 0x8;
 const UNIFORM = 0x40;
 const STORAGE = 0x80;
 
-const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
 const MAX_GROUPS = 65535;
 
 export interface WebGpuOptions extends LoadOptions {
