@@ -63,8 +63,33 @@ export function round_bf16(x: usize, n: i32): void {
 
 // ---- llama.cpp's summation orders (see src/engine/backend/ggml-order.ts for the scalar definitions) ----
 
-/** One f32 fused multiply-add per lane (a*b + c, rounded once), computed exactly in f64 then rounded. */
+/**
+ * Whether f32x4.relaxed_madd rounds once (a fused multiply-add: V8 on CPUs with FMA) on this engine; set by
+ * init_fused_madd. Where it does, the hot kernels use it instead of the exact f64 emulation below (same results).
+ * Per instance: each thread's instance sets its own.
+ */
+let fusedMadd = false;
+
+/**
+ * Probe relaxed_madd with a*b + c where rounding once and twice differ (the host passes a = 1 + 2^-23,
+ * b = 1 - 2^-23, c = -1: fused gives -2^-46, unfused 0; arguments, not constants, so no compiler folds it) and
+ * remember the answer. Returns whether the fused path is now on (never in the plain SIMD build).
+ */
+export function init_fused_madd(a: f32, b: f32, c: f32): bool {
+  if (!ASC_FEATURE_RELAXED_SIMD) return false;
+  const r = f32x4.extract_lane(f32x4.relaxed_madd(f32x4.splat(a), f32x4.splat(b), f32x4.splat(c)), 0);
+  fusedMadd = r == <f32>(<f64>a * <f64>b + <f64>c) && r != a * b + c;
+  return fusedMadd;
+}
+
+/** Back to the f64 emulation (tests run both paths). */
+export function disable_fused_madd(): void {
+  fusedMadd = false;
+}
+
+/** One f32 fused multiply-add per lane (a*b + c, rounded once): relaxed_madd where fused, else exactly in f64 then rounded. */
 @inline function fma4(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) return f32x4.relaxed_madd(a, b, c);
   const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(b)), f64x2.promote_low_f32x4(c));
   const a2 = v128.shuffle<f32>(a, a, 2, 3, 0, 1);
   const b2 = v128.shuffle<f32>(b, b, 2, 3, 0, 1);
@@ -303,10 +328,6 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
 }
 
-/**
- * x4-repacked Q4_0 x Q8_0 activations, llama.cpp's repacked order: per row, one integer sum per block fused into
- * one f32 accumulator (acc = isum * (dw*dx) + acc, rounded once). Four rows run in the four lanes.
- */
 /** Unpacked nibbles of one row's block: low (values 0..15) and high halves; the -8 is applied later (relaxed). */
 @inline function nib_lo(v: v128): v128 {
   const q = v128.and(v, i8x16.splat(0x0f));
@@ -318,7 +339,9 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
 }
 /** Integer partial sums (i32x4) of one row's unpacked block with one token's Q8_0 block. */
 @inline function dot_nibs(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, lo, i32x4.splat(0)));
+  // relaxed: pair sums in i16 lanes (|x| <= 127 and nibbles 0..15: each lane of the two added <= 2*2*127*15 = 7620,
+  // no saturation), widened once (i32x4.dot_i16x8_s with ones: one pmaddwd, cheaper here than extadd_pairwise)
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)), i16x8.splat(1));
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), i16x8.extend_high_i8x16_s(x0))),
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), i16x8.extend_high_i8x16_s(x1))),
@@ -332,15 +355,46 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   return f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(f64x2.convert_low_i32x4_s(i), f64x2.promote_low_f32x4(dd)), acc)));
 }
 
+/**
+ * x4-repacked Q4_0 x Q8_0 activations, llama.cpp's repacked order: per row, one integer sum per block fused into
+ * one f32 accumulator (acc = isum * (dw*dx) + acc, rounded once). Four rows run in the four lanes.
+ */
 export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, ostride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) q4_0_x4<f32>(w, rows, cols, qs, ds, sums, ntok, out, ostride);
+  else q4_0_x4<f64>(w, rows, cols, qs, ds, sums, ntok, out, ostride);
+}
+
+/** acc = isum * d + acc, rounded once per lane: one f32x4 by relaxed_madd (Acc = f32, where it is fused) or f64 pairs. */
+@inline function acc_lo<Acc>(isum: v128, d: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && sizeof<Acc>() == 4) return f32x4.relaxed_madd(f32x4.convert_i32x4_s(isum), d, acc);
+  return fma_lanes(isum, d, acc, false);
+}
+@inline function acc_hi<Acc>(isum: v128, d: v128, acc: v128): v128 {
+  if (sizeof<Acc>() == 4) return acc; // unused: acc_lo holds all four lanes
+  return fma_lanes(isum, d, acc, true);
+}
+@inline function acc_zero<Acc>(): v128 {
+  return sizeof<Acc>() == 4 ? f32x4.splat(0) : f64x2.splat(0);
+}
+@inline function acc_f32<Acc>(lo: v128, hi: v128): v128 {
+  if (sizeof<Acc>() == 4) return lo;
+  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
+}
+
+/** Tokens per tile in batched Q4_0 products: 16 tokens' Q8_0 activations (2048 columns: 34 KiB) stay in L2. */
+const TOKEN_TILE = 16;
+
+function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const groupBytes = <usize>nb * 72;
-  // row groups outside, tokens inside (two at a time, sharing the unpacked weights): a group's weights are read
-  // from memory once per batch
+  // tiles of TOKEN_TILE tokens (their activations stay in cache), in each: row groups outside, tokens inside (two at
+  // a time, sharing the unpacked weights): a group's weights are read from memory once per tile
+  for (let t0 = 0; t0 < ntok; t0 += TOKEN_TILE) {
+  const t1 = min(ntok, t0 + TOKEN_TILE);
   for (let g = 0; g < rows; g += 4) {
     const p0 = w + <usize>(g >> 2) * groupBytes;
-    let t = 0;
-    for (; t + 1 < ntok; t += 2) {
+    let t = t0;
+    for (; t + 1 < t1; t += 2) {
       const xqA = qs + <usize>(t * cols);
       const xqB = xqA + <usize>cols;
       const xdA = ds + (<usize>(t * nb) << 2);
@@ -348,7 +402,7 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
       const xsA = sums + (<usize>(t * nb) << 2);
       const xsB = xsA + (<usize>nb << 2);
       let p = p0;
-      let aLo = f64x2.splat(0), aHi = f64x2.splat(0), bLo = f64x2.splat(0), bHi = f64x2.splat(0);
+      let aLo = acc_zero<Acc>(), aHi = acc_zero<Acc>(), bLo = acc_zero<Acc>(), bHi = acc_zero<Acc>();
       for (let b = 0; b < nb; b++, p += 72) {
         const xa0 = v128.load(xqA + (<usize>b << 5)), xa1 = v128.load(xqA + (<usize>b << 5) + 16);
         const xb0 = v128.load(xqB + (<usize>b << 5)), xb1 = v128.load(xqB + (<usize>b << 5) + 16);
@@ -364,21 +418,21 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
         const dw = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
         const da = f32x4.mul(dw, f32x4.splat(load<f32>(xdA + (<usize>b << 2))));
         const db = f32x4.mul(dw, f32x4.splat(load<f32>(xdB + (<usize>b << 2))));
-        aLo = fma_lanes(sa, da, aLo, false);
-        aHi = fma_lanes(sa, da, aHi, true);
-        bLo = fma_lanes(sb, db, bLo, false);
-        bHi = fma_lanes(sb, db, bHi, true);
+        aLo = acc_lo<Acc>(sa, da, aLo);
+        aHi = acc_hi<Acc>(sa, da, aHi);
+        bLo = acc_lo<Acc>(sb, db, bLo);
+        bHi = acc_hi<Acc>(sb, db, bHi);
       }
-      v128.store(out + (<usize>(t * ostride + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(aLo), f32x4.demote_f64x2_zero(aHi), 0, 1, 4, 5));
-      v128.store(out + (<usize>((t + 1) * ostride + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(bLo), f32x4.demote_f64x2_zero(bHi), 0, 1, 4, 5));
+      v128.store(out + (<usize>(t * ostride + g) << 2), acc_f32<Acc>(aLo, aHi));
+      v128.store(out + (<usize>((t + 1) * ostride + g) << 2), acc_f32<Acc>(bLo, bHi));
     }
-    for (; t < ntok; t++) {
+    for (; t < t1; t++) {
       const xq = qs + <usize>(t * cols);
       const xd = ds + (<usize>(t * nb) << 2);
       const xs = sums + (<usize>(t * nb) << 2);
       let p = p0;
-      let accLo = f64x2.splat(0);
-      let accHi = f64x2.splat(0);
+      let accLo = acc_zero<Acc>();
+      let accHi = acc_zero<Acc>();
       for (let b = 0; b < nb; b++, p += 72) {
         const x0 = v128.load(xq + (<usize>b << 5));
         const x1 = v128.load(xq + (<usize>b << 5) + 16);
@@ -387,11 +441,12 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
           dot_nibs(nib_lo(v2), nib_hi(v2), x0, x1), dot_nibs(nib_lo(v3), nib_hi(v3), x0, x1));
         if (ASC_FEATURE_RELAXED_SIMD) isum = i32x4.sub(isum, i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3));
         const d = f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p))), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
-        accLo = fma_lanes(isum, d, accLo, false);
-        accHi = fma_lanes(isum, d, accHi, true);
+        accLo = acc_lo<Acc>(isum, d, accLo);
+        accHi = acc_hi<Acc>(isum, d, accHi);
       }
-      v128.store(out + (<usize>(t * ostride + g) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(accLo), f32x4.demote_f64x2_zero(accHi), 0, 1, 4, 5));
+      v128.store(out + (<usize>(t * ostride + g) << 2), acc_f32<Acc>(accLo, accHi));
     }
+  }
   }
 }
 
@@ -533,13 +588,6 @@ function v_expf1(x: f32): f32 {
   return <f32>(<f64>s2 * <f64>j + <f64>s2) * s1;
 }
 
-/** a*b + c per lane (4 f32 lanes), rounded once, via f64. */
-@inline function fma4f(a: v128, b: v128, c: v128): v128 {
-  const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(b)), f64x2.promote_low_f32x4(c));
-  const hi = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 0, 1)), f64x2.promote_low_f32x4(v128.shuffle<f32>(b, b, 2, 3, 0, 1))), f64x2.promote_low_f32x4(v128.shuffle<f32>(c, c, 2, 3, 0, 1)));
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
-}
-
 /**
  * All nq query rows of one head of a batch: row r (f32, at q + r*qStride elements) sits at position pos0 + r and
  * attends to positions 0..pos0+r of the f16 caches (position p of this KV head at element p*stride + offset).
@@ -583,7 +631,7 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
           continue;
         }
         let s = f32x4.splat(0);
-        for (let i = 0; i < d; i++) s = fma4f(f32x4.splat(load<f32>(qr + (<usize>i << 2))), v128.load(kt + (<usize>(i * 64 + j) << 2)), s);
+        for (let i = 0; i < d; i++) s = fma4(f32x4.splat(load<f32>(qr + (<usize>i << 2))), v128.load(kt + (<usize>(i * 64 + j) << 2)), s);
         v128.store(kq + (<usize>j << 2), s);
         for (let l = 0; l < 4; l++) {
           if (j + l >= m) store<f32>(kq + (<usize>(j + l) << 2), -Infinity);
@@ -618,7 +666,7 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
       for (let j = 0; j < m; j++) {
         const pj = f32x4.splat(load<f32>(kq + (<usize>j << 2)));
         const vr = vf + (<usize>(j * d) << 2);
-        for (let i = 0; i < d; i += 4) v128.store(ar + (<usize>i << 2), fma4f(pj, v128.load(vr + (<usize>i << 2)), v128.load(ar + (<usize>i << 2))));
+        for (let i = 0; i < d; i += 4) v128.store(ar + (<usize>i << 2), fma4(pj, v128.load(vr + (<usize>i << 2)), v128.load(ar + (<usize>i << 2))));
       }
     }
   }

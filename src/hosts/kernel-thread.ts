@@ -1,6 +1,7 @@
 // One kernel thread (see node-threads.ts): instantiates the kernels over the shared memory, then runs the calls
 // put into its slot, forever.
 import { parentPort, workerData } from "node:worker_threads";
+import { instantiateKernels } from "../engine/backend/wasm.ts";
 
 const { module, memory, control, index, names } = workerData as {
   module: WebAssembly.Module;
@@ -9,8 +10,8 @@ const { module, memory, control, index, names } = workerData as {
   index: number;
   names: string[];
 };
-const instance = new WebAssembly.Instance(module, { env: { memory, abort: () => { throw new Error("wasm abort"); } } });
-const fns = names.map((n) => instance.exports[n] as (...args: number[]) => void);
+const { k } = instantiateKernels(module, memory);
+const fns = names.map((n) => (k as unknown as Record<string, (...args: number[]) => void>)[n]!);
 const ctl = new Int32Array(control, index * 16 * 4, 16);
 parentPort!.postMessage("ready");
 

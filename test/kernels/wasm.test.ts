@@ -14,8 +14,10 @@ import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { testModel } from "../helpers/models.ts";
 
-const VARIANTS = ["relaxed", "simd"] as const;
-const wasmBackend = async (v: (typeof VARIANTS)[number]) => new WasmBackend(await kernelModule(v), v);
+// relaxed-f64: the relaxed build with its fused relaxed_madd path off (the f64 emulation of a fused multiply-add)
+const VARIANTS = ["relaxed", "relaxed-f64", "simd"] as const;
+const wasmBackend = async (v: (typeof VARIANTS)[number]) =>
+  v === "relaxed-f64" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { fusedMadd: false }) : new WasmBackend(await kernelModule(v), v);
 
 /** Run one matmul on a backend: weights and activations copied into its arena. */
 function runMatmul(b: Backend, type: number, rows: number, cols: number, n: number, wBytes: Uint8Array, x: Float32Array, repacked: boolean) {
@@ -61,6 +63,11 @@ describe("matrix products split across worker threads (shared memory, -mt builds
 describe("relaxed SIMD detection", () => {
   it("finds relaxed SIMD in this runtime (Node 22 has it on by default)", () => {
     expect(hasRelaxedSimd()).toBe(true);
+  });
+  it("finds relaxed_madd fused on this CPU (V8 emits FMA3), so the fused kernels are the ones under test", async () => {
+    expect((await wasmBackend("relaxed")).fusedMadd).toBe(true);
+    expect((await wasmBackend("relaxed-f64")).fusedMadd).toBe(false);
+    expect((await wasmBackend("simd")).fusedMadd).toBe(false);
   });
 });
 

@@ -21,6 +21,21 @@ interface KernelExports {
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
+  init_fused_madd(a: number, b: number, c: number): number;
+  disable_fused_madd(): void;
+}
+
+/**
+ * Instantiate the kernels over `memory` and let the instance probe whether relaxed_madd is a fused multiply-add
+ * here: then its hot kernels use it (`fusedMadd: false` keeps the f64 emulation; results are the same either way).
+ * Every instance (each thread's) needs this.
+ */
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory, fusedMadd = true): { k: KernelExports; fused: boolean } {
+  const instance = new WebAssembly.Instance(module, { env: { memory, abort: () => { throw new Error("wasm abort"); } } });
+  const k = instance.exports as unknown as KernelExports;
+  if (fusedMadd && k.init_fused_madd(1 + 2 ** -23, 1 - 2 ** -23, -1)) return { k, fused: true };
+  k.disable_fused_madd();
+  return { k, fused: false };
 }
 
 /** One kernel call for another thread: an export of wasm/kernels.ts and its arguments. */
@@ -72,16 +87,20 @@ export class WasmBackend implements Backend {
   private readonly x4 = new Set<number>();
 
   private threads: KernelThreads | undefined;
+  /** The kernels use relaxed_madd, found to be a fused multiply-add here (relaxed build only). */
+  readonly fusedMadd: boolean;
 
   /**
    * `module`: the compiled kernels (relaxed or plain build; a -mt build with `shared`); `variant` names it in
-   * messages. `shared`: the memory is a shared one, for setThreads().
+   * messages. `shared`: the memory is a shared one, for setThreads(). `fusedMadd: false`: never use relaxed_madd
+   * (tests compare both paths).
    */
-  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean } = {}) {
+  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean } = {}) {
     this.name = `wasm-${variant}`;
     this.memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: opts.shared ?? false });
-    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory, abort: () => { throw new Error("wasm abort"); } } });
-    this.k = instance.exports as unknown as KernelExports;
+    const { k, fused } = instantiateKernels(module, this.memory, opts.fusedMadd);
+    this.k = k;
+    this.fusedMadd = fused;
   }
 
   /** The linear memory (for the host's threads to instantiate the same kernels over). */
