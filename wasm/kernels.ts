@@ -450,6 +450,99 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
   }
 }
 
+// ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
+
+/** Sum of the products of 16 i8 pairs. */
+@inline function dot16_i8(a: v128, b: v128): i32 {
+  return hsum_i32(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b))));
+}
+
+/** get_scale_min_k4: six-bit scale (low 8 bits) and min (next 8) of sub-block j from the 12 bytes at q. */
+@inline function scale_min_k4(j: i32, q: usize): i32 {
+  const a = <i32>load<u8>(q + j), b = <i32>load<u8>(q + j + 4);
+  if (j < 4) return (a & 63) | ((b & 63) << 8);
+  const c = <i32>load<u8>(q + j - 4);
+  return ((b & 0xf) | ((c >> 6) << 4)) | (((b >> 4) | ((a >> 6) << 4)) << 8);
+}
+
+/**
+ * One row's K-quant block at p (kind 0 Q4_K, 1 Q5_K, 2 Q6_K) with one token's Q8_K block (qs at x, 16 sums at bs):
+ * the exact integer sums sumi = sum_s scale[s] * (q . x over sub-block s) (low 32 bits) and (Q4_K/Q5_K)
+ * summ = sum_s min[s] * bsums of s (high 32 bits).
+ */
+@inline function k_block(kind: i32, p: usize, x: usize, bs: usize): i64 {
+  let sumi = 0, summ = 0;
+  if (kind == 2) {
+    // Q6_K: 2 halves of 128; in each, 32 bytes of low bits (two 16-byte loads) carry values l and l+64, the
+    // next 32 values l+32 and l+96, and 32 bytes of high bits 2 bits of each of the four
+    for (let h = 0; h < 2; h++) {
+      const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7);
+      const sc = p + 192 + (<usize>h << 3);
+      for (let l0 = 0; l0 < 32; l0 += 16) {
+        const a = v128.load(ql + l0), b = v128.load(ql + 32 + l0), hb = v128.load(qh + l0);
+        const m4 = i8x16.splat(0x0f), m3 = i8x16.splat(3), off = i8x16.splat(32);
+        const q1 = i8x16.sub(v128.or(v128.and(a, m4), i8x16.shl(v128.and(hb, m3), 4)), off);
+        const q2 = i8x16.sub(v128.or(v128.and(b, m4), i8x16.shl(v128.and(i8x16.shr_u(hb, 2), m3), 4)), off);
+        const q3 = i8x16.sub(v128.or(i8x16.shr_u(a, 4), i8x16.shl(v128.and(i8x16.shr_u(hb, 4), m3), 4)), off);
+        const q4 = i8x16.sub(v128.or(i8x16.shr_u(b, 4), i8x16.shl(i8x16.shr_u(hb, 6), 4)), off);
+        // sub-blocks of 16: value index i has scale i >> 4 (of this half's 8)
+        const s0 = l0 >> 4;
+        sumi += <i32>load<i8>(sc + s0) * dot16_i8(q1, v128.load(xs + l0));
+        sumi += <i32>load<i8>(sc + s0 + 2) * dot16_i8(q2, v128.load(xs + 32 + l0));
+        sumi += <i32>load<i8>(sc + s0 + 4) * dot16_i8(q3, v128.load(xs + 64 + l0));
+        sumi += <i32>load<i8>(sc + s0 + 6) * dot16_i8(q4, v128.load(xs + 96 + l0));
+      }
+    }
+  } else {
+    const five = kind == 1;
+    const qs = p + (five ? 48 : 16);
+    for (let s = 0; s < 8; s++) {
+      const sm = scale_min_k4(s, p + 4);
+      // sub-block s: the low (s even) or high (s odd) nibbles of 32 bytes, Q5_K's 5th bit from bit s of qh
+      let dot = 0;
+      for (let l0 = 0; l0 < 32; l0 += 16) {
+        const b = v128.load(qs + (<usize>(s >> 1) << 5) + l0);
+        let q = s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f));
+        if (five) q = v128.or(q, i8x16.shl(v128.and(i8x16.shr_u(v128.load(p + 16 + l0), <i32>s), i8x16.splat(1)), 4));
+        dot += dot16_i8(q, v128.load(x + (<usize>s << 5) + l0));
+      }
+      sumi += (sm & 0xff) * dot;
+      summ += (sm >> 8) * (<i32>load<i32>(bs + (<usize>(2 * s) << 2)) + <i32>load<i32>(bs + (<usize>(2 * s + 1) << 2)));
+    }
+  }
+  return (<i64>summ << 32) | <i64><u32>sumi;
+}
+
+/**
+ * K-quant weights (kind 0 Q4_K, 1 Q5_K, 2 Q6_K; rows of cols/256 blocks) x Q8_K activations (per token: qs cols
+ * i8, ds cols/256 f32, bsums cols/16 i32), as quant-k.ts dotKRow: per block acc += f32(sumi) * (d * d8) and
+ * accm += f32(summ) * (dmin * d8) in f32, out = acc - accm.
+ */
+export function matmul_k(kind: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+  const nb = cols >> 8;
+  const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
+  for (let r = 0; r < rows; r++) {
+    const row = w + <usize>r * <usize>nb * bb;
+    for (let t = 0; t < ntok; t++) {
+      let acc: f32 = 0, accm: f32 = 0;
+      for (let b = 0; b < nb; b++) {
+        const p = row + <usize>b * bb;
+        const i = t * nb + b;
+        const sums = k_block(kind, p, qs + (<usize>i << 8), bsums + (<usize>i << 6));
+        const d8 = load<f32>(ds + (<usize>i << 2));
+        if (kind == 2) {
+          acc += <f32><i32>sums * (f16_to_f32(load<u16>(p + 208)) * d8);
+        } else {
+          acc += <f32><i32>sums * (f16_to_f32(load<u16>(p)) * d8);
+          accm += <f32><i32>(sums >> 32) * (f16_to_f32(load<u16>(p + 2)) * d8);
+        }
+      }
+      store<f32>(out + (<usize>(t * ostride + r) << 2), acc - accm);
+    }
+  }
+}
+
 // ---- attention of one query head over the f16 KV cache: ggml's CPU flash attention, one_chunk path ----
 
 // glibc's expf (ARM optimized-routines, evaluated in double), as src/engine/numeric.ts

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { generate } from "../engine/generate.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
 import { BACKEND_NAMES, loadNodeModel } from "../hosts/node-backend.ts";
-import { SHAPES, WEIGHT_TYPES, writeTestModel, type TestModelShape } from "../tools/make-test-model.ts";
+import { SHAPES, WEIGHT_MIXES, WEIGHT_TYPES, writeTestModel, type TestModelShape } from "../tools/make-test-model.ts";
 
 class UsageError extends Error {}
 
@@ -95,7 +95,8 @@ Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comm
   "make-test-model": `Usage: gemma-edge make-test-model --out FILE [options]
 
   --shape NAME         ${Object.keys(SHAPES).join(" | ")} (default tiny)
-  --type T             ${Object.keys(WEIGHT_TYPES).join(" | ")} (default q4_0)
+  --type T             ${[...Object.keys(WEIGHT_TYPES), ...Object.keys(WEIGHT_MIXES)].join(" | ")} (default q4_0;
+                       K-quants need a shape whose matrices have multiples of 256 columns, e.g. tiny-k)
   --seed N             weight seed (default 1)
   --vocab N --dim N --hidden-dim N --layers N --heads N --kv-heads N --head-dim N --context N
                        override single dimensions of the shape
@@ -416,8 +417,9 @@ async function cmdMakeTestModel(args: string[]): Promise<number> {
   const base = SHAPES[shapeName];
   if (!base) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(", ")}, got "${shapeName}"`);
   const typeName = String(values.type ?? "q4_0").toLowerCase();
-  const type = WEIGHT_TYPES[typeName];
-  if (type === undefined) throw new UsageError(`--type must be one of ${Object.keys(WEIGHT_TYPES).join(", ")}, got "${values.type}"`);
+  const mix = WEIGHT_MIXES[typeName];
+  const type = mix?.type ?? WEIGHT_TYPES[typeName];
+  if (type === undefined) throw new UsageError(`--type must be one of ${[...Object.keys(WEIGHT_TYPES), ...Object.keys(WEIGHT_MIXES)].join(", ")}, got "${values.type}"`);
   const dim = (flag: string, key: Exclude<keyof TestModelShape, "ropeDims">) => num(values[flag], flag, { min: 1, int: true }) ?? base[key];
   const shape: TestModelShape = {
     vocabSize: dim("vocab", "vocabSize"), dim: dim("dim", "dim"), hiddenDim: dim("hidden-dim", "hiddenDim"),
@@ -432,7 +434,7 @@ async function cmdMakeTestModel(args: string[]): Promise<number> {
   if (shape.nHeads % shape.nKvHeads !== 0) throw new UsageError(`--heads ${shape.nHeads} must be a multiple of --kv-heads ${shape.nKvHeads}`);
   if (shape.headDim % 2) throw new UsageError(`--head-dim must be even, got ${shape.headDim}`);
   const seed = num(values.seed, "seed", { min: 0, max: 2 ** 32 - 1, int: true }) ?? 1;
-  const size = await writeFileStreaming(out, (sink) => writeTestModel({ shape, type, seed, chatTemplate: values["no-chat-template"] ? null : undefined }, sink));
+  const size = await writeFileStreaming(out, (sink) => writeTestModel({ shape, type, mix, seed, chatTemplate: values["no-chat-template"] ? null : undefined }, sink));
   process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${shapeName}, ${typeName}, seed ${seed})\n`);
   return 0;
 }

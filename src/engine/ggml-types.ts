@@ -32,6 +32,9 @@ const LAYOUT: Record<number, { blockSize: number; blockBytes: number }> = {
   [GGML_TYPE.BF16]: { blockSize: 1, blockBytes: 2 },
   [GGML_TYPE.Q8_0]: { blockSize: 32, blockBytes: 34 },
   [GGML_TYPE.Q4_0]: { blockSize: 32, blockBytes: 18 },
+  [GGML_TYPE.Q4_K]: { blockSize: 256, blockBytes: 144 },
+  [GGML_TYPE.Q5_K]: { blockSize: 256, blockBytes: 176 },
+  [GGML_TYPE.Q6_K]: { blockSize: 256, blockBytes: 210 },
 };
 
 export function isSupportedType(t: number): boolean {
@@ -50,7 +53,18 @@ export function rowBytes(t: number, n: number): number {
   return (n / blockSize) * blockBytes;
 }
 
-/** llama.cpp's llama_ftype, written to general.file_type, for files whose 2-D weights all have one type. */
+/**
+ * llama.cpp's llama_ftype, written to general.file_type, for files whose 2-D weights all have one type (all-Q4_K and
+ * all-Q5_K files are written as the _S ftypes, their nearest names).
+ */
 export const LLAMA_FTYPE: Record<number, number> = {
   [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32,
+  [GGML_TYPE.Q4_K]: 14, [GGML_TYPE.Q5_K]: 16, [GGML_TYPE.Q6_K]: 18,
 };
+/** llama_ftype LLAMA_FTYPE_MOSTLY_Q4_K_M. */
+export const LLAMA_FTYPE_Q4_K_M = 15;
+
+/** The K-quant types' names as quant-k.ts takes them, or undefined for other types. */
+export function kQuantName(t: number): "q4_K" | "q5_K" | "q6_K" | undefined {
+  return t === GGML_TYPE.Q4_K ? "q4_K" : t === GGML_TYPE.Q5_K ? "q5_K" : t === GGML_TYPE.Q6_K ? "q6_K" : undefined;
+}

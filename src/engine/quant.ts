@@ -3,7 +3,8 @@
 //   Q4_0 block (18 bytes): f16 d | 16 bytes; byte j = value j (low nibble) | value j+16 (high nibble); x = (q-8)*d
 //   Q8_0 block (34 bytes): f16 d | 32 x int8;                                                     x = q*d
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./numeric.ts";
-import { GGML_TYPE, ggmlTypeName } from "./ggml-types.ts";
+import { GGML_TYPE, ggmlTypeName, kQuantName } from "./ggml-types.ts";
+import { dequantizeK, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "./quant-k.ts";
 
 export const QK4_0 = 32;
 export const QK8_0 = 32;
@@ -78,6 +79,9 @@ export function encodeRow(type: number, x: Float32Array): Uint8Array {
     case GGML_TYPE.BF16: return toBf16(x);
     case GGML_TYPE.Q8_0: return quantizeQ8_0(x);
     case GGML_TYPE.Q4_0: return quantizeQ4_0(x);
+    case GGML_TYPE.Q4_K: return quantizeQ4_K(x);
+    case GGML_TYPE.Q5_K: return quantizeQ5_K(x);
+    case GGML_TYPE.Q6_K: return quantizeQ6_K(x);
     default: throw new Error(`cannot encode ggml type ${ggmlTypeName(type)}`);
   }
 }
@@ -113,7 +117,10 @@ export function dequantizeRow(type: number, src: Uint8Array, off: number, n: num
         }
       }
       return;
-    default:
-      throw new Error(`cannot dequantize ggml type ${ggmlTypeName(type)}`);
+    default: {
+      const k = kQuantName(type);
+      if (!k) throw new Error(`cannot dequantize ggml type ${ggmlTypeName(type)}`);
+      dequantizeK(k, src, off, n, out);
+    }
   }
 }

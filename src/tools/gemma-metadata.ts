@@ -8,6 +8,8 @@ export interface GemmaHparams {
   name: string;
   /** The ggml type of the 2-D weights (for general.file_type). */
   weightType: number;
+  /** general.file_type when it is not the one of an all-`weightType` file (a mix such as Q4_K_M). */
+  fileType?: number;
   contextLength: number;
   dim: number;
   nLayers: number;
@@ -25,7 +27,7 @@ export function gemmaMetadata(h: GemmaHparams): MetaEntry[] {
   return [
     { key: "general.architecture", type: GGUF_VALUE.STRING, value: "gemma" },
     { key: "general.name", type: GGUF_VALUE.STRING, value: h.name },
-    { key: "general.file_type", type: U32, value: LLAMA_FTYPE[h.weightType] ?? 0 },
+    { key: "general.file_type", type: U32, value: h.fileType ?? LLAMA_FTYPE[h.weightType] ?? 0 },
     { key: "general.quantization_version", type: U32, value: 2 },
     { key: "gemma.context_length", type: U32, value: h.contextLength },
     { key: "gemma.embedding_length", type: U32, value: h.dim },

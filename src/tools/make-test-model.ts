@@ -3,7 +3,7 @@
 // not the embedding of the last token, decide the next token (with N(0, 0.02) weights every implementation,
 // right or wrong, repeats the prompt and a comparison proves nothing).
 import { GEMMA_CHAT_TEMPLATE } from "../engine/chat-template.ts";
-import { GGML_TYPE, ggmlTypeName } from "../engine/ggml-types.ts";
+import { GGML_TYPE, ggmlTypeName, LLAMA_FTYPE_Q4_K_M, typeLayout } from "../engine/ggml-types.ts";
 import { GGUF_VALUE } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
 import { encodeRow } from "../engine/quant.ts";
@@ -29,17 +29,47 @@ export const SHAPES: Record<string, TestModelShape> = {
   tiny: { vocabSize: 1024, dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 1, headDim: 32, contextLength: 512 },
   // grouped-query: 1 < KV heads < heads, head_dim * heads != dim (as Gemma-7B's 16 x 256 != 3072)
   "tiny-gqa": { vocabSize: 1536, dim: 96, hiddenDim: 320, nLayers: 3, nHeads: 4, nKvHeads: 2, headDim: 32, contextLength: 512 },
+  // every matrix a multiple of 256 columns (K-quant super-blocks)
+  "tiny-k": { vocabSize: 1024, dim: 256, hiddenDim: 512, nLayers: 3, nHeads: 4, nKvHeads: 1, headDim: 64, contextLength: 512 },
   "gemma-2b": { vocabSize: 256000, dim: 2048, hiddenDim: 16384, nLayers: 18, nHeads: 8, nKvHeads: 1, headDim: 256, contextLength: 8192 },
 };
 
 export const WEIGHT_TYPES: Record<string, number> = {
   q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, f16: GGML_TYPE.F16, bf16: GGML_TYPE.BF16, f32: GGML_TYPE.F32,
+  q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K,
+};
+
+/** Files whose matrices have several types, as llama.cpp's quantize writes them. */
+export interface WeightMix {
+  /** The type most matrices get (and WEIGHT_TYPES-style name of the mix). */
+  type: number;
+  fileType: number;
+  /** The type of matrix `name` of layer `layer` (-1 outside the layers) in a model of nLayers. */
+  typeOf(name: string, layer: number, nLayers: number): number;
+}
+
+export const WEIGHT_MIXES: Record<string, WeightMix> = {
+  // llama.cpp's Q4_K_M: Q6_K for the embedding (tied output) and, in the layers llama_tensor_get_type's
+  // use_more_bits picks (the first and last eighth, and every third between), for attn_v and ffn_down; Q4_K elsewhere
+  q4_k_m: {
+    type: GGML_TYPE.Q4_K,
+    fileType: LLAMA_FTYPE_Q4_K_M,
+    typeOf(name, layer, n) {
+      if (name === "token_embd.weight") return GGML_TYPE.Q6_K;
+      const eighth = Math.floor(n / 8);
+      const moreBits = layer >= 0 && (layer < eighth || layer >= Math.floor((7 * n) / 8) || (layer - eighth) % 3 === 2);
+      if (moreBits && (name.endsWith("attn_v.weight") || name.endsWith("ffn_down.weight"))) return GGML_TYPE.Q6_K;
+      return GGML_TYPE.Q4_K;
+    },
+  },
 };
 
 
 export interface TestModelOptions {
   shape: TestModelShape;
   type: number;
+  /** Per-matrix types (then `type` is mix.type). */
+  mix?: WeightMix;
   seed: number;
   chatTemplate?: string | null;
   name?: string;
@@ -70,10 +100,11 @@ export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
   const kvDim = s.nKvHeads * s.headDim;
   const out: TensorToWrite[] = [];
   const mat = (name: string, rows: number, cols: number, std: number) => {
-    if (cols % 32 !== 0 && (o.type === GGML_TYPE.Q4_0 || o.type === GGML_TYPE.Q8_0)) {
-      throw new Error(`${name}: ${cols} columns is not a multiple of 32, required by ${ggmlTypeName(o.type)}`);
-    }
-    out.push({ name, dims: [cols, rows], type: o.type, data: () => randomRows(name, o.seed, rows, cols, o.type, std) });
+    const layer = name.startsWith("blk.") ? Number(name.split(".")[1]) : -1;
+    const type = o.mix ? o.mix.typeOf(name, layer, s.nLayers) : o.type;
+    const block = typeLayout(type).blockSize;
+    if (cols % block !== 0) throw new Error(`${name}: ${cols} columns is not a multiple of ${block}, required by ${ggmlTypeName(type)}`);
+    out.push({ name, dims: [cols, rows], type, data: () => randomRows(name, o.seed, rows, cols, type, std) });
   };
   // Norm weights as stored in GGUF (1 + w already applied by llama.cpp's converter): around `mean`.
   const norm = (name: string, mean: number) =>
@@ -103,7 +134,7 @@ export function testModelMetadata(o: TestModelOptions): MetaEntry[] {
   const U32 = GGUF_VALUE.UINT32;
   const m: MetaEntry[] = [
     ...gemmaMetadata({
-      name: o.name ?? "gemma-edge test model", weightType: o.type, contextLength: s.contextLength, dim: s.dim, nLayers: s.nLayers,
+      name: o.name ?? "gemma-edge test model", weightType: o.type, fileType: o.mix?.fileType, contextLength: s.contextLength, dim: s.dim, nLayers: s.nLayers,
       hiddenDim: s.hiddenDim, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: s.headDim, rmsEps: 1e-6, ropeDims: s.ropeDims,
     }),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },

@@ -18,3 +18,15 @@ export function goldenInputs(): Float32Array {
   x[4 * 32 + 8] = -1e-8;
   return x;
 }
+
+/** make-golden.c's K-quant inputs: goldenInputs(), then 2048 values uniform in +-0.05 from a second LCG (seed 77). */
+export function goldenInputsK(): Float32Array {
+  let state = 77;
+  const x = new Float32Array(2 * 32 * 64);
+  x.set(goldenInputs());
+  for (let i = 2048; i < x.length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    x[i] = Math.fround(Math.fround((state | 0) / 2147483648) * Math.fround(0.05));
+  }
+  return x;
+}

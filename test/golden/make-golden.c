@@ -11,6 +11,18 @@ void quantize_row_q4_0_ref(const float * x, void * y, int64_t k);
 void quantize_row_q8_0_ref(const float * x, void * y, int64_t k);
 void ggml_fp32_to_fp16_row(const float * x, uint16_t * y, int64_t n);
 void ggml_fp32_to_bf16_row_ref(const float * x, uint16_t * y, int64_t n);
+void quantize_row_q4_K_ref(const float * x, void * y, int64_t k);
+void quantize_row_q5_K_ref(const float * x, void * y, int64_t k);
+void quantize_row_q6_K_ref(const float * x, void * y, int64_t k);
+void quantize_row_q8_K_ref(const float * x, void * y, int64_t k);
+void dequantize_row_q4_K(const void * x, float * y, int64_t k);
+void dequantize_row_q5_K(const void * x, float * y, int64_t k);
+void dequantize_row_q6_K(const void * x, float * y, int64_t k);
+// ggml-cpu (libggml-cpu-haswell.so: the AVX2 build llama.cpp picks on these machines): the vec_dot kernels
+typedef void (*vec_dot_t)(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
+struct type_traits_cpu { void * from_float; vec_dot_t vec_dot; int vec_dot_type; int64_t nrows; };
+const struct type_traits_cpu * ggml_get_type_traits_cpu(int type);
+void ggml_cpu_init(void);
 
 static uint32_t state = 20261128u;
 static float next_float(void) { // uniform in [-1, 1)
@@ -24,6 +36,52 @@ static uint8_t q4[NQ / 32 * 18], q8[NQ / 32 * 34];
 static uint16_t h16[NQ], b16[NQ];
 
 static void hex(const uint8_t * p, size_t n) { for (size_t i = 0; i < n; i++) printf("%02x", p[i]); }
+
+// K-quants (256-value super-blocks): the inputs above, then 2048 weight-like values (uniform, +-0.05) from a
+// second LCG, so that whole super-blocks of one scale are there too
+#define NK (2 * NQ)
+static float xk[NK], dq[NK];
+static uint8_t k4[NK / 256 * 144], k5[NK / 256 * 176], k6[NK / 256 * 210], k8[NK / 256 * 292];
+static uint32_t state_k = 77u;
+static float next_float_k(void) {
+  state_k = state_k * 1664525u + 1013904223u;
+  return (float)((int32_t)state_k) / 2147483648.0f;
+}
+static void k_quants(void) {
+  memcpy(xk, x, sizeof x);
+  for (int i = NQ; i < NK; i++) xk[i] = next_float_k() * 0.05f;
+  quantize_row_q4_K_ref(xk, k4, NK);
+  quantize_row_q5_K_ref(xk, k5, NK);
+  quantize_row_q6_K_ref(xk, k6, NK);
+  quantize_row_q8_K_ref(xk, k8, NK);
+  printf(",\n  \"q4_K\": \""); hex(k4, sizeof k4);
+  printf("\",\n  \"q5_K\": \""); hex(k5, sizeof k5);
+  printf("\",\n  \"q6_K\": \""); hex(k6, sizeof k6);
+  printf("\",\n  \"q8_K\": \""); hex(k8, sizeof k8);
+  // vec_dot_q{4,5,6}_K_q8_K of each super-block with the Q8_K activations of a second vector (uniform, +-1)
+  static float a[NK]; static uint8_t a8[NK / 256 * 292];
+  for (int i = 0; i < NK; i++) a[i] = next_float_k();
+  quantize_row_q8_K_ref(a, a8, NK);
+  ggml_cpu_init();
+  const uint8_t * ks[3] = { k4, k5, k6 }; const int kb[3] = { 144, 176, 210 };
+  printf("\",\n  \"k_activations\": \""); hex(a8, sizeof a8);
+  printf("\",\n  \"k_vec_dot\": [");
+  for (int t = 0; t < 3; t++) {
+    for (int b = 0; b < NK / 256; b++) {
+      float r; ggml_get_type_traits_cpu(12 + t)->vec_dot(256, &r, 0, ks[t] + b * kb[t], 0, a8 + b * 292, 0, 1);
+      printf("%s%.9g", t || b ? "," : "", r);
+    }
+  }
+  printf("]");
+  printf(",\n  \"q4_K_dequantized\": \"");
+  dequantize_row_q4_K(k4, dq, NK);
+  hex((uint8_t *)dq, sizeof dq);
+  dequantize_row_q5_K(k5, dq, NK);
+  printf("\",\n  \"q5_K_dequantized\": \""); hex((uint8_t *)dq, sizeof dq);
+  dequantize_row_q6_K(k6, dq, NK);
+  printf("\",\n  \"q6_K_dequantized\": \""); hex((uint8_t *)dq, sizeof dq);
+  printf("\"");
+}
 
 int main(void) {
   // 64 blocks: random values at scales from 1e-6 to 1e4, then blocks built to hit rounding ties
@@ -58,6 +116,8 @@ int main(void) {
     float s = sinf(v), c = cosf(v); uint32_t a, sb, cb; memcpy(&a, &v, 4); memcpy(&sb, &s, 4); memcpy(&cb, &c, 4);
     printf("%s[%u,%u,%u]", i ? "," : "", a, sb, cb);
   }
-  printf("]\n}\n");
+  printf("]");
+  k_quants();
+  printf("\n}\n");
   return 0;
 }

@@ -37,6 +37,19 @@ export class LlamaCppModel {
       await ctx.dispose();
     }
   }
+  /** llama.cpp's probabilities of its `k` most likely next tokens after `promptIds`, most likely first. */
+  async nextTokenProbabilities(promptIds: number[], k: number): Promise<[number, number][]> {
+    const ctx = await this.model.createContext({ contextSize: 512, sequences: 1, threads: 1 });
+    try {
+      const seq = ctx.getSequence() as unknown as {
+        evaluateWithMetadata(t: number[], m: { probabilities: true }, o: { temperature: 0 }): AsyncIterable<{ probabilities: Map<number, number> }>;
+      };
+      for await (const t of seq.evaluateWithMetadata(promptIds, { probabilities: true }, { temperature: 0 })) return [...t.probabilities].slice(0, k);
+      throw new Error("llama.cpp produced no token");
+    } finally {
+      await ctx.dispose();
+    }
+  }
   async dispose() {
     await this.model.dispose();
   }

@@ -2,7 +2,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeTestModelBytes, SHAPES, WEIGHT_TYPES, type TestModelShape } from "../../src/tools/make-test-model.ts";
+import { makeTestModelBytes, SHAPES, WEIGHT_MIXES, WEIGHT_TYPES, type TestModelShape } from "../../src/tools/make-test-model.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-test-"));
 const cache = new Map<string, Promise<{ path: string; bytes: Uint8Array }>>();
@@ -12,7 +12,7 @@ export function testModel(shape: string | TestModelShape = "tiny", type = "q4_0"
   const key = JSON.stringify([s, type, seed, chatTemplate]);
   let p = cache.get(key);
   if (!p) {
-    p = makeTestModelBytes({ shape: s, type: WEIGHT_TYPES[type]!, seed, chatTemplate }).then((bytes) => {
+    p = makeTestModelBytes({ shape: s, type: WEIGHT_MIXES[type]?.type ?? WEIGHT_TYPES[type]!, mix: WEIGHT_MIXES[type], seed, chatTemplate }).then((bytes) => {
       const path = join(dir, `${typeof shape === "string" ? shape : "custom"}-${type}-${seed}-${cache.size}.gguf`);
       writeFileSync(path, bytes);
       return { path, bytes };

@@ -46,7 +46,7 @@ function randomCase(type: number, rows: number, cols: number, n: number, seed: n
 
 describe("matrix products split across worker threads (shared memory, -mt builds)", () => {
   // rows past the split threshold; 1000 = 8 x 125 takes the repacked Q4_0 path, 300 leaves a ragged last range
-  for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
+  for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.Q6_K, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
     it(`${ggmlTypeName(type)} ${rows} rows, 1 and 3 tokens, on 2 and 3 threads: the one-thread bits`, async () => {
       for (const n of [1, 3]) {
         const { wBytes, x } = randomCase(type, rows, 256, n, rows + type + n);
@@ -75,6 +75,7 @@ describe("relaxed SIMD detection", () => {
 // (n >= 2, rows % 4, cols % 8), and vec_dot leftovers (cols % 32)
 const QUANT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 96, 3], [12, 64, 2], [5, 32, 1], [64, 512, 2], [8, 64, 5]];
 const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12, 40, 2], [6, 36, 3], [8, 100, 1]];
+const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1]];
 
 describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
   for (const type of [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]) {
@@ -88,6 +89,16 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
           expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, repacked));
         });
       }
+    }
+  }
+  for (const type of [GGML_TYPE.Q4_K, GGML_TYPE.Q5_K, GGML_TYPE.Q6_K]) {
+    for (const [rows, cols, n] of K_SHAPES) {
+      it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)`, async () => {
+        const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
+        expect(wBytes.length).toBe(rows * rowBytes(type, cols));
+        const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, false);
+        expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, false));
+      });
     }
   }
   for (const type of [GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32]) {

@@ -5,16 +5,71 @@ import { describe, expect, it } from "vitest";
 import { GGML_TYPE } from "../../src/engine/ggml-types.ts";
 import { cosf, expf, f16ToF32, f32ToF16, roundF16, sinf } from "../../src/engine/numeric.ts";
 import { dequantizeRow, quantizeQ4_0, quantizeQ8_0, toBf16, toF16 } from "../../src/engine/quant.ts";
-import { goldenInputs } from "../golden/inputs.ts";
+import { dequantizeK, dotKRow, quantizeActivationsQ8_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "../../src/engine/quant-k.ts";
+import { goldenInputs, goldenInputsK } from "../golden/inputs.ts";
 
 const golden = JSON.parse(readFileSync(new URL("../golden/ggml-golden.json", import.meta.url), "utf8")) as {
   q4_0: string; q8_0: string; f16: string; bf16: string; expf: [number, number][]; sincosf: [number, number, number][];
+  q4_K: string; q5_K: string; q6_K: string; q8_K: string; k_activations: string; k_vec_dot: number[]; q4_K_dequantized: string; q5_K_dequantized: string; q6_K_dequantized: string;
 };
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const f = new Float32Array(1);
 const u = new Uint32Array(f.buffer);
 const fromBits = (b: number) => ((u[0] = b), f[0]!);
 const toBits = (x: number) => ((f[0] = x), u[0]!);
+
+describe("ggml's K-quant reference quantizers and dequantizers, bit for bit", () => {
+  const x = goldenInputsK();
+  const cases = [["q4_K", quantizeQ4_K], ["q5_K", quantizeQ5_K], ["q6_K", quantizeQ6_K]] as const;
+  for (const [name, quantize] of cases) {
+    it(`${name.toUpperCase()} equals quantize_row_${name}_ref (16 super-blocks: 1e-6..1e4 scales, ties, zeros, weight-like)`, () => {
+      expect(hex(quantize(x))).toBe(golden[name]);
+    });
+    it(`${name.toUpperCase()} rows dequantize as dequantize_row_${name}`, () => {
+      const out = new Float32Array(x.length);
+      dequantizeK(name, Buffer.from(golden[name], "hex"), 0, x.length, out);
+      expect(hex(new Uint8Array(out.buffer))).toBe(golden[`${name}_dequantized`]);
+    });
+  }
+  // the same integer sums, f32 rounding in another order (ggml's AVX2 kernel keeps 8 lanes): agree to ~1e-6
+  it("K-quant dot products agree with ggml's vec_dot_q{4,5,6}_K_q8_K (AVX2 build) within 1e-5 relative", () => {
+    const a = Buffer.from(golden.k_activations, "hex");
+    const nb = a.length / 292;
+    const dv = new DataView(a.buffer, a.byteOffset, a.length);
+    const qs = new Int8Array(nb * 256), ds = new Float32Array(nb), bsums = new Int32Array(nb * 16);
+    for (let b = 0; b < nb; b++) {
+      ds[b] = dv.getFloat32(b * 292, true);
+      for (let j = 0; j < 256; j++) qs[b * 256 + j] = dv.getInt8(b * 292 + 4 + j);
+      for (let j = 0; j < 16; j++) bsums[b * 16 + j] = dv.getInt16(b * 292 + 260 + 2 * j, true);
+    }
+    const tmp = { q: new Int8Array(256), sc: new Int32Array(16), mn: new Int32Array(8) };
+    const errors: string[] = [];
+    cases.forEach(([name], t) => {
+      const w = Buffer.from(golden[name], "hex");
+      const bb = w.length / nb;
+      for (let b = 0; b < nb; b++) {
+        const theirs = golden.k_vec_dot[t * nb + b]!;
+        const ours = dotKRow(name, w, b * bb, 256, qs, b * 256, ds, bsums, tmp);
+        if (Math.abs(ours - theirs) > 1e-5 * Math.abs(theirs)) errors.push(`${name} block ${b}: ours ${ours}, ggml ${theirs}`);
+      }
+    });
+    expect(errors).toEqual([]);
+  });
+
+  it("Q8_K activations equal quantize_row_q8_K_ref (d, qs and the 16-value sums)", () => {
+    const nb = x.length / 256;
+    const qs = new Int8Array(x.length), ds = new Float32Array(nb), bsums = new Int32Array(nb * 16);
+    quantizeActivationsQ8_K(x, qs, ds, bsums);
+    const block = new Uint8Array(nb * 292);
+    const dv = new DataView(block.buffer);
+    for (let b = 0; b < nb; b++) {
+      dv.setFloat32(b * 292, ds[b]!, true);
+      block.set(new Uint8Array(qs.buffer, b * 256, 256), b * 292 + 4);
+      for (let j = 0; j < 16; j++) dv.setInt16(b * 292 + 260 + 2 * j, bsums[b * 16 + j]!, true);
+    }
+    expect(hex(block)).toBe(golden.q8_K);
+  });
+});
 
 describe("ggml reference quantizers, bit for bit", () => {
   const x = goldenInputs();

@@ -5,6 +5,7 @@
 // products then split their rows across the threads (each row's sum is unchanged, so are the results).
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
 import { dequantizeRow } from "../quant.ts";
+import { QK_K, quantizeActivationsQ8_K } from "../quant-k.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
 interface KernelExports {
@@ -21,6 +22,7 @@ interface KernelExports {
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
+  matmul_k(kind: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
   init_fused_madd(a: number, b: number, c: number): number;
   disable_fused_madd(): void;
 }
@@ -250,6 +252,18 @@ export class WasmBackend implements Backend {
           k.round_bf16(xr, n * cols);
           this.split("matmul_bf16", w, rowBytes, op, (p, r, o) => [p, r, cols, xr, n, o, rows, tiny]);
         }
+        return;
+      }
+      case GGML_TYPE.Q4_K:
+      case GGML_TYPE.Q5_K:
+      case GGML_TYPE.Q6_K: {
+        // Q8_K activations (quantized in TypeScript, as the reference backend does): qs, then ds, then bsums
+        const kind = w.type === GGML_TYPE.Q4_K ? 0 : w.type === GGML_TYPE.Q5_K ? 1 : 2;
+        const nb = (n * cols) / QK_K;
+        const qs = this.scratch, ds = alignUp(qs + n * cols, 16), bsums = ds + nb * 4;
+        const buf = this.memory.buffer;
+        quantizeActivationsQ8_K(x.subarray(0, n * cols), new Int8Array(buf, qs, n * cols), new Float32Array(buf, ds, nb), new Int32Array(buf, bsums, nb * 16));
+        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, p, r, cols, qs, ds, bsums, n, o, rows]);
         return;
       }
       default:
