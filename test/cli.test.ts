@@ -88,7 +88,7 @@ describe("gemma-edge CLI", () => {
     [["generate", "--model", "MODEL", "--prompt", "x", "--threads", "0"], 2, /--threads must be an integer >= 1 and <= 256, got "0"/],
     [["serve", "--model", "MODEL", "--threads", "1.5"], 2, /--threads must be an integer >= 1 and <= 256, got "1\.5"/],
     [["generate", "--model", "TRUNCATED", "--prompt", "x"], 1, /truncated/],
-    [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, gemma-2b, got "huge"/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, tiny-k, gemma-2b, got "huge"/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--heads", "3", "--kv-heads", "2"], 2, /--heads 3 must be a multiple of --kv-heads 2/],
   ] as [string[], number, RegExp][])("%j fails with exit code %i and one clear line", async (args, code, msg) => {
     const truncated = join(dir, "truncated.gguf");

@@ -16,9 +16,9 @@ const dir = mkdtempSync(join(tmpdir(), "gemma-edge-quant-"));
 const run = (...args: string[]) => runCli(args);
 
 describe("gemma-edge quantize", () => {
-  it.each([["q4_0"], ["q8_0"]])("F32 -> %s gives the bytes of a model quantized directly", async (type) => {
-    const f32 = await testModel("tiny-gqa", "f32", 3);
-    const direct = await testModel("tiny-gqa", type, 3);
+  it.each([["tiny-gqa", "q4_0"], ["tiny-gqa", "q8_0"], ["tiny-k", "q6_k"], ["tiny-k", "q4_k_m"]])("F32 -> %s %s gives the bytes of a model quantized directly", async (shape, type) => {
+    const f32 = await testModel(shape, "f32", 3);
+    const direct = await testModel(shape, type, 3);
     const out = join(dir, `q-${type}.gguf`);
     const r = await run("quantize", "--in", f32.path, "--out", out, "--type", type);
     expect(r.code).toBe(0);
@@ -68,8 +68,8 @@ describe("gemma-edge quantize", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/tensor "token_embd\.weight" has type Q4_0; quantize reads F32, F16 or BF16 weights/);
     expect(existsSync(join(dir, "x.gguf"))).toBe(false);
-    const t = await run("quantize", "--in", q4.path, "--out", join(dir, "x.gguf"), "--type", "q5_k");
+    const t = await run("quantize", "--in", q4.path, "--out", join(dir, "x.gguf"), "--type", "q3_k");
     expect(t.code).toBe(2);
-    expect(t.stderr).toMatch(/--type must be one of q4_0, q8_0, got "q5_k"/);
+    expect(t.stderr).toMatch(/--type must be one of q4_0, q8_0, q4_k, q5_k, q6_k, q4_k_m, got "q3_k"/);
   });
 });

@@ -467,80 +467,153 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
 }
 
 /**
- * One row's K-quant block at p (kind 0 Q4_K, 1 Q5_K, 2 Q6_K) with one token's Q8_K block (qs at x, 16 sums at bs):
- * the exact integer sums sumi = sum_s scale[s] * (q . x over sub-block s) (low 32 bits) and (Q4_K/Q5_K)
- * summ = sum_s min[s] * bsums of s (high 32 bits).
+ * Sub-blocks s0..s0+count-1 of one row's Q4_K block at p with one token's Q8_K block (qs at x, 16 sums at bs): the
+ * exact integer sums sum_s scale[s] * (q . x over sub-block s) (low 32 bits) and sum_s min[s] * (bsums of s)
+ * (high 32 bits).
  */
-@inline function k_block(kind: i32, p: usize, x: usize, bs: usize): i64 {
+@inline function q4k_sums(p: usize, x: usize, bs: usize, s0: i32, count: i32): i64 {
   let sumi = 0, summ = 0;
-  if (kind == 2) {
-    // Q6_K: 2 halves of 128; in each, 32 bytes of low bits (two 16-byte loads) carry values l and l+64, the
-    // next 32 values l+32 and l+96, and 32 bytes of high bits 2 bits of each of the four
-    for (let h = 0; h < 2; h++) {
-      const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7);
-      const sc = p + 192 + (<usize>h << 3);
-      for (let l0 = 0; l0 < 32; l0 += 16) {
-        const a = v128.load(ql + l0), b = v128.load(ql + 32 + l0), hb = v128.load(qh + l0);
-        const m4 = i8x16.splat(0x0f), m3 = i8x16.splat(3), off = i8x16.splat(32);
-        const q1 = i8x16.sub(v128.or(v128.and(a, m4), i8x16.shl(v128.and(hb, m3), 4)), off);
-        const q2 = i8x16.sub(v128.or(v128.and(b, m4), i8x16.shl(v128.and(i8x16.shr_u(hb, 2), m3), 4)), off);
-        const q3 = i8x16.sub(v128.or(i8x16.shr_u(a, 4), i8x16.shl(v128.and(i8x16.shr_u(hb, 4), m3), 4)), off);
-        const q4 = i8x16.sub(v128.or(i8x16.shr_u(b, 4), i8x16.shl(i8x16.shr_u(hb, 6), 4)), off);
-        // sub-blocks of 16: value index i has scale i >> 4 (of this half's 8)
-        const s0 = l0 >> 4;
-        sumi += <i32>load<i8>(sc + s0) * dot16_i8(q1, v128.load(xs + l0));
-        sumi += <i32>load<i8>(sc + s0 + 2) * dot16_i8(q2, v128.load(xs + 32 + l0));
-        sumi += <i32>load<i8>(sc + s0 + 4) * dot16_i8(q3, v128.load(xs + 64 + l0));
-        sumi += <i32>load<i8>(sc + s0 + 6) * dot16_i8(q4, v128.load(xs + 96 + l0));
-      }
+  for (let s = s0; s < s0 + count; s++) {
+    const sm = scale_min_k4(s, p + 4);
+    let dot = 0;
+    for (let l0 = 0; l0 < 32; l0 += 16) {
+      const b = v128.load(p + 16 + (<usize>(s >> 1) << 5) + l0);
+      dot += dot16_i8(s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f)), v128.load(x + (<usize>s << 5) + l0));
     }
-  } else {
-    const five = kind == 1;
-    const qs = p + (five ? 48 : 16);
-    for (let s = 0; s < 8; s++) {
-      const sm = scale_min_k4(s, p + 4);
-      // sub-block s: the low (s even) or high (s odd) nibbles of 32 bytes, Q5_K's 5th bit from bit s of qh
-      let dot = 0;
-      for (let l0 = 0; l0 < 32; l0 += 16) {
-        const b = v128.load(qs + (<usize>(s >> 1) << 5) + l0);
-        let q = s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f));
-        if (five) q = v128.or(q, i8x16.shl(v128.and(i8x16.shr_u(v128.load(p + 16 + l0), <i32>s), i8x16.splat(1)), 4));
-        dot += dot16_i8(q, v128.load(x + (<usize>s << 5) + l0));
-      }
-      sumi += (sm & 0xff) * dot;
-      summ += (sm >> 8) * (<i32>load<i32>(bs + (<usize>(2 * s) << 2)) + <i32>load<i32>(bs + (<usize>(2 * s + 1) << 2)));
-    }
+    sumi += (sm & 0xff) * dot;
+    summ += (sm >> 8) * (load<i32>(bs + (<usize>(2 * s) << 2)) + load<i32>(bs + (<usize>(2 * s + 1) << 2)));
   }
   return (<i64>summ << 32) | <i64><u32>sumi;
 }
 
 /**
  * K-quant weights (kind 0 Q4_K, 1 Q5_K, 2 Q6_K; rows of cols/256 blocks) x Q8_K activations (per token: qs cols
- * i8, ds cols/256 f32, bsums cols/16 i32), as quant-k.ts dotKRow: per block acc += f32(sumi) * (d * d8) and
- * accm += f32(summ) * (dmin * d8) in f32, out = acc - accm.
+ * i8, ds cols/256 f32, bsums cols/16 i32), in llama.cpp's orders as quant-k.ts dotKRow (kOrder): `repacked` (Q4_K,
+ * rows % 8 == 0) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
  */
-export function matmul_k(kind: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
+  const gemmTokens = ntok - (ntok & 3); // repacked: whole groups of 4 tokens take gemm's order, the rest gemv's
   for (let r = 0; r < rows; r++) {
     const row = w + <usize>r * <usize>nb * bb;
     for (let t = 0; t < ntok; t++) {
-      let acc: f32 = 0, accm: f32 = 0;
-      for (let b = 0; b < nb; b++) {
-        const p = row + <usize>b * bb;
-        const i = t * nb + b;
-        const sums = k_block(kind, p, qs + (<usize>i << 8), bsums + (<usize>i << 6));
-        const d8 = load<f32>(ds + (<usize>i << 2));
-        if (kind == 2) {
-          acc += <f32><i32>sums * (f16_to_f32(load<u16>(p + 208)) * d8);
-        } else {
-          acc += <f32><i32>sums * (f16_to_f32(load<u16>(p)) * d8);
-          accm += <f32><i32>(sums >> 32) * (f16_to_f32(load<u16>(p + 2)) * d8);
-        }
-      }
-      store<f32>(out + (<usize>(t * ostride + r) << 2), acc - accm);
+      const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot(kind, row, nb, bb, qs, ds, bsums, t);
+      store<f32>(out + (<usize>(t * ostride + r) << 2), v);
     }
   }
+}
+
+/**
+ * gemv/gemm_q4_K_8x8_q8_K: acc = fma(f32(sumi), d*d8, acc) and accm likewise with summ and dmin, the integer sums
+ * taken over `per` sub-blocks at a time (gemv 8, the whole block; gemm 2); acc - accm.
+ */
+@inline function q4k_row_repacked(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, per: i32): f32 {
+  let acc: f32 = 0, accm: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = row + <usize>b * 144;
+    const i = t * nb + b;
+    const d8 = load<f32>(ds + (<usize>i << 2));
+    const d = f16_to_f32(load<u16>(p)) * d8, dmin = f16_to_f32(load<u16>(p + 2)) * d8;
+    for (let s0 = 0; s0 < 8; s0 += per) {
+      const sums = q4k_sums(p, qs + (<usize>i << 8), bsums + (<usize>i << 6), s0, per);
+      acc = fma1(<f32><i32>sums, d, acc);
+      accm = fma1(<f32><i32>(sums >> 32), dmin, accm);
+    }
+  }
+  return acc - accm;
+}
+
+/** Lanes 4m..4m+3 of a 32-value group: i32x4 of 4-product sums of 16 bytes (values v, activations x) times scale sc. */
+@inline function k_quads(v: v128, x: v128, sc: i32): v128 {
+  return i32x4.mul(quads_i8(v, x), i32x4.splat(sc));
+}
+
+/** 32 * (bsums[2m] * sc[2m] + bsums[2m+1] * sc[2m+1]) for 4 lanes m from 8 sums (i32, at bs) and 8 int8 scales (at sc). */
+@inline function q6_offsets(bs: usize, sc: usize): v128 {
+  const s = i16x8.extend_low_i8x16_s(v128.load64_zero(sc));
+  const p0 = i32x4.mul(v128.load(bs), i32x4.extend_low_i16x8_s(s));
+  const p1 = i32x4.mul(v128.load(bs + 16), i32x4.extend_high_i16x8_s(s));
+  return i32x4.shl(i32x4.add(v128.shuffle<i32>(p0, p1, 0, 2, 4, 6), v128.shuffle<i32>(p0, p1, 1, 3, 5, 7)), 5);
+}
+
+/** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
+@inline function k_row_vec_dot(kind: i32, row: usize, nb: i32, bb: usize, qs: usize, ds: usize, bsums: usize, t: i32): f32 {
+  let aLo = f32x4.splat(0), aHi = f32x4.splat(0), accM = f32x4.splat(0);
+  let summs: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = row + <usize>b * bb;
+    const i = t * nb + b;
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const d8 = load<f32>(ds + (<usize>i << 2));
+    let sLo = i32x4.splat(0), sHi = i32x4.splat(0);
+    if (kind == 2) {
+      // Q6_K: the unsigned values q + 32, group g (32 values) with scales 2g (lanes 0-3) and 2g+1 (lanes 4-7)
+      const m4 = i8x16.splat(0x0f), m3 = i8x16.splat(3);
+      for (let h = 0; h < 2; h++) {
+        const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7), sc = p + 192 + (<usize>h << 3);
+        for (let half = 0; half < 2; half++) {
+          const o = <usize>(half << 4);
+          const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
+          const u0 = v128.or(v128.and(a, m4), i8x16.shl(v128.and(hb, m3), 4));
+          const u1 = v128.or(v128.and(c, m4), i8x16.shl(v128.and(i8x16.shr_u(hb, 2), m3), 4));
+          const u2 = v128.or(i8x16.shr_u(a, 4), i8x16.shl(v128.and(i8x16.shr_u(hb, 4), m3), 4));
+          const u3 = v128.or(i8x16.shr_u(c, 4), i8x16.shl(i8x16.shr_u(hb, 6), 4));
+          const s0 = k_quads(u0, v128.load(xs + o), <i32>load<i8>(sc + half));
+          const s1 = k_quads(u1, v128.load(xs + 32 + o), <i32>load<i8>(sc + 2 + half));
+          const s2 = k_quads(u2, v128.load(xs + 64 + o), <i32>load<i8>(sc + 4 + half));
+          const s3 = k_quads(u3, v128.load(xs + 96 + o), <i32>load<i8>(sc + 6 + half));
+          const sum = i32x4.add(i32x4.add(s0, s1), i32x4.add(s2, s3));
+          if (half) sHi = i32x4.add(sHi, sum);
+          else sLo = i32x4.add(sLo, sum);
+        }
+      }
+      sLo = i32x4.sub(sLo, q6_offsets(bs, p + 192));
+      sHi = i32x4.sub(sHi, q6_offsets(bs + 32, p + 200));
+    } else {
+      const five = kind == 1;
+      const qsw = p + (five ? 48 : 16);
+      for (let s = 0; s < 8; s++) {
+        const sc = scale_min_k4(s, p + 4) & 0xff;
+        for (let half = 0; half < 2; half++) {
+          const o = <usize>(half << 4);
+          const bt = v128.load(qsw + (<usize>(s >> 1) << 5) + o);
+          let v = s & 1 ? i8x16.shr_u(bt, 4) : v128.and(bt, i8x16.splat(0x0f));
+          if (five) v = v128.or(v, i8x16.shl(v128.and(i8x16.shr_u(v128.load(p + 16 + o), <i32>s), i8x16.splat(1)), 4));
+          const q = k_quads(v, v128.load(x + (<usize>s << 5) + o), sc);
+          if (half) sHi = i32x4.add(sHi, q);
+          else sLo = i32x4.add(sLo, q);
+        }
+      }
+    }
+    const d = f32x4.splat(d8 * f16_to_f32(load<u16>(p + (kind == 2 ? 208 : 0))));
+    aLo = fma4(d, f32x4.convert_i32x4_s(sLo), aLo);
+    aHi = fma4(d, f32x4.convert_i32x4_s(sHi), aHi);
+    if (kind == 2) continue;
+    // mins: sums of bsums pairs (q8s[j] = bsums[2j] + bsums[2j+1]) times the six-bit mins
+    const dmin: f32 = -d8 * f16_to_f32(load<u16>(p + 2));
+    if (kind == 0) {
+      let prod = i32x4.splat(0);
+      prod = i32x4.replace_lane(prod, 0, k_min_pair(p, bs, 0));
+      prod = i32x4.replace_lane(prod, 1, k_min_pair(p, bs, 1));
+      prod = i32x4.replace_lane(prod, 2, k_min_pair(p, bs, 2));
+      prod = i32x4.replace_lane(prod, 3, k_min_pair(p, bs, 3));
+      accM = fma4(f32x4.splat(dmin), f32x4.convert_i32x4_s(prod), accM);
+    } else {
+      summs = fma1(dmin, <f32>(k_min_pair(p, bs, 0) + k_min_pair(p, bs, 1) + k_min_pair(p, bs, 2) + k_min_pair(p, bs, 3)), summs);
+    }
+  }
+  const h = hsum8(aLo, aHi);
+  if (kind == 0) return h + ((f32x4.extract_lane(accM, 0) + f32x4.extract_lane(accM, 2)) + (f32x4.extract_lane(accM, 1) + f32x4.extract_lane(accM, 3)));
+  if (kind == 1) return h + summs;
+  return h;
+}
+
+/** min[2k] * q8s[2k] + min[2k+1] * q8s[2k+1], q8s[j] = bsums[2j] + bsums[2j+1] (one lane of vec_dot's mins product). */
+@inline function k_min_pair(p: usize, bs: usize, k: i32): i32 {
+  const q = bs + (<usize>k << 4); // bsums 4k..4k+3
+  const q8s0 = load<i32>(q) + load<i32>(q + 4), q8s1 = load<i32>(q + 8) + load<i32>(q + 12);
+  return (scale_min_k4(2 * k, p + 4) >> 8) * q8s0 + (scale_min_k4(2 * k + 1, p + 4) >> 8) * q8s1;
 }
 
 // ---- attention of one query head over the f16 KV cache: ggml's CPU flash attention, one_chunk path ----

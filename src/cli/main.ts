@@ -45,11 +45,12 @@ Prints one JSON line {"ids":[...]}: the text tokenized as user text (no BOS, con
   --threads T          worker threads for the wasm backend's matrix products (default 1; Node only)
   --json               print one JSON line {"prompt_ids","ids","text","finish_reason"} instead of streaming
                        (ids: the generated tokens, without the end-of-generation token that stopped them)`,
-  quantize: `Usage: gemma-edge quantize --in FILE --out FILE --type q4_0|q8_0
+  quantize: `Usage: gemma-edge quantize --in FILE --out FILE --type q4_0|q8_0|q4_k|q5_k|q6_k|q4_k_m
 
 Quantizes every 2-D weight of an F32/F16/BF16 GGUF (token_embd included) with ggml's reference quantizers;
-1-D tensors become F32; metadata is copied with general.file_type updated. Memory stays flat: tensors are
-converted a slab of rows at a time.`,
+1-D tensors become F32; metadata is copied with general.file_type updated. q4_k_m is llama.cpp's mix: Q6_K for
+token_embd and for attn_v/ffn_down in some layers, Q4_K elsewhere. K-quants need rows of multiples of 256
+values. Memory stays flat: tensors are converted a slab of rows at a time.`,
   convert: `Usage: gemma-edge convert --hf DIR --out FILE [--type f16|f32|q8_0|q4_0]
 
 Converts a Hugging Face Gemma checkpoint (config.json, model.safetensors or shards with

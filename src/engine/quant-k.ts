@@ -5,6 +5,7 @@
 //   Q5_K (176 bytes): f16 d | f16 dmin | 12 bytes scales/mins | 32 bytes: 5th bits | 128 bytes: low 4 bits
 //   Q6_K (210 bytes): 128 bytes: low 4 bits | 64 bytes: high 2 bits | 16 int8 scales | f16 d
 // Q4_K/Q5_K: x = d*scale[s]*q - dmin*min[s] for 8 sub-blocks of 32; Q6_K: x = d*scale[s]*(q-32) for 16 of 16.
+import { hsum8 } from "./backend/ggml-order.ts";
 import { f16ToF32, f32ToF16 } from "./numeric.ts";
 
 export const QK_K = 256;
@@ -328,33 +329,93 @@ export function quantizeActivationsQ8_K(x: Float32Array, qs: Int8Array, ds: Floa
   }
 }
 
+/** Scratch for dotKRow (one block's values and scales, 8 integer lanes). */
+export interface KDotScratch {
+  q: Int8Array;
+  sc: Int32Array;
+  mn: Int32Array;
+  lanes: Float64Array;
+  acc: Float32Array;
+}
+export const kDotScratch = (): KDotScratch => ({
+  q: new Int8Array(QK_K), sc: new Int32Array(16), mn: new Int32Array(8), lanes: new Float64Array(8), acc: new Float32Array(8),
+});
+
+/** a*b + c rounded once to f32 (a*b exact in double: f32 times f32). */
+const fma = (a: number, b: number, c: number) => fr(a * b + c);
+
 /**
- * One row of K-quant weights (at byte `p` of `w`) times one token's Q8_K activations: per block the exact integer
- * sums sumi = sum_s scale[s] * (q . q8 over sub-block s) and (Q4_K/Q5_K) summ = sum_s min[s] * bsums of s, then in f32
- * acc += f32(sumi) * (d * d8) and accm += f32(summ) * (dmin * d8), each product and sum rounded; result acc - accm.
- * The WebAssembly kernels compute exactly this; llama.cpp's own order differs only in float rounding.
+ * How llama.cpp's x86 (AVX2) CPU backend multiplies a K-quant row with a token: Q4_K matrices with rows % 8 == 0
+ * are repacked (block_q4_Kx8) and go through gemm_q4_K_8x8_q8_K for each whole group of 4 tokens of a batch and
+ * gemv_q4_K_8x8_q8_K for the rest; everything else through ggml_vec_dot_q{4,5,6}_K_q8_K.
+ */
+export type KOrder = "vec_dot" | "gemv" | "gemm";
+
+/** The order of token t of n for a matrix that is (or is not) repacked. */
+export function kOrder(repacked: boolean, t: number, n: number): KOrder {
+  return !repacked ? "vec_dot" : t < n - (n % 4) ? "gemm" : "gemv";
+}
+
+/**
+ * One row of K-quant weights (at byte `p` of `w`) times one token's Q8_K activations (qs from `xo`, its blocks' d
+ * and 16-value sums in ds and bsums), in llama.cpp's order (integer sums exact throughout):
+ * - gemv: per block one integer sum sumi = sum_s scale[s] * (q . q8 over sub-block s) and summ = sum_s min[s] *
+ *   (bsums of s); acc = fma(f32(sumi), d*d8, acc), accm = fma(f32(summ), dmin*d8, accm); result acc - accm.
+ * - gemm: the same, but fused per pair of sub-blocks (4 times a block) instead of per block.
+ * - vec_dot: 8 integer lanes per block, lane m summing bytes 4m..4m+3 of every 32-value group times its group's
+ *   scale (Q6_K: minus 32 * its two 16-value sums times their scales), fused into 8 f32 accumulators with d*d8,
+ *   reduced by hsum_float_8; Q4_K's mins go to 4 more lanes (with -dmin*d8), Q5_K's to one scalar.
  */
 export function dotKRow(type: "q4_K" | "q5_K" | "q6_K", w: Uint8Array, p: number, cols: number,
-  qs: Int8Array, xo: number, ds: Float32Array, bsums: Int32Array, tmp: { q: Int8Array; sc: Int32Array; mn: Int32Array }): number {
-  let acc = 0, accm = 0;
-  const { q, sc, mn } = tmp;
-  const sub = type === "q6_K" ? 16 : 32;
+  qs: Int8Array, xo: number, ds: Float32Array, bsums: Int32Array, order: KOrder, t: KDotScratch): number {
+  const { q, sc, mn, lanes, acc } = t;
+  let accRow = 0, accMin = 0;
+  acc.fill(0);
+  const accM = [0, 0, 0, 0];
+  let summs = 0;
   for (let b = 0; b < cols / QK_K; b++) {
-    const [d, dmin] = unpackKBlock(type, w, p + b * K_BLOCK_BYTES[type], q, sc, mn);
+    const [d16, dmin16] = unpackKBlock(type, w, p + b * K_BLOCK_BYTES[type], q, sc, mn);
     const x0 = xo + b * QK_K;
     const bi = x0 / QK_K;
-    let sumi = 0;
-    for (let s = 0; s < QK_K / sub; s++) {
-      let dot = 0;
-      for (let l = s * sub; l < (s + 1) * sub; l++) dot += q[l]! * qs[x0 + l]!;
-      sumi += sc[s]! * dot;
+    const d8 = ds[bi]!;
+    const bs = (j: number) => bsums[bi * 16 + j]!;
+    if (order !== "vec_dot") {
+      // integer sums of `per` consecutive 32-value sub-blocks at a time: the whole block (gemv) or pairs (gemm)
+      const per = order === "gemv" ? 8 : 2;
+      for (let s0 = 0; s0 < 8; s0 += per) {
+        let sumi = 0, summ = 0;
+        for (let i = 32 * s0; i < 32 * (s0 + per); i++) sumi += sc[i >> 5]! * q[i]! * qs[x0 + i]!;
+        for (let j = 2 * s0; j < 2 * (s0 + per); j++) summ += mn[j >> 1]! * bs(j);
+        accRow = fma(fr(sumi), fr(d16 * d8), accRow);
+        accMin = fma(fr(summ), fr(dmin16 * d8), accMin);
+      }
+      continue;
     }
-    acc = fr(acc + fr(fr(sumi) * fr(d * ds[bi]!)));
-    if (type !== "q6_K") {
-      let summ = 0;
-      for (let j = 0; j < 16; j++) summ += mn[j >> 1]! * bsums[bi * 16 + j]!;
-      accm = fr(accm + fr(fr(summ) * fr(dmin * ds[bi]!)));
+    // the 8 integer lanes
+    lanes.fill(0);
+    const u = type === "q6_K" ? 32 : 0; // Q6_K multiplies unsigned values (q + 32) and subtracts the offset after
+    for (let i = 0; i < QK_K; i++) {
+      const s = type === "q6_K" ? sc[i >> 4]! : sc[i >> 5]!;
+      const m = (i & 31) >> 2;
+      lanes[m] = lanes[m]! + s * (q[i]! + u) * qs[x0 + i]!;
+    }
+    if (type === "q6_K") for (let m = 0; m < 8; m++) lanes[m] = lanes[m]! - 32 * (bs(2 * m) * sc[2 * m]! + bs(2 * m + 1) * sc[2 * m + 1]!);
+    const d = fr(d8 * d16);
+    for (let m = 0; m < 8; m++) acc[m] = fma(d, fr(lanes[m]!), acc[m]!);
+    if (type === "q6_K") continue;
+    const dmin = fr(-d8 * dmin16);
+    const q8s = (j: number) => bs(2 * j) + bs(2 * j + 1);
+    if (type === "q4_K") {
+      for (let k = 0; k < 4; k++) accM[k] = fma(dmin, fr(mn[2 * k]! * q8s(2 * k) + mn[2 * k + 1]! * q8s(2 * k + 1)), accM[k]!);
+    } else {
+      let M = 0;
+      for (let j = 0; j < 8; j++) M += mn[j]! * q8s(j);
+      summs = fma(dmin, fr(M), summs);
     }
   }
-  return fr(acc - accm);
+  if (order !== "vec_dot") return fr(accRow - accMin);
+  const h = hsum8(acc);
+  if (type === "q4_K") return fr(h + fr(fr(accM[0]! + accM[2]!) + fr(accM[1]! + accM[3]!)));
+  if (type === "q5_K") return fr(h + summs);
+  return h;
 }

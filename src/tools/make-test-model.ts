@@ -3,7 +3,10 @@
 // not the embedding of the last token, decide the next token (with N(0, 0.02) weights every implementation,
 // right or wrong, repeats the prompt and a comparison proves nothing).
 import { GEMMA_CHAT_TEMPLATE } from "../engine/chat-template.ts";
-import { GGML_TYPE, ggmlTypeName, LLAMA_FTYPE_Q4_K_M, typeLayout } from "../engine/ggml-types.ts";
+import { GGML_TYPE, ggmlTypeName, typeLayout } from "../engine/ggml-types.ts";
+import { WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
+
+export { WEIGHT_MIXES };
 import { GGUF_VALUE } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
 import { encodeRow } from "../engine/quant.ts";
@@ -38,32 +41,6 @@ export const WEIGHT_TYPES: Record<string, number> = {
   q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, f16: GGML_TYPE.F16, bf16: GGML_TYPE.BF16, f32: GGML_TYPE.F32,
   q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K,
 };
-
-/** Files whose matrices have several types, as llama.cpp's quantize writes them. */
-export interface WeightMix {
-  /** The type most matrices get (and WEIGHT_TYPES-style name of the mix). */
-  type: number;
-  fileType: number;
-  /** The type of matrix `name` of layer `layer` (-1 outside the layers) in a model of nLayers. */
-  typeOf(name: string, layer: number, nLayers: number): number;
-}
-
-export const WEIGHT_MIXES: Record<string, WeightMix> = {
-  // llama.cpp's Q4_K_M: Q6_K for the embedding (tied output) and, in the layers llama_tensor_get_type's
-  // use_more_bits picks (the first and last eighth, and every third between), for attn_v and ffn_down; Q4_K elsewhere
-  q4_k_m: {
-    type: GGML_TYPE.Q4_K,
-    fileType: LLAMA_FTYPE_Q4_K_M,
-    typeOf(name, layer, n) {
-      if (name === "token_embd.weight") return GGML_TYPE.Q6_K;
-      const eighth = Math.floor(n / 8);
-      const moreBits = layer >= 0 && (layer < eighth || layer >= Math.floor((7 * n) / 8) || (layer - eighth) % 3 === 2);
-      if (moreBits && (name.endsWith("attn_v.weight") || name.endsWith("ffn_down.weight"))) return GGML_TYPE.Q6_K;
-      return GGML_TYPE.Q4_K;
-    },
-  },
-};
-
 
 export interface TestModelOptions {
   shape: TestModelShape;

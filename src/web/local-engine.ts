@@ -55,9 +55,10 @@ export async function modelBytes(url: string, headers: Record<string, string>, o
 
 const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 
-/** Load the model in the page: "auto" takes WebGPU when there is an adapter, else WebAssembly. */
+/** Load the model in the page: "auto" takes WebGPU when there is an adapter and it can run the model, else WebAssembly. */
 export async function loadLocalModel(bytes: Uint8Array, want: "auto" | "webgpu" | "wasm"): Promise<{ model: RunnableModel; backend: string }> {
   const src = new MemoryByteSource(bytes, "model.gguf");
+  let fallback = "";
   if (want !== "wasm") {
     const adapter = await navigator.gpu?.requestAdapter();
     if (adapter) {
@@ -69,12 +70,18 @@ export async function loadLocalModel(bytes: Uint8Array, want: "auto" | "webgpu" 
         },
       });
       const dot4I8Packed = navigator.gpu.wgslLanguageFeatures?.has("packed_4x8_integer_dot_product") ?? false;
-      return { model: await loadModelWebGpu(src, device, { dot4I8Packed }), backend: "webgpu" };
-    }
-    if (want === "webgpu") throw new Error("this browser offers no WebGPU adapter");
+      try {
+        return { model: await loadModelWebGpu(src, device, { dot4I8Packed }), backend: "webgpu" };
+      } catch (e) {
+        // "auto": a model the WebGPU kernels cannot run (K-quant weights, for one) runs in WebAssembly instead
+        device.destroy();
+        if (want === "webgpu") throw e;
+        fallback = ` (WebGPU: ${(e as Error).message})`;
+      }
+    } else if (want === "webgpu") throw new Error("this browser offers no WebGPU adapter");
   }
   const relaxed = hasRelaxedSimd();
   const module = await WebAssembly.compile(fromBase64(relaxed ? KERNELS_RELAXED : KERNELS_SIMD));
   const variant = relaxed ? "relaxed" : "simd";
-  return { model: await loadModel(src, new WasmBackend(module, variant)), backend: `wasm-${variant}` };
+  return { model: await loadModel(src, new WasmBackend(module, variant)), backend: `wasm-${variant}${fallback}` };
 }

@@ -30,3 +30,26 @@ export function goldenInputsK(): Float32Array {
   }
   return x;
 }
+
+/**
+ * make-kquant-matmul.cpp's activations: its LCG (seed 4242) draws each case's 16 x 512 weights (which the JSON
+ * holds, quantized), then the 512 x n activations for n = 1..9 (x10 when n % 3 == 0); cases in the JSON's order.
+ */
+export function kquantMatmulActivations(cases: number, cols = 512, rows = 16): Float32Array[][] {
+  let state = 4242;
+  const next = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return Math.fround((state | 0) / 2147483648);
+  };
+  const out: Float32Array[][] = [];
+  for (let c = 0; c < cases; c++) {
+    for (let i = 0; i < cols * rows; i++) next();
+    const perN: Float32Array[] = [];
+    for (let n = 1; n <= 9; n++) {
+      const scale = n % 3 === 0 ? 10 : 1;
+      perN.push(Float32Array.from({ length: cols * n }, () => Math.fround(next() * scale)));
+    }
+    out.push(perN);
+  }
+  return out;
+}

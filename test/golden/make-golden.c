@@ -72,6 +72,13 @@ static void k_quants(void) {
       printf("%s%.9g", t || b ? "," : "", r);
     }
   }
+  printf("],\n  \"k_vec_dot_rows\": ["); // whole rows: all 16 blocks, and the 8 weight-like ones
+  for (int t = 0; t < 3; t++) {
+    float r1, r2;
+    ggml_get_type_traits_cpu(12 + t)->vec_dot(NK, &r1, 0, ks[t], 0, a8, 0, 1);
+    ggml_get_type_traits_cpu(12 + t)->vec_dot(NK / 2, &r2, 0, ks[t] + 8 * kb[t], 0, a8 + 8 * 292, 0, 1);
+    printf("%s%.9g,%.9g", t ? "," : "", r1, r2);
+  }
   printf("]");
   printf(",\n  \"q4_K_dequantized\": \"");
   dequantize_row_q4_K(k4, dq, NK);

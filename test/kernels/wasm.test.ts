@@ -1,5 +1,6 @@
 // The WebAssembly kernels (both builds: relaxed SIMD and plain SIMD128) against the plain-TypeScript reference.
 // Both follow llama.cpp's summation order, so the tolerance is zero: results must be bit-identical.
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ReferenceBackend } from "../../src/engine/backend/reference.ts";
 import type { Backend, Weight } from "../../src/engine/backend/backend.ts";
@@ -12,6 +13,7 @@ import { attendHead, attendHeadTiled } from "../../src/engine/model/ops.ts";
 import { f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
+import { kquantMatmulActivations } from "../golden/inputs.ts";
 import { testModel } from "../helpers/models.ts";
 
 // relaxed-f64: the relaxed build with its fused relaxed_madd path off (the f64 emulation of a fused multiply-add)
@@ -46,7 +48,7 @@ function randomCase(type: number, rows: number, cols: number, n: number, seed: n
 
 describe("matrix products split across worker threads (shared memory, -mt builds)", () => {
   // rows past the split threshold; 1000 = 8 x 125 takes the repacked Q4_0 path, 300 leaves a ragged last range
-  for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.Q6_K, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
+  for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.Q4_K, 1000, true], [GGML_TYPE.Q6_K, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
     it(`${ggmlTypeName(type)} ${rows} rows, 1 and 3 tokens, on 2 and 3 threads: the one-thread bits`, async () => {
       for (const n of [1, 3]) {
         const { wBytes, x } = randomCase(type, rows, 256, n, rows + type + n);
@@ -75,7 +77,7 @@ describe("relaxed SIMD detection", () => {
 // (n >= 2, rows % 4, cols % 8), and vec_dot leftovers (cols % 32)
 const QUANT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 96, 3], [12, 64, 2], [5, 32, 1], [64, 512, 2], [8, 64, 5]];
 const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12, 40, 2], [6, 36, 3], [8, 100, 1]];
-const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1]];
+const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1], [8, 256, 5], [16, 512, 8]];
 
 describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
   for (const type of [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]) {
@@ -93,12 +95,15 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
   }
   for (const type of [GGML_TYPE.Q4_K, GGML_TYPE.Q5_K, GGML_TYPE.Q6_K]) {
     for (const [rows, cols, n] of K_SHAPES) {
-      it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)`, async () => {
-        const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
-        expect(wBytes.length).toBe(rows * rowBytes(type, cols));
-        const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, false);
-        expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, false));
-      });
+      // llama.cpp repacks Q4_K matrices whose rows are a multiple of 8 (another order); the rest take vec_dot's
+      for (const repacked of type === GGML_TYPE.Q4_K && rows % 8 === 0 ? [true, false] : [false]) {
+        it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)${repacked ? ", repacked order" : ""}`, async () => {
+          const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
+          expect(wBytes.length).toBe(rows * rowBytes(type, cols));
+          const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, repacked);
+          expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, repacked));
+        });
+      }
     }
   }
   for (const type of [GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32]) {
@@ -186,6 +191,28 @@ describe.each(VARIANTS)("wasm-%s tiled attention equals the TypeScript tiled att
       attendHeadTiled(want, Float32Array.from(q.subarray(r * qStride + d, r * qStride + 2 * d)), kc, vc, pos0 + r + 1, stride, d, new Float32Array(d));
       expect(Array.from(out.subarray(r * qStride + d, r * qStride + 2 * d)), `row ${r}`).toEqual(Array.from(want));
       expect(Number.isNaN(out[r * qStride]!), `row ${r} first head untouched`).toBe(true);
+    }
+  });
+});
+
+// llama.cpp's own K-quant matrix products (ggml's CPU backend, AVX2 build: test/golden/make-kquant-matmul.cpp),
+// 16 x 512 matrices times 1..9 tokens: Q4_K repacked (gemv for single tokens and leftovers, gemm for groups of 4)
+// and plain (vec_dot), Q5_K and Q6_K (vec_dot). Both backends must give their f32 results bit for bit.
+describe("K-quant products equal llama.cpp's (ggml CPU backend golden values) bit for bit", () => {
+  const golden = JSON.parse(readFileSync(new URL("../golden/ggml-kquant-matmul.json", import.meta.url), "utf8")) as Record<string, { weights: string; outputs: string[] }> & { rows: number; cols: number };
+  const cases = [["q4_K_repacked", GGML_TYPE.Q4_K, true], ["q4_K", GGML_TYPE.Q4_K, false], ["q5_K", GGML_TYPE.Q5_K, false], ["q6_K", GGML_TYPE.Q6_K, false]] as const;
+  const activations = kquantMatmulActivations(cases.length);
+  const bits = (a: number[]) => a.map((v) => new Uint32Array(Float32Array.of(v).buffer)[0]!.toString(16).padStart(8, "0")).join("");
+  cases.forEach(([name, type, repacked], c) => {
+    for (const backend of ["reference", ...VARIANTS] as const) {
+      it(`${name}, 1..9 tokens, ${backend}`, async () => {
+        const w = Buffer.from(golden[name]!.weights, "hex");
+        for (let n = 1; n <= 9; n++) {
+          const b = backend === "reference" ? new ReferenceBackend() : await wasmBackend(backend);
+          const ours = runMatmul(b, type, golden.rows, golden.cols, n, new Uint8Array(w), activations[c]![n - 1]!, repacked);
+          expect(bits(ours), `${n} tokens`).toBe(golden[name]!.outputs[n - 1]);
+        }
+      });
     }
   });
 });

@@ -118,16 +118,25 @@ describe("broken GGUF files: one clear error each", () => {
   });
 
   it("an unsupported tensor type", async () => {
-    // our writer cannot produce Q4_K bytes: patch the type id of a valid file instead
+    // our writer cannot produce Q3_K bytes: patch the type id of a valid file instead
     const { bytes } = await testModel("tiny", "q4_0");
     const f = await readGguf(new MemoryByteSource(bytes));
     const patched = bytes.slice();
     const name = new TextEncoder().encode("blk.0.attn_q.weight");
     const at = Buffer.from(patched).indexOf(Buffer.from(name));
     // name, then u32 n_dims (2), 2 x u64 dims, then the u32 type
-    new DataView(patched.buffer).setUint32(at + name.length + 4 + 16, GGML_TYPE.Q4_K, true);
+    new DataView(patched.buffer).setUint32(at + name.length + 4 + 16, GGML_TYPE.Q3_K, true);
     expect(f.tensors.get("blk.0.attn_q.weight")!.type).toBe(GGML_TYPE.Q4_0);
-    await expect(load(patched)).rejects.toThrow(/tensor "blk\.0\.attn_q\.weight" has type Q4_K, which this engine does not support \(supported: F32, F16, BF16, Q8_0, Q4_0\)/);
+    await expect(load(patched)).rejects.toThrow(/tensor "blk\.0\.attn_q\.weight" has type Q3_K, which this engine does not support \(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K\)/);
+  });
+
+  it("a K-quant matrix whose rows are not whole 256-value super-blocks", async () => {
+    const { bytes } = await testModel("tiny", "q4_0"); // 128-value rows
+    const patched = bytes.slice();
+    const name = new TextEncoder().encode("blk.0.attn_q.weight");
+    const at = Buffer.from(patched).indexOf(Buffer.from(name));
+    new DataView(patched.buffer).setUint32(at + name.length + 4 + 16, GGML_TYPE.Q4_K, true);
+    await expect(load(patched)).rejects.toThrow(/tensor "blk\.0\.attn_q\.weight": row length 128 is not a multiple of the Q4_K block size/);
   });
 
   it("a vocabulary that does not match the embedding", async () => {

@@ -5,12 +5,12 @@ import { describe, expect, it } from "vitest";
 import { GGML_TYPE } from "../../src/engine/ggml-types.ts";
 import { cosf, expf, f16ToF32, f32ToF16, roundF16, sinf } from "../../src/engine/numeric.ts";
 import { dequantizeRow, quantizeQ4_0, quantizeQ8_0, toBf16, toF16 } from "../../src/engine/quant.ts";
-import { dequantizeK, dotKRow, quantizeActivationsQ8_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "../../src/engine/quant-k.ts";
+import { dequantizeK, dotKRow, kDotScratch, quantizeActivationsQ8_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "../../src/engine/quant-k.ts";
 import { goldenInputs, goldenInputsK } from "../golden/inputs.ts";
 
 const golden = JSON.parse(readFileSync(new URL("../golden/ggml-golden.json", import.meta.url), "utf8")) as {
   q4_0: string; q8_0: string; f16: string; bf16: string; expf: [number, number][]; sincosf: [number, number, number][];
-  q4_K: string; q5_K: string; q6_K: string; q8_K: string; k_activations: string; k_vec_dot: number[]; q4_K_dequantized: string; q5_K_dequantized: string; q6_K_dequantized: string;
+  q4_K: string; q5_K: string; q6_K: string; q8_K: string; k_activations: string; k_vec_dot: number[]; k_vec_dot_rows: number[]; q4_K_dequantized: string; q5_K_dequantized: string; q6_K_dequantized: string;
 };
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const f = new Float32Array(1);
@@ -31,8 +31,7 @@ describe("ggml's K-quant reference quantizers and dequantizers, bit for bit", ()
       expect(hex(new Uint8Array(out.buffer))).toBe(golden[`${name}_dequantized`]);
     });
   }
-  // the same integer sums, f32 rounding in another order (ggml's AVX2 kernel keeps 8 lanes): agree to ~1e-6
-  it("K-quant dot products agree with ggml's vec_dot_q{4,5,6}_K_q8_K (AVX2 build) within 1e-5 relative", () => {
+  it("K-quant dot products equal ggml's vec_dot_q{4,5,6}_K_q8_K (AVX2 build) bit for bit: each block, whole rows", () => {
     const a = Buffer.from(golden.k_activations, "hex");
     const nb = a.length / 292;
     const dv = new DataView(a.buffer, a.byteOffset, a.length);
@@ -42,16 +41,24 @@ describe("ggml's K-quant reference quantizers and dequantizers, bit for bit", ()
       for (let j = 0; j < 256; j++) qs[b * 256 + j] = dv.getInt8(b * 292 + 4 + j);
       for (let j = 0; j < 16; j++) bsums[b * 16 + j] = dv.getInt16(b * 292 + 260 + 2 * j, true);
     }
-    const tmp = { q: new Int8Array(256), sc: new Int32Array(16), mn: new Int32Array(8) };
+    const tmp = kDotScratch();
     const errors: string[] = [];
     cases.forEach(([name], t) => {
       const w = Buffer.from(golden[name], "hex");
       const bb = w.length / nb;
       for (let b = 0; b < nb; b++) {
         const theirs = golden.k_vec_dot[t * nb + b]!;
-        const ours = dotKRow(name, w, b * bb, 256, qs, b * 256, ds, bsums, tmp);
-        if (Math.abs(ours - theirs) > 1e-5 * Math.abs(theirs)) errors.push(`${name} block ${b}: ours ${ours}, ggml ${theirs}`);
+        const ours = dotKRow(name, w, b * bb, 256, qs, b * 256, ds, bsums, "vec_dot", tmp);
+        if (ours !== Math.fround(theirs)) errors.push(`${name} block ${b}: ours ${ours}, ggml ${theirs}`);
       }
+    });
+    cases.forEach(([name], t) => {
+      const w = Buffer.from(golden[name], "hex");
+      const bb = w.length / nb;
+      const whole = dotKRow(name, w, 0, nb * 256, qs, 0, ds, bsums, "vec_dot", tmp);
+      const half = dotKRow(name, w, 8 * bb, 8 * 256, qs, 8 * 256, ds, bsums, "vec_dot", tmp);
+      if (whole !== Math.fround(golden.k_vec_dot_rows[2 * t]!)) errors.push(`${name} 16 blocks: ours ${whole}, ggml ${golden.k_vec_dot_rows[2 * t]}`);
+      if (half !== Math.fround(golden.k_vec_dot_rows[2 * t + 1]!)) errors.push(`${name} 8 blocks: ours ${half}, ggml ${golden.k_vec_dot_rows[2 * t + 1]}`);
     });
     expect(errors).toEqual([]);
   });

@@ -12,9 +12,9 @@ export interface Weight {
   offset: number;
   nbytes: number;
   /**
-   * llama.cpp's CPU backend repacks Q4_0 matrices with a multiple of 8 rows (the LM head's copy of the token
-   * embedding included) into interleaved blocks whose kernel sums in another order; kernels that reproduce
-   * llama.cpp's rounding need to know.
+   * llama.cpp's CPU backend (x86, AVX2) repacks Q4_0 and Q4_K matrices with a multiple of 8 rows (the LM head's
+   * copy of the token embedding included) into interleaved blocks whose kernels sum in another order; kernels that
+   * reproduce llama.cpp's rounding need to know.
    */
   repacked: boolean;
 }

@@ -3,7 +3,7 @@
 import { GGML_TYPE, ggmlTypeName, kQuantName } from "../ggml-types.ts";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from "../numeric.ts";
 import { dequantizeRow } from "../quant.ts";
-import { dotKRow, QK_K, quantizeActivationsQ8_K } from "../quant-k.ts";
+import { dotKRow, kDotScratch, kOrder, QK_K, quantizeActivationsQ8_K } from "../quant-k.ts";
 import { fma32, hsum8, tinyBlasDot, vecDot32Lanes, vecDotBf16 } from "./ggml-order.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
@@ -139,10 +139,11 @@ export class ReferenceBackend implements Backend {
         const nb = cols / QK_K;
         const qs = new Int8Array(n * cols), ds = new Float32Array(n * nb), bsums = new Int32Array(n * nb * 16);
         quantizeActivationsQ8_K(x.subarray(0, n * cols), qs, ds, bsums);
-        const tmp = { q: new Int8Array(QK_K), sc: new Int32Array(16), mn: new Int32Array(8) };
+        const tmp = kDotScratch();
         const rb = w.nbytes / rows;
         for (let t = 0; t < n; t++) {
-          for (let r = 0; r < rows; r++) out[t * rows + r] = dotKRow(kind, data, r * rb, cols, qs, t * cols, ds, bsums, tmp);
+          const order = kOrder(w.repacked, t, n);
+          for (let r = 0; r < rows; r++) out[t * rows + r] = dotKRow(kind, data, r * rb, cols, qs, t * cols, ds, bsums, order, tmp);
         }
         return;
       }

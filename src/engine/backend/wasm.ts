@@ -22,7 +22,7 @@ interface KernelExports {
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
-  matmul_k(kind: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
+  matmul_k(kind: number, repacked: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
   init_fused_madd(a: number, b: number, c: number): number;
   disable_fused_madd(): void;
 }
@@ -263,7 +263,7 @@ export class WasmBackend implements Backend {
         const qs = this.scratch, ds = alignUp(qs + n * cols, 16), bsums = ds + nb * 4;
         const buf = this.memory.buffer;
         quantizeActivationsQ8_K(x.subarray(0, n * cols), new Int8Array(buf, qs, n * cols), new Float32Array(buf, ds, nb), new Int32Array(buf, bsums, nb * 16));
-        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, p, r, cols, qs, ds, bsums, n, o, rows]);
+        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, w.repacked ? 1 : 0, p, r, cols, qs, ds, bsums, n, o, rows]);
         return;
       }
       default:

@@ -84,12 +84,12 @@ export function planTensors<M, V>(
   const kvDim = nKvHeads * headDim;
   const m = (name: string, rows: number, cols: number): M => {
     const info = tensor(gguf, name, [cols, rows]);
-    if (!isSupportedType(info.type) || info.nbytes < 0) {
+    if (!isSupportedType(info.type)) {
       throw new GgufError(
-        `tensor "${name}" has type ${ggmlTypeName(info.type)}, which this engine does not support (supported: F32, F16, BF16, Q8_0, Q4_0)`,
+        `tensor "${name}" has type ${ggmlTypeName(info.type)}, which this engine does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)`,
       );
     }
-    if (cols % typeLayout(info.type).blockSize !== 0) {
+    if (cols % typeLayout(info.type).blockSize !== 0 || info.nbytes < 0) {
       throw new GgufError(`tensor "${name}": row length ${cols} is not a multiple of the ${ggmlTypeName(info.type)} block size`);
     }
     return matrix(name, info, rows, cols);
@@ -140,7 +140,7 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
     header.gguf,
     cfg,
     (name, info, rows, cols) => {
-      const repacked = info.type === GGML_TYPE.Q4_0 && rows % 8 === 0;
+      const repacked = (info.type === GGML_TYPE.Q4_0 || info.type === GGML_TYPE.Q4_K) && rows % 8 === 0;
       const weight: Weight = { name, type: info.type, rows, cols, offset: backend.reserve(info.nbytes), nbytes: info.nbytes, repacked };
       reads.push({ info, weight });
       return weight;
