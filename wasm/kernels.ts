@@ -452,38 +452,43 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
 
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
 
-/** Sum of the products of 16 i8 pairs. */
-@inline function dot16_i8(a: v128, b: v128): i32 {
-  return hsum_i32(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)),
-    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b))));
-}
-
-/** get_scale_min_k4: six-bit scale (low 8 bits) and min (next 8) of sub-block j from the 12 bytes at q. */
-@inline function scale_min_k4(j: i32, q: usize): i32 {
-  const a = <i32>load<u8>(q + j), b = <i32>load<u8>(q + j + 4);
-  if (j < 4) return (a & 63) | ((b & 63) << 8);
-  const c = <i32>load<u8>(q + j - 4);
-  return ((b & 0xf) | ((c >> 6) << 4)) | (((b >> 4) | ((a >> 6) << 4)) << 8);
+/**
+ * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
+ * kmask shuffle of the AVX2 kernels (get_scale_min_k4 for all eight at once).
+ */
+@inline function k4_scales(q: usize): i64 {
+  const u0 = load<u32>(q), u2 = load<u32>(q + 8);
+  return <i64>(u0 & 0x3f3f3f3f) | (<i64>((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4)) << 32);
 }
 
 /**
- * Sub-blocks s0..s0+count-1 of one row's Q4_K block at p with one token's Q8_K block (qs at x, 16 sums at bs): the
- * exact integer sums sum_s scale[s] * (q . x over sub-block s) (low 32 bits) and sum_s min[s] * (bsums of s)
- * (high 32 bits).
+ * The block's mins times its activations' sums, as the AVX2 kernels pair them: lane k (i32) = min[2k] * q8s[2k] +
+ * min[2k+1] * q8s[2k+1], q8s[j] = bsums[2j] + bsums[2j+1] (16 i32 sums at bs; each fits i16).
  */
-@inline function q4k_sums(p: usize, x: usize, bs: usize, s0: i32, count: i32): i64 {
-  let sumi = 0, summ = 0;
+@inline function k4_min_products(q: usize, bs: usize): v128 {
+  const u1 = load<u32>(q + 4), u2 = load<u32>(q + 8);
+  const mins = <i64>(u1 & 0x3f3f3f3f) | (<i64>(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4)) << 32);
+  const b0 = v128.load(bs), b1 = v128.load(bs + 16), b2 = v128.load(bs + 32), b3 = v128.load(bs + 48);
+  const q8s = i16x8.narrow_i32x4_s(
+    i32x4.add(v128.shuffle<i32>(b0, b1, 0, 2, 4, 6), v128.shuffle<i32>(b0, b1, 1, 3, 5, 7)),
+    i32x4.add(v128.shuffle<i32>(b2, b3, 0, 2, 4, 6), v128.shuffle<i32>(b2, b3, 1, 3, 5, 7)));
+  return i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(i64x2.splat(mins)), q8s);
+}
+
+/**
+ * sum_s scale[s] * (q . x over sub-block s) for sub-blocks s0..s0+count-1 of one row's Q4_K block at p (scales from
+ * k4_scales) with one token's Q8_K values at x: exact, in i32.
+ */
+@inline function q4k_sumi(p: usize, x: usize, scales: i64, s0: i32, count: i32): i32 {
+  let acc = i32x4.splat(0);
   for (let s = s0; s < s0 + count; s++) {
-    const sm = scale_min_k4(s, p + 4);
-    let dot = 0;
+    const sc = <i32>(scales >> (<i64>s << 3)) & 0xff;
     for (let l0 = 0; l0 < 32; l0 += 16) {
       const b = v128.load(p + 16 + (<usize>(s >> 1) << 5) + l0);
-      dot += dot16_i8(s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f)), v128.load(x + (<usize>s << 5) + l0));
+      acc = i32x4.add(acc, k_quads(s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f)), v128.load(x + (<usize>s << 5) + l0), sc));
     }
-    sumi += (sm & 0xff) * dot;
-    summ += (sm >> 8) * (load<i32>(bs + (<usize>(2 * s) << 2)) + load<i32>(bs + (<usize>(2 * s + 1) << 2)));
   }
-  return (<i64>summ << 32) | <i64><u32>sumi;
+  return hsum_i32(acc);
 }
 
 /**
@@ -515,17 +520,34 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     const i = t * nb + b;
     const d8 = load<f32>(ds + (<usize>i << 2));
     const d = f16_to_f32(load<u16>(p)) * d8, dmin = f16_to_f32(load<u16>(p + 2)) * d8;
-    for (let s0 = 0; s0 < 8; s0 += per) {
-      const sums = q4k_sums(p, qs + (<usize>i << 8), bsums + (<usize>i << 6), s0, per);
-      acc = fma1(<f32><i32>sums, d, acc);
-      accm = fma1(<f32><i32>(sums >> 32), dmin, accm);
+    const x = qs + (<usize>i << 8);
+    const scales = k4_scales(p + 4);
+    const mp = k4_min_products(p + 4, bsums + (<usize>i << 6)); // lane k: sub-blocks 2k and 2k+1
+    if (per == 8) {
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 0, 8), d, acc);
+      accm = fma1(<f32>hsum_i32(mp), dmin, accm);
+    } else {
+      // gemm: per pair of sub-blocks
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 0, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 0), dmin, accm);
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 2, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 1), dmin, accm);
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 4, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 2), dmin, accm);
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 6, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 3), dmin, accm);
     }
   }
   return acc - accm;
 }
 
-/** Lanes 4m..4m+3 of a 32-value group: i32x4 of 4-product sums of 16 bytes (values v, activations x) times scale sc. */
+/**
+ * sc * (the sums of 4 consecutive products) of 16 weight values v (0..63) and 16 activations x: lane k sums bytes
+ * 4k..4k+3. Relaxed build: products paired in i16 (<= 2*63*127, no saturation), then paired again and scaled by one
+ * pmaddwd, as the AVX2 kernels do; plain build: quads_i8 times sc.
+ */
 @inline function k_quads(v: v128, x: v128, sc: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x, v), i16x8.splat(<i16>sc));
   return i32x4.mul(quads_i8(v, x), i32x4.splat(sc));
 }
 
@@ -573,8 +595,9 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     } else {
       const five = kind == 1;
       const qsw = p + (five ? 48 : 16);
+      const scales = k4_scales(p + 4);
       for (let s = 0; s < 8; s++) {
-        const sc = scale_min_k4(s, p + 4) & 0xff;
+        const sc = <i32>(scales >> (<i64>s << 3)) & 0xff;
         for (let half = 0; half < 2; half++) {
           const o = <usize>(half << 4);
           const bt = v128.load(qsw + (<usize>(s >> 1) << 5) + o);
@@ -592,28 +615,14 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     if (kind == 2) continue;
     // mins: sums of bsums pairs (q8s[j] = bsums[2j] + bsums[2j+1]) times the six-bit mins
     const dmin: f32 = -d8 * f16_to_f32(load<u16>(p + 2));
-    if (kind == 0) {
-      let prod = i32x4.splat(0);
-      prod = i32x4.replace_lane(prod, 0, k_min_pair(p, bs, 0));
-      prod = i32x4.replace_lane(prod, 1, k_min_pair(p, bs, 1));
-      prod = i32x4.replace_lane(prod, 2, k_min_pair(p, bs, 2));
-      prod = i32x4.replace_lane(prod, 3, k_min_pair(p, bs, 3));
-      accM = fma4(f32x4.splat(dmin), f32x4.convert_i32x4_s(prod), accM);
-    } else {
-      summs = fma1(dmin, <f32>(k_min_pair(p, bs, 0) + k_min_pair(p, bs, 1) + k_min_pair(p, bs, 2) + k_min_pair(p, bs, 3)), summs);
-    }
+    const prod = k4_min_products(p + 4, bs);
+    if (kind == 0) accM = fma4(f32x4.splat(dmin), f32x4.convert_i32x4_s(prod), accM);
+    else summs = fma1(dmin, <f32>hsum_i32(prod), summs);
   }
   const h = hsum8(aLo, aHi);
   if (kind == 0) return h + ((f32x4.extract_lane(accM, 0) + f32x4.extract_lane(accM, 2)) + (f32x4.extract_lane(accM, 1) + f32x4.extract_lane(accM, 3)));
   if (kind == 1) return h + summs;
   return h;
-}
-
-/** min[2k] * q8s[2k] + min[2k+1] * q8s[2k+1], q8s[j] = bsums[2j] + bsums[2j+1] (one lane of vec_dot's mins product). */
-@inline function k_min_pair(p: usize, bs: usize, k: i32): i32 {
-  const q = bs + (<usize>k << 4); // bsums 4k..4k+3
-  const q8s0 = load<i32>(q) + load<i32>(q + 4), q8s1 = load<i32>(q + 8) + load<i32>(q + 12);
-  return (scale_min_k4(2 * k, p + 4) >> 8) * q8s0 + (scale_min_k4(2 * k + 1, p + 4) >> 8) * q8s1;
 }
 
 // ---- attention of one query head over the f16 KV cache: ggml's CPU flash attention, one_chunk path ----
