@@ -381,6 +381,14 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
   return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
 }
 
+/** One token's block (Q8_0 values at x, scale at xd, sum at xs) against 4 rows' unpacked block: acc fused (relaxed). */
+@inline function q4_tok(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, dw: v128, x: usize, xd: usize, xs: usize, acc: v128): v128 {
+  const x0 = v128.load(x), x1 = v128.load(x + 16);
+  const isum = i32x4.sub(hsum4x4(dot_nibs(l0, h0, x0, x1), dot_nibs(l1, h1, x0, x1), dot_nibs(l2, h2, x0, x1), dot_nibs(l3, h3, x0, x1)),
+    i32x4.splat(load<i32>(xs) << 3));
+  return f32x4.relaxed_madd(f32x4.convert_i32x4_s(isum), f32x4.mul(dw, f32x4.splat(load<f32>(xd))), acc);
+}
+
 /** Tokens per tile in batched Q4_0 products: 16 tokens' Q8_0 activations (2048 columns: 34 KiB) stay in L2. */
 const TOKEN_TILE = 16;
 
@@ -394,6 +402,30 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
   for (let g = 0; g < rows; g += 4) {
     const p0 = w + <usize>(g >> 2) * groupBytes;
     let t = t0;
+    // fused accumulators (one register a token): four tokens share each block's unpacked weights
+    if (ASC_FEATURE_RELAXED_SIMD && sizeof<Acc>() == 4) {
+      for (; t + 3 < t1; t += 4) {
+        const xq = qs + <usize>(t * cols), xd = ds + (<usize>(t * nb) << 2), xs = sums + (<usize>(t * nb) << 2);
+        const tq = <usize>cols, td = <usize>nb << 2;
+        let p = p0;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let b = 0; b < nb; b++, p += 72) {
+          const v0 = v128.load(p + 8), v1 = v128.load(p + 24), v2 = v128.load(p + 40), v3 = v128.load(p + 56);
+          const l0 = nib_lo(v0), h0 = nib_hi(v0), l1 = nib_lo(v1), h1 = nib_hi(v1);
+          const l2 = nib_lo(v2), h2 = nib_hi(v2), l3 = nib_lo(v3), h3 = nib_hi(v3);
+          const dw = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
+          const ob = <usize>b << 5, od = <usize>b << 2;
+          a0 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + ob, xd + od, xs + od, a0);
+          a1 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + tq + ob, xd + td + od, xs + td + od, a1);
+          a2 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + 2 * tq + ob, xd + 2 * td + od, xs + 2 * td + od, a2);
+          a3 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + 3 * tq + ob, xd + 3 * td + od, xs + 3 * td + od, a3);
+        }
+        v128.store(out + (<usize>(t * ostride + g) << 2), a0);
+        v128.store(out + (<usize>((t + 1) * ostride + g) << 2), a1);
+        v128.store(out + (<usize>((t + 2) * ostride + g) << 2), a2);
+        v128.store(out + (<usize>((t + 3) * ostride + g) << 2), a3);
+      }
+    }
     for (; t + 1 < t1; t += 2) {
       const xqA = qs + <usize>(t * cols);
       const xqB = xqA + <usize>cols;
