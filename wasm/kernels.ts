@@ -1,7 +1,8 @@
 // WebAssembly SIMD matrix kernels (AssemblyScript). Built twice by wasm/build.js: with relaxed SIMD
-// (i16x8.relaxed_dot_i8x16_i7x16_s for Q4_0) and with plain SIMD128 only; ASC_FEATURE_RELAXED_SIMD picks the
-// code path at compile time. No allocator, no globals that matter: every kernel works on pointers into the
-// memory the host imports, so one instance serves one model and many instances can coexist.
+// (i16x8.relaxed_dot_i8x16_i7x16_s for the quantized products, f32x4.relaxed_madd where it is a fused multiply-add)
+// and with plain SIMD128 only; ASC_FEATURE_RELAXED_SIMD picks the code path at compile time. No allocator and one
+// global (fusedMadd, set per instance by init_fused_madd): every kernel works on pointers into the memory the host
+// imports, so one instance serves one model and many instances can coexist.
 //
 // Every kernel has a plain twin in src/engine/backend/reference.ts and is tested against it. Matrix kernels
 // write out[t*ostride + r] for token t and row r: a host splitting rows across threads passes the full row count

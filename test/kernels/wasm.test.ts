@@ -80,23 +80,11 @@ const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12,
 const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1], [8, 256, 5], [16, 512, 8]];
 
 describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
-  for (const type of [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]) {
-    for (const [rows, cols, n] of QUANT_SHAPES) {
-      // llama.cpp repacks Q4_0 matrices whose rows are a multiple of 8
-      for (const repacked of type === GGML_TYPE.Q4_0 && rows % 8 === 0 ? [true, false] : [false]) {
-        it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)${repacked ? ", repacked order" : ""}`, async () => {
-          const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
-          expect(wBytes.length).toBe(rows * rowBytes(type, cols));
-          const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, repacked);
-          expect(ours).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, repacked));
-        });
-      }
-    }
-  }
-  for (const type of [GGML_TYPE.Q4_K, GGML_TYPE.Q5_K, GGML_TYPE.Q6_K]) {
-    for (const [rows, cols, n] of K_SHAPES) {
-      // llama.cpp repacks Q4_K matrices whose rows are a multiple of 8 (another order); the rest take vec_dot's
-      for (const repacked of type === GGML_TYPE.Q4_K && rows % 8 === 0 ? [true, false] : [false]) {
+  const quantized = [[GGML_TYPE.Q4_0, QUANT_SHAPES], [GGML_TYPE.Q8_0, QUANT_SHAPES], [GGML_TYPE.Q4_K, K_SHAPES], [GGML_TYPE.Q5_K, K_SHAPES], [GGML_TYPE.Q6_K, K_SHAPES]] as const;
+  for (const [type, shapes] of quantized) {
+    for (const [rows, cols, n] of shapes) {
+      // llama.cpp repacks Q4_0 and Q4_K matrices whose rows are a multiple of 8 (other orders)
+      for (const repacked of (type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q4_K) && rows % 8 === 0 ? [true, false] : [false]) {
         it(`${ggmlTypeName(type)} ${rows}x${cols}, ${n} token(s)${repacked ? ", repacked order" : ""}`, async () => {
           const { wBytes, x } = randomCase(type, rows, cols, n, rows * 1000 + cols + n);
           expect(wBytes.length).toBe(rows * rowBytes(type, cols));
