@@ -59,6 +59,8 @@ export class NodeKernelThreads implements KernelThreads {
     }
     calls.forEach((c, i) => {
       const o = i * SLOT;
+      // the threads' halves take about as long as ours: poll a little before sleeping
+      for (let spin = 0; spin < 1 << 16 && Atomics.load(this.ctl, o + 1) !== seq; spin++);
       for (let done = Atomics.load(this.ctl, o + 1); done !== seq; done = Atomics.load(this.ctl, o + 1)) Atomics.wait(this.ctl, o + 1, done);
       if (this.ctl[o + ERROR]) {
         this.ctl[o + ERROR] = 0;
