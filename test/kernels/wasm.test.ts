@@ -9,7 +9,7 @@ import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
 import { encodeRow } from "../../src/engine/quant.ts";
-import { attendHead, attendHeadTiled } from "../../src/engine/model/ops.ts";
+import { attendHead, attendHeadTiled, geglu } from "../../src/engine/model/ops.ts";
 import { f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
@@ -128,6 +128,24 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
       return [a, Array.from(m.model.forward([42], prompt.length, m.cache))];
     };
     expect(await logits(await wasmBackend(variant))).toEqual(await logits(new ReferenceBackend()));
+  });
+});
+
+describe.each(VARIANTS)("wasm-%s GeGLU equals the TypeScript geglu bit for bit", (variant) => {
+  it("on random values, both sides of +-10, f16 ties, subnormals, infinities and NaN, in place", async () => {
+    const rand = mulberry32(11);
+    const gate = Float32Array.from({ length: 4096 }, (_, i) => (rand() * 2 - 1) * (i % 3 === 0 ? 12 : 3));
+    gate.set([-10, 10, -9.999, 9.999, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -20, -(2 ** -24), 70000, -Infinity, Infinity, NaN, 0, -0]);
+    const up = Float32Array.from({ length: gate.length }, () => rand() * 4 - 2);
+    const want = new Float32Array(gate.length);
+    geglu(want, gate, up);
+    const b = await wasmBackend(variant);
+    const g = b.reserve(gate.length * 4), u = b.reserve(up.length * 4);
+    b.commit();
+    b.f32(g, gate.length).set(gate);
+    b.f32(u, up.length).set(up);
+    b.geglu(b.f32(g, gate.length), b.f32(g, gate.length), b.f32(u, up.length));
+    expect(new Uint32Array(b.f32(g, gate.length).slice().buffer)).toEqual(new Uint32Array(want.buffer));
   });
 });
 

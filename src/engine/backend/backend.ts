@@ -53,6 +53,8 @@ export interface Backend {
    * `q` and `out`, position pos0 + r).
    */
   attendHeadTiled?(out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, stride: number, offset: number, d: number): void;
+  /** Optional: `geglu` of model/ops.ts (the same bits) in the backend's own kernels. All arrays are arena views. */
+  geglu?(out: Float32Array, gate: Float32Array, up: Float32Array): void;
   /** Scratch bytes `matmul` needs for `n` rows of `cols` activations (reserved by the model). */
   scratchBytes(cols: number, n: number): number;
   /** Set the scratch area (an arena offset of at least scratchBytes()). */

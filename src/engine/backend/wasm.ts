@@ -6,6 +6,7 @@
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
 import { dequantizeRow } from "../quant.ts";
 import { QK_K, quantizeActivationsQ8_K } from "../quant-k.ts";
+import { GELU_F16 } from "../model/ops.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
 interface KernelExports {
@@ -23,6 +24,7 @@ interface KernelExports {
   attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
   matmul_k(kind: number, repacked: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
+  geglu(out: number, gate: number, up: number, n: number, table: number): void;
   init_fused_madd(a: number, b: number, c: number): number;
   disable_fused_madd(): void;
 }
@@ -91,6 +93,9 @@ export class WasmBackend implements Backend {
   private threads: KernelThreads | undefined;
   /** The kernels use relaxed_madd, found to be a fused multiply-add here (relaxed build only). */
   readonly fusedMadd: boolean;
+  /** Arena offset of ggml's f16 GELU table (f32 values), written at the first geglu. */
+  private readonly geluTable: number;
+  private geluTableWritten = false;
 
   /**
    * `module`: the compiled kernels (relaxed or plain build; a -mt build with `shared`); `variant` names it in
@@ -103,6 +108,7 @@ export class WasmBackend implements Backend {
     const { k, fused } = instantiateKernels(module, this.memory, opts.fusedMadd);
     this.k = k;
     this.fusedMadd = fused;
+    this.geluTable = this.reserve(GELU_F16.byteLength);
   }
 
   /** The linear memory (for the host's threads to instantiate the same kernels over). */
@@ -206,6 +212,14 @@ export class WasmBackend implements Backend {
     const need = 4 * (nq * d + 128 * d + 64 + 2 * nq);
     if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`tiled attention needs head_dim % 4 == 0 and ${need} bytes of scratch`);
     this.k.attend_tiled(this.ptr(out), this.ptr(q), qStride, this.ptr(k), this.ptr(v), pos0, nq, stride, offset, d, this.scratch);
+  }
+
+  geglu(out: Float32Array, gate: Float32Array, up: Float32Array): void {
+    if (!this.geluTableWritten) {
+      this.f32(this.geluTable, GELU_F16.length).set(GELU_F16);
+      this.geluTableWritten = true;
+    }
+    this.k.geglu(this.ptr(out), this.ptr(gate), this.ptr(up), out.length, this.geluTable);
   }
 
   attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void {

@@ -155,7 +155,7 @@ export class Gemma {
       rmsNorm(xb.subarray(0, n * dim), xs, w.ffnNorm, normEps);
       b.matmul(hb, w.wGate, xb, n);
       b.matmul(hb2, w.wUp, xb, n);
-      geglu(hb.subarray(0, n * hiddenDim), hb.subarray(0, n * hiddenDim), hb2);
+      (b.geglu ? b.geglu.bind(b) : geglu)(hb.subarray(0, n * hiddenDim), hb.subarray(0, n * hiddenDim), hb2.subarray(0, n * hiddenDim));
       this.trace?.(`ffn_geglu-${l}`, hb.subarray(0, n * hiddenDim));
       b.matmul(xb, w.wDown, hb, n);
       for (let i = 0; i < n * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
