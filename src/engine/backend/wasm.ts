@@ -117,7 +117,7 @@ export class WasmBackend implements Backend {
     return this.memory;
   }
 
-  /** Split single-token matrix products across these threads from now on. */
+  /** Split matrix products (single tokens and prompt batches) across these threads from now on. */
   setThreads(threads: KernelThreads): void {
     this.sharedMemory; // checks
     this.threads = threads;
