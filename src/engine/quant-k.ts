@@ -6,6 +6,7 @@
 //   Q6_K (210 bytes): 128 bytes: low 4 bits | 64 bytes: high 2 bits | 16 int8 scales | f16 d
 // Q4_K/Q5_K: x = d*scale[s]*q - dmin*min[s] for 8 sub-blocks of 32; Q6_K: x = d*scale[s]*(q-32) for 16 of 16.
 import { hsum8 } from "./backend/ggml-order.ts";
+import { GGML_TYPE, typeLayout } from "./ggml-types.ts";
 import { f16ToF32, f32ToF16 } from "./numeric.ts";
 
 export const QK_K = 256;
@@ -279,7 +280,10 @@ export function unpackKBlock(type: "q4_K" | "q5_K" | "q6_K", src: Uint8Array, p:
   return [f16ToF32(dv.getUint16(p, true)), f16ToF32(dv.getUint16(p + 2, true))];
 }
 
-export const K_BLOCK_BYTES = { q4_K: 144, q5_K: 176, q6_K: 210 } as const;
+/** Bytes of one block, from ggml-types' layout table. */
+const K_BLOCK_BYTES = {
+  q4_K: typeLayout(GGML_TYPE.Q4_K).blockBytes, q5_K: typeLayout(GGML_TYPE.Q5_K).blockBytes, q6_K: typeLayout(GGML_TYPE.Q6_K).blockBytes,
+};
 
 /** dequantize_row_q{4,5,6}_K: n values of the row at byte `off` of `src` into out. */
 export function dequantizeK(type: "q4_K" | "q5_K" | "q6_K", src: Uint8Array, off: number, n: number, out: Float32Array): void {

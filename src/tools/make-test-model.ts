@@ -77,8 +77,7 @@ export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
   const kvDim = s.nKvHeads * s.headDim;
   const out: TensorToWrite[] = [];
   const mat = (name: string, rows: number, cols: number, std: number) => {
-    const layer = name.startsWith("blk.") ? Number(name.split(".")[1]) : -1;
-    const type = o.mix ? o.mix.typeOf(name, layer, s.nLayers) : o.type;
+    const type = o.mix ? o.mix.typeOf(name, s.nLayers) : o.type;
     const block = typeLayout(type).blockSize;
     if (cols % block !== 0) throw new Error(`${name}: ${cols} columns is not a multiple of ${block}, required by ${ggmlTypeName(type)}`);
     out.push({ name, dims: [cols, rows], type, data: () => randomRows(name, o.seed, rows, cols, type, std) });

@@ -31,8 +31,7 @@ function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | Weigh
     const cols = t.dims[0]!;
     const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
     const is2d = t.dims.filter((d) => d > 1).length >= 2;
-    const layer = t.name.startsWith("blk.") ? Number(t.name.split(".")[1]) : -1;
-    const type = !is2d ? GGML_TYPE.F32 : typeof target === "number" ? target : target.typeOf(t.name, layer, nLayers);
+    const type = !is2d ? GGML_TYPE.F32 : typeof target === "number" ? target : target.typeOf(t.name, nLayers);
     const block = typeLayout(type).blockSize;
     if (cols % block !== 0) throw new GgufError(`tensor "${t.name}": rows of ${cols} values are not a multiple of the ${block}-value ${ggmlTypeName(type)} block`);
     const inRow = rowBytes(t.type, cols);

@@ -7,8 +7,8 @@ export interface WeightMix {
   /** The type most matrices get. */
   type: number;
   fileType: number;
-  /** The type of matrix `name` of layer `layer` (-1 outside the layers) in a model of nLayers. */
-  typeOf(name: string, layer: number, nLayers: number): number;
+  /** The type of matrix `name` (its layer read from a "blk.N." prefix) in a model of nLayers. */
+  typeOf(name: string, nLayers: number): number;
 }
 
 export const WEIGHT_MIXES: Record<string, WeightMix> = {
@@ -17,8 +17,9 @@ export const WEIGHT_MIXES: Record<string, WeightMix> = {
   q4_k_m: {
     type: GGML_TYPE.Q4_K,
     fileType: LLAMA_FTYPE_Q4_K_M,
-    typeOf(name, layer, n) {
+    typeOf(name, n) {
       if (name === "token_embd.weight") return GGML_TYPE.Q6_K;
+      const layer = name.startsWith("blk.") ? Number(name.split(".")[1]) : -1;
       const eighth = Math.floor(n / 8);
       const moreBits = layer >= 0 && (layer < eighth || layer >= Math.floor((7 * n) / 8) || (layer - eighth) % 3 === 2);
       if (moreBits && (name.endsWith("attn_v.weight") || name.endsWith("ffn_down.weight"))) return GGML_TYPE.Q6_K;
