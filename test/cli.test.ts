@@ -90,6 +90,7 @@ describe("gemma-edge CLI", () => {
     [["generate", "--model", "TRUNCATED", "--prompt", "x"], 1, /truncated/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, tiny-k, gemma-2b, got "huge"/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--heads", "3", "--kv-heads", "2"], 2, /--heads 3 must be a multiple of --kv-heads 2/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--type", "q4_k"], 1, /token_embd\.weight: 128 columns is not a multiple of 256, required by Q4_K/],
   ] as [string[], number, RegExp][])("%j fails with exit code %i and one clear line", async (args, code, msg) => {
     const truncated = join(dir, "truncated.gguf");
     writeFileSync(truncated, readFileSync(model).subarray(0, 3000));
