@@ -3,8 +3,41 @@ import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
 
 let llama: Promise<Llama> | undefined;
 
+/**
+ * llama.cpp as the reference: its x86-64 AVX2 CPU kernels (ggml's "haswell" variant), whose sums our engine
+ * reproduces. node-llama-cpp ships one CPU library per x86 level and ggml loads the best one for the machine
+ * from the folder of the addon (on AVX-512 machines "zen4" or "skylakex", whose kernels sum in other orders).
+ * So on x86-64 the addon is loaded from a copy of its folder that holds only the AVX2 CPU library, through
+ * node-llama-cpp's own Llama._create (what getLlama does with the folder it finds; pinned 3.21.1), and the log
+ * line that names the CPU library it loaded is checked.
+ */
 export function getLlamaCpp(): Promise<Llama> {
-  llama ??= getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
+  llama ??= (async () => {
+    const options = { gpu: false, build: "never", logLevel: "error", progressLogs: false } as never;
+    const [fs, { tmpdir }, { join, resolve }, { createRequire }, { pathToFileURL }] = await Promise.all([
+      import("node:fs"), import("node:os"), import("node:path"), import("node:module"), import("node:url"),
+    ]);
+    const pkg = resolve(import.meta.dirname, "../../node_modules/node-llama-cpp");
+    const bins = resolve(pkg, "../@node-llama-cpp/linux-x64/bins/linux-x64");
+    if (process.arch !== "x64" || process.platform !== "linux") return getLlama(options);
+    const dir = fs.mkdtempSync(join(tmpdir(), "llama-cpp-avx2-"));
+    for (const f of fs.readdirSync(bins)) if (!f.startsWith("libggml-cpu-") || f === "libggml-cpu-haswell.so") fs.copyFileSync(join(bins, f), join(dir, f));
+    const { Llama } = await import(pathToFileURL(join(pkg, "dist/bindings/Llama.js")).href);
+    const { defaultLlamaVramPadding, defaultLlamaRamPadding } = await import(pathToFileURL(join(pkg, "dist/bindings/getLlama.js")).href);
+    const bindingPath = join(dir, "llama-addon.node");
+    const logs: string[] = [];
+    const l = (await Llama._create({
+      bindings: createRequire(import.meta.url)(bindingPath), bindingPath, buildType: "prebuilt",
+      buildMetadata: JSON.parse(fs.readFileSync(join(dir, "_nlcBuildMetadata.json"), "utf8")),
+      logLevel: "debug", logger: (_level: string, message: string) => void logs.push(message),
+      vramPadding: defaultLlamaVramPadding, ramPadding: defaultLlamaRamPadding, debug: false,
+    })) as Llama;
+    for (let i = 0; i < 100 && !logs.some((m) => /loaded CPU backend from/.test(m)); i++) await new Promise((r) => setTimeout(r, 10)); // the addon logs asynchronously
+    const loaded = logs.find((m) => /loaded CPU backend from/.test(m));
+    if (!loaded || !loaded.includes("libggml-cpu-haswell.so")) throw new Error(`llama.cpp did not load its AVX2 CPU kernels: ${loaded ?? logs.join(" | ")}`);
+    (l as unknown as { logLevel: string }).logLevel = "error";
+    return l;
+  })();
   return llama;
 }
 
