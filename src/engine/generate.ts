@@ -112,6 +112,15 @@ export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGe
   }
   if (!(Number.isInteger(req.maxTokens) && req.maxTokens > 0)) throw new RequestError(`maxTokens must be a positive integer, got ${req.maxTokens}`, "max_tokens");
   const maxTokens = Math.min(req.maxTokens, room);
+
+  try {
+    yield* decode(m, req, promptIds, maxTokens);
+  } finally {
+    await Promise.resolve(m.release?.()).catch(() => {}); // a part that is gone holds nothing to free
+  }
+}
+
+async function* decode(m: RunnableModel, req: GenerateRequest, promptIds: number[], maxTokens: number): AsyncGenerator<TokenEvent | DoneEvent> {
   const sampler = new Sampler({ ...DEFAULT_SAMPLING, ...req.sampling });
   const stops = (req.stop ?? []).filter((s) => s.length > 0);
   const matcher = new StopMatcher(stops);

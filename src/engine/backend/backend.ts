@@ -34,9 +34,11 @@ export interface Backend {
   /**
    * out[t*w.rows + r] = dot(row r of w, x[t*w.cols .. (t+1)*w.cols]) for t < n, with the activations
    * rounded the way llama.cpp's CPU backend does for the weight type (Q8_0 blocks for Q4_0/Q8_0 weights,
-   * f16 for F16, bf16 for BF16, f32 for F32). `x` and `out` must be arena views.
+   * f16 for F16, bf16 for BF16, f32 for F32). `x` and `out` must be arena views. `batchRows` (default n): rows of
+   * the llama.cpp batch these n belong to, which picks llama.cpp's kernel (tinyBLAS for 2+ rows of F16/BF16/F32);
+   * a part of a batch is summed as the whole batch would sum it, row for row.
    */
-  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void;
+  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows?: number): void;
   /**
    * Called once a weight's bytes are in the arena: a backend may rearrange them in place into the layout its
    * kernels read fastest (every later access goes through `matmul` and `dequantizeRow`).
@@ -55,8 +57,11 @@ export interface Backend {
   attendHeadTiled?(out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, stride: number, offset: number, d: number): void;
   /** Optional: `geglu` of model/ops.ts (the same bits) in the backend's own kernels. All arrays are arena views. */
   geglu?(out: Float32Array, gate: Float32Array, up: Float32Array): void;
-  /** Scratch bytes `matmul` needs for `n` rows of `cols` activations (reserved by the model). */
-  scratchBytes(cols: number, n: number): number;
+  /**
+   * Scratch bytes `matmul` needs for `n` rows of `cols` activations, and the attention kernels for `n` query rows
+   * of `headDim` (default: cols) values (reserved by the model).
+   */
+  scratchBytes(cols: number, n: number, headDim?: number): number;
   /** Set the scratch area (an arena offset of at least scratchBytes()). */
   setScratch(offset: number, bytes: number): void;
 }

@@ -65,7 +65,7 @@ export class ReferenceBackend implements Backend {
     dequantizeRow(w.type, this.bytes(w.offset, w.nbytes), row * rowBytes, w.cols, out);
   }
 
-  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void {
+  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows = n): void {
     const { rows, cols } = w;
     const data = this.bytes(w.offset, w.nbytes);
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -122,7 +122,7 @@ export class ReferenceBackend implements Backend {
           xr[i] = w.type === GGML_TYPE.F16 ? roundF16(x[i]!) : w.type === GGML_TYPE.BF16 ? bf16ToF32(f32ToBf16(x[i]!)) : x[i]!;
         }
         // llamafile_sgemm (tinyBLAS) takes batches of 2+ tokens when the shapes allow; single tokens use vec_dot
-        const tiny = n >= 2 && rows % 4 === 0 && cols % 8 === 0;
+        const tiny = batchRows >= 2 && rows % 4 === 0 && cols % 8 === 0;
         for (let t = 0; t < n; t++) {
           for (let r = 0; r < rows; r++) {
             out[t * rows + r] = tiny ? tinyBlasDot(cols, wf, r * cols, xr, t * cols)

@@ -63,6 +63,26 @@ const PAGE = 65536;
 const MAX_PAGES = 65536; // 4 GiB: the wasm32 limit
 const BASE = PAGE; // the first page is left to the module's own static data
 
+/** Arena bytes every WasmBackend uses before the model reserves anything: the module's page and the GELU table. */
+export const WASM_BASE_BYTES = BASE + alignUp(GELU_F16.byteLength);
+
+/** WebAssembly memory for an arena of `bytes` (reserve() sizes, aligned, plus WASM_BASE_BYTES): whole 64 KiB pages. */
+export function wasmMemoryBytes(arenaBytes: number): number {
+  return Math.ceil(arenaBytes / PAGE) * PAGE;
+}
+
+/**
+ * Scratch for `n` rows of `cols` activations and attention over `headDim` values per head:
+ * Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
+ * or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
+ * or the query and accumulator of an attention head (8 x head_dim);
+ * or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
+ */
+export function wasmScratchBytes(cols: number, n: number, headDim = cols): number {
+  const attention = Math.max(8 * headDim, 4 * (n * headDim + 128 * headDim + 64 + 2 * n));
+  return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4 + 8 * n + 256, (cols / 32) * 72, attention) + 64;
+}
+
 /** Relaxed SIMD support: validate a tiny module that uses i16x8.relaxed_dot_i8x16_i7x16_s. */
 export function hasRelaxedSimd(): boolean {
   // (module (func (result v128) v128.const i64x2 0 0 v128.const i64x2 0 0 i16x8.relaxed_dot_i8x16_i7x16_s))
@@ -91,6 +111,8 @@ export class WasmBackend implements Backend {
   private readonly x4 = new Set<number>();
 
   private threads: KernelThreads | undefined;
+  /** The memory's maximum, in pages (the budget, or 4 GiB). */
+  private readonly maxPages: number;
   /** The kernels use relaxed_madd, found to be a fused multiply-add here (relaxed build only). */
   readonly fusedMadd: boolean;
   /** Arena offset of ggml's f16 GELU table (f32 values), written at the first geglu. */
@@ -102,13 +124,21 @@ export class WasmBackend implements Backend {
    * messages. `shared`: the memory is a shared one, for setThreads(). `fusedMadd: false`: never use relaxed_madd
    * (tests compare both paths).
    */
-  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean } = {}) {
+  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean; maxBytes?: number } = {}) {
     this.name = `wasm-${variant}`;
-    this.memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: opts.shared ?? false });
+    this.maxPages = opts.maxBytes === undefined ? MAX_PAGES : Math.min(MAX_PAGES, Math.floor(opts.maxBytes / PAGE));
+    if (this.maxPages < 2) throw new RangeError(`a WebAssembly memory budget of ${opts.maxBytes} bytes is below two 64 KiB pages`);
+    // the maximum is the budget: growing past it fails, it never happens silently
+    this.memory = new WebAssembly.Memory({ initial: 2, maximum: this.maxPages, shared: opts.shared ?? false });
     const { k, fused } = instantiateKernels(module, this.memory, opts.fusedMadd);
     this.k = k;
     this.fusedMadd = fused;
     this.geluTable = this.reserve(GELU_F16.byteLength);
+  }
+
+  /** Bytes of WebAssembly memory this backend holds now (what a budget is checked against). */
+  get memoryBytes(): number {
+    return this.memory.buffer.byteLength;
   }
 
   /** The linear memory (for the host's threads to instantiate the same kernels over). */
@@ -155,8 +185,12 @@ export class WasmBackend implements Backend {
 
   commit(): void {
     const pages = Math.ceil(this.size / PAGE);
-    if (pages > MAX_PAGES) {
-      throw new RangeError(`the model needs ${(this.size / 2 ** 30).toFixed(2)} GiB of WebAssembly memory; wasm32 allows 4 GiB`);
+    if (pages > this.maxPages) {
+      throw new RangeError(
+        this.maxPages === MAX_PAGES
+          ? `the model needs ${(this.size / 2 ** 30).toFixed(2)} GiB of WebAssembly memory; wasm32 allows 4 GiB`
+          : `the model needs ${pages * PAGE} bytes of WebAssembly memory, over its budget of ${this.maxPages * PAGE} bytes`,
+      );
     }
     const have = this.memory.buffer.byteLength / PAGE;
     if (pages > have) this.memory.grow(pages - have);
@@ -173,12 +207,8 @@ export class WasmBackend implements Backend {
     return new Uint16Array(this.memory.buffer, offset, length);
   }
 
-  scratchBytes(cols: number, n: number): number {
-    // Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
-    // or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
-    // or the query and accumulator of an attention head (cols >= head_dim).
-    // or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
-    return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4 + 512 * cols + 8 * n + 256, (cols / 32) * 72, 8 * cols) + 64;
+  scratchBytes(cols: number, n: number, headDim = cols): number {
+    return wasmScratchBytes(cols, n, headDim);
   }
 
   prepareWeight(w: Weight): void {
@@ -228,11 +258,11 @@ export class WasmBackend implements Backend {
     this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), n, stride, offset, d, this.scratch);
   }
 
-  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number): void {
+  matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows = n): void {
     const { rows, cols } = w;
     const xp = this.ptr(x);
     const op = this.ptr(out);
-    if (this.scratchBytes(cols, n) > this.scratchLen) throw new Error(`matmul of ${n} x ${cols} needs more scratch than reserved`);
+    if (wasmScratchBytes(cols, n, 0) > this.scratchLen) throw new Error(`matmul of ${n} x ${cols} needs more scratch than reserved`);
     const k = this.k;
     const rowBytes = w.nbytes / rows;
     switch (w.type) {
@@ -252,7 +282,7 @@ export class WasmBackend implements Backend {
       case GGML_TYPE.BF16:
       case GGML_TYPE.F32: {
         // llamafile_sgemm (tinyBLAS) takes batches of 2+ tokens when the shapes allow; single tokens use vec_dot
-        const tiny = n >= 2 && rows % 4 === 0 && cols % 8 === 0 ? 1 : 0;
+        const tiny = batchRows >= 2 && rows % 4 === 0 && cols % 8 === 0 ? 1 : 0;
         if (w.type === GGML_TYPE.F32) {
           this.split("matmul_f32", w, rowBytes, op, (p, r, o) => [p, r, cols, xp, n, o, rows, tiny]);
           return;

@@ -1,0 +1,148 @@
+// The forward pass over a model held in parts (model/part.ts): the embedding rows of a chunk come from the
+// vocabulary parts that hold them, the hidden state goes through the layer parts in order, and the last token's
+// final state through every vocabulary part's slice of the LM head, in parallel. A part runs in this process
+// (LocalPart) or in another host (a shard: src/hosts/shard-client.ts): the pipeline only sees PartRunner. A model
+// in one part is the same code with one runner. The arithmetic of every row is the single-process engine's, so
+// where a part runs changes nothing in the logits.
+import type { GemmaConfig } from "./config.ts";
+import { chunks, type Outputs } from "./model/gemma.ts";
+import type { ModelPart, PartSpec } from "./model/part.ts";
+
+/** One call of a part's layers: `n` rows at positions pos.. of sequence `slot` (see Chunk for batchRows, outputs). */
+export interface LayerCall {
+  slot: number;
+  pos: number;
+  n: number;
+  batchRows: number;
+  outputs: Outputs;
+}
+
+/** A part of the model, wherever it runs. Returned arrays may be views that the next call overwrites. */
+export interface PartRunner {
+  readonly spec: PartSpec;
+  /** Scaled embeddings (n, dim) of tokens inside the part's vocabulary slice. */
+  embed(tokens: number[]): Promise<Float32Array> | Float32Array;
+  /** The part's layers on hidden states (call.n, dim); the rows left (see Outputs). */
+  layers(x: Float32Array, call: LayerCall): Promise<Float32Array> | Float32Array;
+  /** The part's slice of the logits for one final hidden state (dim). */
+  head(h: Float32Array): Promise<Float32Array> | Float32Array;
+  /** Sequence `slot` ended: the part may forget its positions. */
+  release(slot: number): Promise<void> | void;
+}
+
+/** A part in this process. */
+export class LocalPart implements PartRunner {
+  readonly part: ModelPart;
+  constructor(part: ModelPart) {
+    this.part = part;
+  }
+  get spec(): PartSpec {
+    return this.part.spec;
+  }
+  embed(tokens: number[]): Float32Array {
+    return this.part.embed(tokens);
+  }
+  layers(x: Float32Array, c: LayerCall): Float32Array {
+    return this.part.layers(x, c.slot, c.pos, c.n, c.batchRows, c.outputs);
+  }
+  head(h: Float32Array): Float32Array {
+    return this.part.head(h);
+  }
+  release(slot: number): void {
+    this.part.release(slot);
+  }
+}
+
+export interface PipelineOptions {
+  /** Tokens per chunk: every part is sized for it (a multiple of 4 when it is less than ubatch). */
+  chunk: number;
+  /** llama.cpp's micro-batch (512): prompts are cut where llama.cpp cuts them. */
+  ubatch?: number;
+  contextSize: number;
+}
+
+export class Pipeline {
+  readonly cfg: GemmaConfig;
+  /** Parts with layers, in layer order; parts with a vocabulary slice, in vocabulary order. */
+  readonly layerParts: PartRunner[];
+  readonly vocabParts: PartRunner[];
+  readonly runners: PartRunner[];
+  private readonly opts: Required<PipelineOptions>;
+  private readonly x: Float32Array; //      (chunk, dim) embeddings gathered from several vocabulary parts
+  private readonly logits: Float32Array; // (vocabSize) slices gathered from several vocabulary parts
+
+  constructor(cfg: GemmaConfig, runners: PartRunner[], opts: PipelineOptions) {
+    this.cfg = cfg;
+    this.runners = runners;
+    this.opts = { ubatch: 512, ...opts };
+    this.layerParts = runners.filter((r) => r.spec.layers).sort((a, b) => a.spec.layers![0] - b.spec.layers![0]);
+    this.vocabParts = runners.filter((r) => r.spec.vocab).sort((a, b) => a.spec.vocab![0] - b.spec.vocab![0]);
+    cover("layers", this.layerParts.map((r) => r.spec.layers!), cfg.nLayers);
+    cover("vocab", this.vocabParts.map((r) => r.spec.vocab!), cfg.vocabSize);
+    const several = this.vocabParts.length > 1;
+    this.x = new Float32Array(several ? opts.chunk * cfg.dim : 0);
+    this.logits = new Float32Array(several ? cfg.vocabSize : 0);
+  }
+
+  /** Process `tokens` at positions pos.. of sequence `slot` and return the logits of the last one. */
+  async forward(tokens: number[], pos: number, slot = 0): Promise<Float32Array> {
+    if (!tokens.length) throw new Error("forward() needs at least one token");
+    if (pos + tokens.length > this.opts.contextSize) {
+      throw new RangeError(`context full: ${pos + tokens.length} tokens do not fit in a context of ${this.opts.contextSize}`);
+    }
+    const { dim } = this.cfg;
+    for (const c of chunks(tokens.length, this.opts.ubatch, this.opts.chunk)) {
+      let x = await this.embed(tokens.slice(c.start, c.start + c.n));
+      for (const part of this.layerParts) {
+        const n = x.length / dim;
+        if (n === 0) break;
+        x = await part.layers(x, { slot, pos: pos + c.start, n, batchRows: c.batchRows, outputs: c.outputs });
+      }
+      if (c.outputs === "last") return this.head(x.subarray(x.length - dim));
+    }
+    throw new Error("unreachable");
+  }
+
+  /** Sequence `slot` ended: tell every part. */
+  async release(slot = 0): Promise<void> {
+    await Promise.all(this.layerParts.map((p) => p.release(slot)));
+  }
+
+  private async embed(ids: number[]): Promise<Float32Array> {
+    if (this.vocabParts.length === 1) return this.vocabParts[0]!.embed(ids);
+    const { dim } = this.cfg;
+    for (const id of ids) if (!(id >= 0 && id < this.cfg.vocabSize)) throw new RangeError(`token id ${id} is outside the vocabulary of ${this.cfg.vocabSize}`);
+    // each token's row from the part whose slice holds it, the parts asked at once
+    await Promise.all(
+      this.vocabParts.map(async (part) => {
+        const [v0, v1] = part.spec.vocab!;
+        const at = ids.flatMap((id, t) => (id >= v0 && id < v1 ? [t] : []));
+        if (!at.length) return;
+        const rows = await part.embed(at.map((t) => ids[t]!));
+        at.forEach((t, i) => this.x.set(rows.subarray(i * dim, (i + 1) * dim), t * dim));
+      }),
+    );
+    return this.x.subarray(0, ids.length * dim);
+  }
+
+  private async head(h: Float32Array): Promise<Float32Array> {
+    if (this.vocabParts.length === 1) return this.vocabParts[0]!.head(h);
+    await Promise.all(
+      this.vocabParts.map(async (part) => {
+        const slice = await part.head(h);
+        this.logits.set(slice, part.spec.vocab![0]);
+      }),
+    );
+    return this.logits;
+  }
+}
+
+/** Check that ranges, sorted, cover [0, n) exactly once. */
+function cover(what: string, ranges: [number, number][], n: number): void {
+  let at = 0;
+  for (const [a, b] of ranges) {
+    if (a !== at) throw new Error(`the parts' ${what} ranges do not cover [0, ${n}) exactly: [${ranges.map((r) => `[${r}]`).join(", ")}]`);
+    at = b;
+  }
+  if (at !== n) throw new Error(`the parts' ${what} ranges do not cover [0, ${n}) exactly: [${ranges.map((r) => `[${r}]`).join(", ")}]`);
+}

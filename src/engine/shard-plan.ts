@@ -1,0 +1,151 @@
+// How a model is split so that every host stays within a memory budget: a plan of parts (model/part.ts), each
+// a range of layers or a slice of the vocabulary, sized with the same layout the loader allocates (partBytes),
+// for the WebAssembly backend every shard runs. A model that fits the budget is one part: the plan with one
+// shard is how an unsharded host runs too.
+//
+// Budget: the WebAssembly memory of one isolate (weights, KV cache for `sequences` x `contextSize` positions,
+// activations of one prefill chunk, the kernels' scratch and tables), in whole 64 KiB pages. A production
+// isolate has 128 MB for that *and* the JavaScript heap (Cloudflare Workers limits: "128 MB per isolate,
+// including the JavaScript heap and WebAssembly allocations"): the default budget of 100 MB leaves 28 MB for
+// the heap of a shard (its code, message buffers and RoPE table).
+import { wasmMemoryBytes, wasmScratchBytes, WASM_BASE_BYTES } from "./backend/wasm.ts";
+import type { GemmaConfig } from "./config.ts";
+import { partBytes, partTensors, type PartBytes, type PartSizing, type PartSpec, type TensorLookup } from "./model/part.ts";
+
+export const DEFAULT_BUDGET_MB = 100;
+/** Megabytes as Cloudflare writes its limits: 10^6 bytes (the smaller reading of "128 MB"). */
+export const MB = 1e6;
+
+export interface ShardPlanOptions {
+  /** WebAssembly memory per part, in bytes; undefined: no limit (one part). */
+  budgetBytes?: number;
+  contextSize: number;
+  /** Sequences in flight at once: each layer part keeps KV for each (default 1). */
+  sequences?: number;
+  /** The largest prefill chunk wanted (default 512, llama.cpp's micro-batch); the plan may choose a smaller one. */
+  maxChunk?: number;
+}
+
+export interface PlannedPart {
+  index: number;
+  spec: PartSpec;
+  /** What the part reserves, by kind. */
+  bytes: PartBytes;
+  /** Its WebAssembly memory: the reservations plus the backend's own page and tables, in whole pages. */
+  memoryBytes: number;
+}
+
+export interface ShardPlan {
+  parts: PlannedPart[];
+  /** Tokens per prefill chunk, the same for every part. */
+  chunk: number;
+  budgetBytes?: number;
+  contextSize: number;
+  sequences: number;
+}
+
+export class PlanError extends Error {
+  override name = "PlanError";
+}
+
+/** The smaller chunks a plan may choose: multiples of 4 (see model/gemma.ts chunks()). */
+const CHUNKS = [256, 128, 64, 32, 16, 8, 4];
+/** Vocabulary slices are whole multiples of this many rows (the repacked layouts group 4 or 8 rows). */
+const SLICE_ROWS = 64;
+
+export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanOptions): ShardPlan {
+  const sequences = o.sequences ?? 1;
+  const maxChunk = Math.max(1, Math.min(o.maxChunk ?? 512, o.contextSize));
+  const base = { contextSize: o.contextSize, sequences };
+  const size = (spec: PartSpec, chunk: number) => {
+    const sizing: PartSizing = { ...base, chunk };
+    const bytes = partBytes(cfg, partTensors(cfg, lookup, spec), spec, sizing, wasmScratchBytes);
+    return { bytes, memoryBytes: wasmMemoryBytes(WASM_BASE_BYTES + bytes.total) };
+  };
+  const plan = (specs: PartSpec[], chunk: number): ShardPlan => ({
+    parts: specs.map((spec, index) => ({ index, spec, ...size(spec, chunk) })),
+    chunk, budgetBytes: o.budgetBytes, ...base,
+  });
+  const budget = o.budgetBytes;
+  const whole: PartSpec = { layers: [0, cfg.nLayers], vocab: [0, cfg.vocabSize] };
+  if (budget === undefined || size(whole, maxChunk).memoryBytes <= budget) return plan([whole], maxChunk);
+
+  // layers: contiguous ranges packed greedily, for the largest chunk that needs no more parts than the smallest
+  const fits = (spec: PartSpec, chunk: number) => size(spec, chunk).memoryBytes <= budget;
+  const pack = (chunk: number): PartSpec[] | undefined => {
+    const out: PartSpec[] = [];
+    for (let a = 0; a < cfg.nLayers; ) {
+      if (!fits({ layers: [a, a + 1] }, chunk)) return undefined;
+      let b = a + 1;
+      while (b < cfg.nLayers && fits({ layers: [a, b + 1] }, chunk)) b++;
+      out.push({ layers: [a, b] });
+      a = b;
+    }
+    return out;
+  };
+  // the vocabulary: as few equal slices (whole multiples of 64 rows) as fit
+  const groups = Math.ceil(cfg.vocabSize / SLICE_ROWS);
+  const slice = (chunk: number): PartSpec[] | undefined => {
+    for (let k = 1; k <= groups; k++) {
+      const per = Math.ceil(groups / k) * SLICE_ROWS;
+      if (!fits({ vocab: [0, Math.min(per, cfg.vocabSize)] }, chunk)) continue;
+      const slices: PartSpec[] = [];
+      for (let v = 0; v < cfg.vocabSize; v += per) slices.push({ vocab: [v, Math.min(v + per, cfg.vocabSize)] });
+      return slices;
+    }
+    return undefined;
+  };
+  // the chunk: the largest of those that need the fewest parts
+  const candidates = [maxChunk, ...CHUNKS.filter((c) => c < maxChunk)];
+  let best: { chunk: number; specs: PartSpec[] } | undefined;
+  for (const chunk of candidates) {
+    const layers = pack(chunk);
+    const vocab = layers && slice(chunk);
+    if (vocab && (!best || layers!.length + vocab.length < best.specs.length)) best = { chunk, specs: [...layers!, ...vocab] };
+  }
+  if (best) return plan(best.specs, best.chunk);
+  if (!pack(4)) throw new PlanError(overBudget(cfg, lookup, o, size, 4));
+  const one = size({ vocab: [0, SLICE_ROWS] }, 4);
+  throw new PlanError(
+    `token_embd.weight cannot be split to fit the budget of ${fmtMB(budget)}: a slice of ${SLICE_ROWS} rows already needs ` +
+      `${fmtMB(one.memoryBytes)} of WebAssembly memory (${describe(one.bytes)})`,
+  );
+}
+
+/** Why no layer fits: the first layer that does not, with its largest tensor, its KV and its activations. */
+function overBudget(
+  cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanOptions,
+  size: (spec: PartSpec, chunk: number) => { bytes: PartBytes; memoryBytes: number }, chunk: number,
+): string {
+  for (let l = 0; l < cfg.nLayers; l++) {
+    const s = size({ layers: [l, l + 1] }, chunk);
+    if (s.memoryBytes <= o.budgetBytes!) continue;
+    const biggest = partTensors(cfg, lookup, { layers: [l, l + 1] }).reduce((a, b) => (b.nbytes > a.nbytes ? b : a));
+    return (
+      `layer ${l} does not fit the budget of ${fmtMB(o.budgetBytes!)} even alone with a ${chunk}-token chunk: it needs ` +
+      `${fmtMB(s.memoryBytes)} of WebAssembly memory (${describe(s.bytes)}; its largest tensor, ${biggest.name}, is ${fmtMB(biggest.nbytes)}; ` +
+      `KV for ${o.sequences ?? 1} sequence(s) of ${o.contextSize} positions). Raise the budget, or lower the context size or the sequences.`
+    );
+  }
+  return `no layer packing fits the budget of ${fmtMB(o.budgetBytes!)}`;
+}
+
+function describe(b: PartBytes): string {
+  return `weights ${fmtMB(b.weights)}, KV ${fmtMB(b.kv)}, activations ${fmtMB(b.activations)}, scratch ${fmtMB(b.scratch)}`;
+}
+
+export function fmtMB(bytes: number): string {
+  return `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
+}
+
+/** One line per part, for `npm start` and `gemma-edge shard-plan`. */
+export function describePlan(p: ShardPlan): string {
+  const head = p.budgetBytes === undefined
+    ? `one part (no budget): ${fmtMB(p.parts[0]!.memoryBytes)} of WebAssembly memory`
+    : `${p.parts.length} part(s) for a budget of ${fmtMB(p.budgetBytes)} each, prefill chunks of ${p.chunk} tokens, KV for ${p.sequences} sequence(s) of ${p.contextSize} positions`;
+  const lines = p.parts.map((s) => {
+    const what = [s.spec.layers && `layers [${s.spec.layers[0]}, ${s.spec.layers[1]})`, s.spec.vocab && `vocab [${s.spec.vocab[0]}, ${s.spec.vocab[1]})`].filter(Boolean).join(" + ");
+    return `  shard ${s.index}: ${what.padEnd(34)} ${fmtMB(s.memoryBytes).padStart(9)} (${describe(s.bytes)})`;
+  });
+  return [head, ...lines].join("\n");
+}
