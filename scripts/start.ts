@@ -1,16 +1,23 @@
 // `npm start`: serve a model with `wrangler dev` on 127.0.0.1. Makes the built-in default model (a generated
 // tiny Gemma GGUF with the chat template) when it is missing, or serves MODEL=path/to/file.gguf, after putting
-// the file into the local R2 bucket under its own name. PORT changes the port (default 8787).
+// the file into the local R2 bucket under its own name. PORT changes the port (default 8787). SHARD_BUDGET_MB
+// splits the model across shard Workers, each within that much WebAssembly memory (see shard-configs.ts).
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createWriteStream } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from "node:fs";
 import { basename, resolve } from "node:path";
 import { SHAPES, WEIGHT_TYPES, writeTestModel } from "../src/tools/make-test-model.ts";
 import { MODELS_BUCKET, putLocal } from "../src/tools/r2.ts";
+import { readModelHeader } from "../src/engine/model/load.ts";
+import { describePlan, MB, planShards } from "../src/engine/shard-plan.ts";
+import { FileByteSource } from "../src/hosts/node-file-source.ts";
+import { shardedConfigs } from "../src/tools/shard-configs.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const port = Number(process.env.PORT ?? 8787);
 if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`PORT must be a port number, got "${process.env.PORT}"`);
 const BUCKET = MODELS_BUCKET;
+// wrangler dev's local state (R2, Durable Objects); GEMMA_EDGE_STATE_DIR gives tests servers of their own
+const state = resolve(root, process.env.GEMMA_EDGE_STATE_DIR ?? ".wrangler/state");
 
 function fail(msg: string): never {
   process.stderr.write(`npm start: ${msg}\n`);
@@ -36,24 +43,72 @@ const modelId = key.replace(/\.gguf$/i, "");
 
 // seed local R2 (skipped when this exact file is already there)
 // kept inside the local state folder: deleting the state forgets the seeding too
-const stamp = resolve(root, ".wrangler/state/gemma-edge-seeded.json");
+const stamp = resolve(state, "gemma-edge-seeded.json");
 const st = statSync(model);
 const want = `${model}:${st.size}:${st.mtimeMs}`;
 const seeded: Record<string, string> = existsSync(stamp) ? JSON.parse(readFileSync(stamp, "utf8")) : {};
 if (seeded[key] !== want) {
   process.stderr.write(`putting ${model} (${(st.size / 1e6).toFixed(1)} MB) into local R2 as ${BUCKET}/${key} ...\n`);
-  await putLocal({ file: model, key, bucket: BUCKET }).catch((e: Error) => fail(`could not put the model into local R2: ${e.message}`));
-  mkdirSync(resolve(root, ".wrangler/state"), { recursive: true });
+  await putLocal({ file: model, key, bucket: BUCKET, persistTo: state }).catch((e: Error) => fail(`could not put the model into local R2: ${e.message}`));
+  mkdirSync(state, { recursive: true });
   writeFileSync(stamp, JSON.stringify({ ...seeded, [key]: want }));
 }
 
+// SHARD_BUDGET_MB: the model split by the plan for that budget, each shard a Worker script of its own, all of
+// them under one wrangler dev (the first config is the front; the others are reachable through bindings only)
+const configs = process.env.SHARD_BUDGET_MB ? await shardedDev(process.env.SHARD_BUDGET_MB) : undefined;
 const child = spawn(
   "wrangler",
-  ["dev", "--ip", "127.0.0.1", "--port", String(port), "--var", `MODEL_ID:${modelId}`, "--var", `MODEL_KEY:${key}`, "--show-interactive-dev-session=false"],
+  [
+    "dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
+    ...(configs
+      ? configs.flatMap((c) => ["-c", c])
+      : ["--var", `MODEL_ID:${modelId}`, "--var", `MODEL_KEY:${key}`]),
+    "--persist-to", state,
+  ],
   { cwd: root, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" } },
 );
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+
+/** Plan the split of MODEL for a budget of `mb` MB, print it, and write the Worker configs; their paths. */
+async function shardedDev(mb: string): Promise<string[]> {
+  const budgetMb = Number(mb);
+  if (!(budgetMb > 0)) fail(`SHARD_BUDGET_MB must be a positive number of MB, got "${mb}"`);
+  const vars = wranglerVars();
+  if (process.env.CONTEXT_SIZE) vars.CONTEXT_SIZE = process.env.CONTEXT_SIZE;
+  const src = await FileByteSource.open(model);
+  let plan;
+  try {
+    const header = await readModelHeader(src, { contextSize: vars.CONTEXT_SIZE ? Number(vars.CONTEXT_SIZE) : undefined });
+    plan = planShards(header.cfg, (n) => header.gguf.tensors.get(n), { budgetBytes: budgetMb * MB, contextSize: header.contextSize, maxChunk: header.maxBatch });
+  } catch (e) {
+    fail(`cannot split ${model} for SHARD_BUDGET_MB=${mb}: ${(e as Error).message}`);
+  } finally {
+    await src.close?.();
+  }
+  process.stderr.write(`${describePlan(plan)}\n`);
+  const dir = resolve(state, "../sharded");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const configs = shardedConfigs({ plan, modelId, modelKey: key, budgetMb, vars, allowReset: process.env.ALLOW_SHARD_RESET === "1" }, dir);
+  return configs.map((c) => {
+    const file = resolve(dir, `${c.name}.toml`);
+    writeFileSync(file, c.toml);
+    return file;
+  });
+}
+
+/** The [vars] of wrangler.toml (string values), to give the sharded front the same settings. */
+function wranglerVars(): Record<string, string> {
+  const toml = readFileSync(resolve(root, "wrangler.toml"), "utf8");
+  const section = toml.slice(toml.indexOf("\n[vars]") + 1).split(/\n\[/)[0]!;
+  const vars: Record<string, string> = {};
+  for (const m of section.matchAll(/^([A-Z_]+)\s*=\s*"([^"]*)"/gm)) vars[m[1]!] = m[2]!;
+  delete vars.MODEL_ID;
+  delete vars.MODEL_KEY;
+  return vars;
+}
 
 // tell the user where it is once the model answers
 const url = `http://127.0.0.1:${port}`;

@@ -10,6 +10,7 @@ import chatPage from "../build/chat.html";
 export { ModelHost } from "./hosts/durable-object.ts";
 
 const apps = new WeakMap<object, Hono<AppEnv>>();
+const configJson = new WeakMap<object, string>();
 
 /** The app for a set of bindings (built once per env object; settings are read once). */
 export function appFor(env: Env): Hono<AppEnv> {
@@ -35,6 +36,7 @@ export function appFor(env: Env): Hono<AppEnv> {
     chatPage,
   });
   const headers = { [CONFIG_HEADER]: JSON.stringify(hosted) };
+  configJson.set(env, headers[CONFIG_HEADER]);
   // a Durable Object stub is an I/O object: one per request
   app = createApp(config, (bindings) => {
     const ns = (bindings as Env).MODEL_HOST;
@@ -46,6 +48,15 @@ export function appFor(env: Env): Hono<AppEnv> {
 
 export default {
   fetch(request: Request, env: Env, ctx: unknown): Response | Promise<Response> {
+    const path = new URL(request.url).pathname;
+    if (env.ALLOW_SHARD_RESET === "1" && path.startsWith("/__test/reset-shard/")) return resetShard(env, path.slice("/__test/reset-shard/".length));
     return appFor(env).fetch(request, env, ctx as never);
   },
 };
+
+/** Tests only (ALLOW_SHARD_RESET = "1"): reset shard <i> of the model, as the platform may at any time. */
+async function resetShard(env: Env, index: string): Promise<Response> {
+  appFor(env); // the model's settings, as the app sends them
+  const stub = env.MODEL_HOST.get(env.MODEL_HOST.idFromName(env.MODEL_ID)) as unknown as FetchTarget;
+  return stub.fetch(`https://model-host/reset-shard?index=${encodeURIComponent(index)}`, { headers: { [CONFIG_HEADER]: configJson.get(env)! } });
+}

@@ -1,15 +1,44 @@
-// The Durable Object that owns one model (one instance per model id): the weights, read from R2 into
-// WebAssembly memory once, and the queue of its requests. It speaks the RemoteModelService protocol. What it
-// serves (R2 key, context size, queue settings) arrives with each call from the Worker, so that one class can
-// host any configured model.
-import type { DurableObjectState, R2Bucket } from "@cloudflare/workers-types";
+// The Durable Object that owns one model (one instance per model id): the coordinator. It reads the GGUF header
+// from R2, plans the parts the model runs in for its memory budget (engine/shard-plan.ts), and runs the queue
+// and the sampler. A model that fits the budget (or any model, without one) is one part, held here in
+// WebAssembly memory; a larger one runs in shards, Durable Objects of their own Worker scripts (shard-host.ts)
+// bound as SHARD_0, SHARD_1, ..., each holding its part, driven through the same pipeline. It speaks the
+// RemoteModelService protocol to the Worker. What it serves (R2 key, context size, queue settings) arrives with
+// each call from the Worker, so that one class can host any configured model.
+import type { DurableObjectNamespace, DurableObjectState, R2Bucket, WebSocket as CfWebSocket } from "@cloudflare/workers-types";
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
-import { loadModel } from "../engine/model/load.ts";
+import { loadModel, readModelHeader, type LoadOptions, type RunnableModel } from "../engine/model/load.ts";
+import { partTensors } from "../engine/model/part.ts";
+import { Pipeline } from "../engine/pipeline.ts";
+import { MB, planShards } from "../engine/shard-plan.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
-import { LocalModelService, type ServiceRequest } from "./model-service.ts";
+import { LocalModelService, type ServiceRequest, type ShardReport } from "./model-service.ts";
 import { pullIntoR2 } from "./pull-through.ts";
 import { R2ByteSource } from "./r2-source.ts";
+import { eachLimited, RemoteShard } from "./shard-client.ts";
+
+/** Shards loading at once: each reads its ~100 MB from R2 (see the README on start-up). */
+const SHARD_LOAD_CONCURRENCY = 4;
+
+export interface CoordinatorEnv {
+  MODELS: R2Bucket;
+  MODEL_SOURCE_AUTH?: string;
+  /** WebAssembly memory per part, in MB (10^6 bytes); unset: no budget (one part, up to 4 GiB). */
+  SHARD_BUDGET_MB?: string;
+  /** Shard scripts this deployment has, bound as SHARD_0 ... SHARD_<n-1>. */
+  SHARD_COUNT?: string;
+  /** "1" in test configurations only: POST /__test/reset-shard/<i> resets a shard. */
+  ALLOW_SHARD_RESET?: string;
+  [binding: `SHARD_${number}`]: DurableObjectNamespace | undefined;
+}
+
+/** The parts of the loaded model (or of the one being loaded), for /health. */
+interface Parts {
+  local?: { backend: WasmBackend; report: Omit<ShardReport, "status" | "wasm_memory_bytes" | "sequences_in_use">; inUse: () => number };
+  remote?: RemoteShard[];
+  budgetBytes: number | null;
+}
 
 /** How the Worker tells the Durable Object what to serve (the x-model-config header, JSON). */
 export interface HostedModelConfig {
@@ -36,9 +65,91 @@ export class ModelHost {
   /** The etag of the R2 object the current service loaded. */
   private loadedEtag: string | undefined;
 
-  constructor(_state: DurableObjectState, env: { MODELS: R2Bucket; MODEL_SOURCE_AUTH?: string }) {
+  private readonly env: CoordinatorEnv;
+  private readonly budgetBytes: number | undefined;
+  private readonly shardCount: number;
+  private parts: Parts | undefined;
+
+  constructor(_state: DurableObjectState, env: CoordinatorEnv) {
+    this.env = env;
     this.bucket = env.MODELS;
     this.sourceAuth = env.MODEL_SOURCE_AUTH || undefined;
+    const mb = env.SHARD_BUDGET_MB ? Number(env.SHARD_BUDGET_MB) : undefined;
+    if (mb !== undefined && !(mb > 0)) throw new Error(`SHARD_BUDGET_MB must be a positive number of MB, got "${env.SHARD_BUDGET_MB}"`);
+    this.budgetBytes = mb === undefined ? undefined : Math.floor(mb * MB);
+    this.shardCount = Number(env.SHARD_COUNT ?? 0) || 0;
+  }
+
+  /**
+   * Load the model as the plan for this host's budget says: one part here, or every part in its shard (at most
+   * SHARD_LOAD_CONCURRENCY loading at once; all are tried, and a failure names each shard that failed).
+   */
+  private async loadModel(c: HostedModelConfig, src: R2ByteSource, opts: LoadOptions): Promise<RunnableModel> {
+    this.parts?.remote?.forEach((s) => s.close()); // a model loaded before (an older file): its connections go
+    const header = await readModelHeader(src, opts);
+    const { cfg, gguf, contextSize, maxBatch } = header;
+    const lookup = (name: string) => gguf.tensors.get(name);
+    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch });
+    const budget = this.budgetBytes ?? null;
+    if (plan.parts.length === 1) {
+      const relaxed = hasRelaxedSimd();
+      const backend = new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd", { maxBytes: this.budgetBytes });
+      const m = await loadModel(src, backend, { ...opts, maxBatch: plan.chunk }, header);
+      this.parts = { local: { backend, report: { index: 0, ...plan.parts[0]!.spec, budget_bytes: budget }, inUse: () => m.part.sequencesInUse }, budgetBytes: budget };
+      return m;
+    }
+    if (plan.parts.length > this.shardCount) {
+      throw new Error(
+        `the model needs ${plan.parts.length} shards for a budget of ${this.env.SHARD_BUDGET_MB} MB; this deployment has ${this.shardCount} ` +
+          `(SHARD_0..SHARD_${this.shardCount - 1}): deploy it for this model with \`gemma-edge deploy\``,
+      );
+    }
+    const shards = plan.parts.map((p) => {
+      const tensors = partTensors(cfg, lookup, p.spec).map((t) => {
+        const info = gguf.tensors.get(t.name)!;
+        return { name: info.name, type: info.type, dims: info.dims, offset: info.offset, nbytes: info.nbytes };
+      });
+      const load = { index: p.index, key: c.key, etag: src.etag, cfg, spec: p.spec, tensors, sizing: { contextSize, sequences: plan.sequences, chunk: plan.chunk }, budgetBytes: this.budgetBytes! };
+      return new RemoteShard(load, () => this.connectShard(c.modelId, p.index));
+    });
+    this.parts = { remote: shards, budgetBytes: budget };
+    let loaded = 0;
+    const total = plan.parts.reduce((s, p) => s + p.bytes.weights, 0);
+    const errors = await eachLimited(shards, SHARD_LOAD_CONCURRENCY, async (shard) => {
+      await shard.ensureReady();
+      loaded += plan.parts[shards.indexOf(shard)]!.bytes.weights;
+      opts.onProgress?.(loaded, total);
+    });
+    if (errors.length) throw new Error(errors.map((e) => e.message).join("; "));
+    const pipeline = new Pipeline(cfg, shards, { chunk: plan.chunk, contextSize });
+    return { ...header, forward: (tokens, pos) => pipeline.forward(tokens, pos, 0), release: () => pipeline.release(0) };
+  }
+
+  /** A WebSocket to shard `index`'s Durable Object (one instance per model id in each shard script). */
+  private async connectShard(modelId: string, index: number): Promise<CfWebSocket> {
+    const ns = this.env[`SHARD_${index}`];
+    if (!ns) throw new Error(`no SHARD_${index} binding in this deployment`);
+    const res = await ns.get(ns.idFromName(modelId)).fetch("https://shard/connect", { headers: { Upgrade: "websocket" } });
+    if (res.status !== 101 || !res.webSocket) throw new Error(`it answered ${res.status} to a WebSocket upgrade: ${await res.text().catch(() => "")}`);
+    return res.webSocket;
+  }
+
+  /** Each part and how it stands (what /health lists). */
+  private async shardReports(): Promise<ShardReport[]> {
+    const p = this.parts;
+    if (!p) return [];
+    if (p.local) {
+      return [{ ...p.local.report, status: "ready", wasm_memory_bytes: p.local.backend.memoryBytes, sequences_in_use: p.local.inUse() }];
+    }
+    return Promise.all(
+      p.remote!.map(async (shard, index): Promise<ShardReport> => {
+        const s = await shard.status();
+        const base = { index, ...shard.spec, budget_bytes: p.budgetBytes };
+        if (!s) return { ...base, status: shard.lastError ? "unreachable" : "empty", wasm_memory_bytes: 0, sequences_in_use: 0, ...(shard.lastError ? { error: shard.lastError } : {}) };
+        const error = s.error ?? shard.lastError;
+        return { ...base, status: s.status, wasm_memory_bytes: s.wasm_memory_bytes, sequences_in_use: s.sequences_in_use, ...(error ? { error } : {}) };
+      }),
+    );
   }
 
   /** The model's R2 object, first pulled from the configured source when it is missing. */
@@ -73,13 +184,13 @@ export class ModelHost {
     if (this.service && json === this.configJson) return this.service;
     const c = JSON.parse(json) as HostedModelConfig;
     this.loadedEtag = undefined;
-    const relaxed = hasRelaxedSimd();
     this.configJson = json;
     this.config = c;
     this.service = new LocalModelService({
       modelId: c.modelId,
       openSource: (onDownload) => this.open(c, onDownload),
-      loadModel: (src, opts) => loadModel(src, new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd"), opts),
+      loadModel: (src, opts) => this.loadModel(c, src as R2ByteSource, opts),
+      shards: () => this.shardReports(),
       contextSize: c.contextSize,
       maxBatch: c.maxBatch,
       maxQueue: c.maxQueue,
@@ -112,6 +223,14 @@ export class ModelHost {
         }
         case "/generate":
           return this.generate(service, (await request.json()) as ServiceRequest);
+        case "/reset-shard": {
+          // tests only: reset a shard as the platform may (eviction, restart) at any time
+          const i = Number(new URL(request.url).searchParams.get("index"));
+          const shard = this.parts?.remote?.[i];
+          if (this.env.ALLOW_SHARD_RESET !== "1" || !shard) return Response.json({ host_error: "no such shard, or resets are not allowed here" }, { status: 404 });
+          await shard.reset();
+          return Response.json({ reset: i });
+        }
         default:
           return Response.json({ host_error: `no model host route ${path}` }, { status: 404 });
       }

@@ -58,6 +58,21 @@ export interface ModelStatus {
   phase?: "downloading" | "loading";
   context_size?: number;
   queue_length: number;
+  /** The parts the model runs in (one for a model that fits its host; see engine/shard-plan.ts). */
+  shards?: ShardReport[];
+}
+
+/** One part of the model as /health lists it. */
+export interface ShardReport {
+  index: number;
+  layers?: [number, number];
+  vocab?: [number, number];
+  status: "empty" | "loading" | "ready" | "error" | "unreachable";
+  /** The byte length of its WebAssembly.Memory, and that memory's maximum (null: no budget, 4 GiB). */
+  wasm_memory_bytes: number;
+  budget_bytes: number | null;
+  sequences_in_use: number;
+  error?: string;
 }
 
 export interface ModelInfo {
@@ -99,6 +114,8 @@ export interface LocalServiceOptions {
   maxQueue?: number;
   requestTimeoutMs?: number;
   keepAliveMs?: number;
+  /** The parts of the model and how they stand, for status() (hosts that know them). */
+  shards?: () => Promise<ShardReport[]>;
   /**
    * Whether status() starts loading in the background (default true). The Durable Object says false: it loads
    * inside a response body (see durable-object.ts) when the Worker asks it to warm up.
@@ -168,7 +185,8 @@ export class LocalModelService implements ModelService {
   /** Where loading stands; starts loading (unless autoLoad is off) when idle, or a few seconds after a failure. */
   async status(): Promise<ModelStatus> {
     if (this.opts.autoLoad !== false && this.shouldLoad) void this.load().catch(() => {});
-    const base = { model: this.modelId, queue_length: this.waiting.length + (this.busy ? 1 : 0) };
+    const shards = await this.opts.shards?.();
+    const base = { model: this.modelId, queue_length: this.waiting.length + (this.busy ? 1 : 0), ...(shards ? { shards } : {}) };
     if (this.model) {
       const total = this.progress.total;
       return { ...base, status: "ready", progress: 1, loaded_bytes: total, total_bytes: total, context_size: this.model.contextSize };

@@ -22,6 +22,8 @@ export interface Env {
   CORS_ORIGINS?: string;
   /** Secret: when set, every route but /health needs "Authorization: Bearer <API_KEY>". */
   API_KEY?: string;
+  /** "1" in test configurations only: POST /__test/reset-shard/<i> resets shard <i> (see durable-object.ts). */
+  ALLOW_SHARD_RESET?: string;
 }
 
 export function intVar(env: Env, name: keyof Env): number | undefined {

@@ -37,7 +37,7 @@ describe("a model split into parts gives the single-process logits bit for bit",
   // 9 prompt tokens in chunks of 4 (the last chunk is one token of a 9-row micro-batch: still tinyBLAS, still the
   // gemm groups), 70 in chunks of 16 (the tiled attention of 64+ row micro-batches, computed 16 rows at a time)
   for (const [shape, type, vocab] of [["tiny-gqa", "q4_0", 1536], ["tiny-k", "q4_k", 1024], ["tiny-gqa", "f16", 1536]] as const) {
-    for (const [n, chunk] of [[9, 4], [70, 16]] as const) {
+    for (const [n, chunk] of [[9, 4], [70, 16], [140, 8]] as const) {
       it(`${shape} ${type}, ${n}-token prompt: 3 layer parts, 3 vocabulary slices, chunks of ${chunk}`, async () => {
         const { bytes } = await testModel(shape, type);
         const whole = await loadModel(new MemoryByteSource(bytes), await loadWasmBackend(), { contextSize: 256 });
