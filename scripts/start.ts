@@ -10,7 +10,7 @@ import { MODELS_BUCKET, putLocal } from "../src/tools/r2.ts";
 import { readModelHeader } from "../src/engine/model/load.ts";
 import { describePlan, MB, planShards } from "../src/engine/shard-plan.ts";
 import { FileByteSource } from "../src/hosts/node-file-source.ts";
-import { shardedConfigs } from "../src/tools/shard-configs.ts";
+import { projectVars, shardedConfigs } from "../src/tools/shard-configs.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const port = Number(process.env.PORT ?? 8787);
@@ -75,7 +75,7 @@ child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 async function shardedDev(mb: string): Promise<string[]> {
   const budgetMb = Number(mb);
   if (!(budgetMb > 0)) fail(`SHARD_BUDGET_MB must be a positive number of MB, got "${mb}"`);
-  const vars = wranglerVars();
+  const vars = projectVars();
   if (process.env.CONTEXT_SIZE) vars.CONTEXT_SIZE = process.env.CONTEXT_SIZE;
   const src = await FileByteSource.open(model);
   let plan;
@@ -97,17 +97,6 @@ async function shardedDev(mb: string): Promise<string[]> {
     writeFileSync(file, c.toml);
     return file;
   });
-}
-
-/** The [vars] of wrangler.toml (string values), to give the sharded front the same settings. */
-function wranglerVars(): Record<string, string> {
-  const toml = readFileSync(resolve(root, "wrangler.toml"), "utf8");
-  const section = toml.slice(toml.indexOf("\n[vars]") + 1).split(/\n\[/)[0]!;
-  const vars: Record<string, string> = {};
-  for (const m of section.matchAll(/^([A-Z_]+)\s*=\s*"([^"]*)"/gm)) vars[m[1]!] = m[2]!;
-  delete vars.MODEL_ID;
-  delete vars.MODEL_KEY;
-  return vars;
 }
 
 // tell the user where it is once the model answers

@@ -70,7 +70,7 @@ describe("gemma-edge CLI", () => {
   });
 
   it("prints help for every command", async () => {
-    for (const args of [["--help"], ["tokenize", "--help"], ["generate", "--help"], ["make-test-model", "--help"]]) {
+    for (const args of [["--help"], ["tokenize", "--help"], ["generate", "--help"], ["make-test-model", "--help"], ["shard-plan", "--help"], ["deploy", "--help"]]) {
       const r = await run(...args);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/Usage: gemma-edge/);
@@ -91,6 +91,10 @@ describe("gemma-edge CLI", () => {
     [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, tiny-k, gemma-2b, got "huge"/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--heads", "3", "--kv-heads", "2"], 2, /--heads 3 must be a multiple of --kv-heads 2/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--type", "q4_k"], 1, /token_embd\.weight: 128 columns is not a multiple of 256, required by Q4_K/],
+    [["shard-plan", "--model", "MODEL", "--budget-mb", "0"], 2, /--budget-mb must be a number > 0, got "0"/],
+    [["shard-plan", "--model", "MODEL", "--budget-mb", "0.2"], 1, /layer 0 does not fit the budget of 0\.20 MB even alone with a 4-token chunk: it needs 0\.\d+ MB .*its largest tensor, blk\.0\.\w+\.weight/],
+    [["deploy", "--model-key", "nowhere.gguf", "--dry-run"], 2, /no copy of "nowhere\.gguf" here to read its header from: give --model FILE, or R2_ACCESS_KEY_ID/],
+    [["deploy", "--model-key", "m.gguf", "--model", "MODEL", "--prefix", "Bad Name"], 2, /--prefix must be lowercase letters, digits and dashes/],
   ] as [string[], number, RegExp][])("%j fails with exit code %i and one clear line", async (args, code, msg) => {
     const truncated = join(dir, "truncated.gguf");
     writeFileSync(truncated, readFileSync(model).subarray(0, 3000));
@@ -100,6 +104,41 @@ describe("gemma-edge CLI", () => {
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stdout).toBe("");
   });
+});
+
+describe("gemma-edge shard-plan and deploy --dry-run", () => {
+  it("shard-plan prints the parts for a budget, and --json the same plan with every size", async () => {
+    const text = await run("shard-plan", "--model", model, "--budget-mb", "0.7");
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^\d part\(s\) for a budget of 0\.70 MB each, prefill chunks of \d+ tokens, KV for 1 sequence\(s\) of 512 positions\n/);
+    const j = JSON.parse((await run("shard-plan", "--model", model, "--budget-mb", "0.7", "--json")).stdout);
+    expect(j).toMatchObject({ budget_bytes: 700000, context_size: 512, sequences: 1 });
+    // tiny-gqa: 3 layers and 1536 tokens, every part within budget, layers and vocabulary each covered once
+    expect(j.parts.flatMap((p: any) => (p.layers ? [p.layers] : []))).toEqual([[0, 1], [1, 2], [2, 3]]);
+    const slices = j.parts.filter((p: any) => p.vocab).map((p: any) => p.vocab);
+    expect(slices.length).toBeGreaterThanOrEqual(1);
+    expect([slices[0][0], slices.at(-1)[1]]).toEqual([0, 1536]);
+    slices.slice(1).forEach((v: number[], i: number) => expect(v[0]).toBe(slices[i][1]));
+    for (const p of j.parts) expect(p.wasm_memory_bytes).toBeLessThanOrEqual(700000);
+    const whole = JSON.parse((await run("shard-plan", "--model", model, "--json", "--context", "64")).stdout);
+    expect(whole.parts).toEqual([expect.objectContaining({ index: 0, layers: [0, 3], vocab: [0, 1536] })]);
+  });
+
+  it("deploy --dry-run writes one private config per Worker script and builds each bundle, in dependency order", async () => {
+    const out = join(dir, "deploy");
+    const r = await run("deploy", "--model-key", "m.gguf", "--model", model, "--budget-mb", "0.7", "--dry-run", "--outdir", out);
+    expect(r.code).toBe(0);
+    const built = [...r.stdout.matchAll(/^built (\S+) +(.+?) +bundle (\d[\d.]* KiB) \/ gzip: ([\d.]+ KiB)$/gm)].map((m) => m[1]);
+    const shards = built.filter((n) => n!.includes("-shard-"));
+    expect(built.slice(-2)).toEqual(["gemma-edge-coordinator", "gemma-edge"]);
+    expect(shards.length).toBeGreaterThanOrEqual(4);
+    expect(r.stdout).toMatch(/\d+ Worker scripts built into .*deploy \(nothing deployed\)/);
+    for (const n of [...shards, "gemma-edge-coordinator"]) expect(readFileSync(join(out, `${n}.toml`), "utf8")).toMatch(/workers_dev = false\npreview_urls = false/);
+    const coordinator = readFileSync(join(out, "gemma-edge-coordinator.toml"), "utf8");
+    expect(coordinator).toContain(`SHARD_COUNT = "${shards.length}"`);
+    expect(coordinator).toContain('script_name = "gemma-edge-shard-0"');
+    expect(readFileSync(join(out, "gemma-edge.toml"), "utf8")).toMatch(/script_name = "gemma-edge-coordinator"[\s\S]*MODEL_KEY = "m\.gguf"/);
+  }, 240_000);
 });
 
 describe("gemma-edge r2 put --local", () => {

@@ -1,15 +1,19 @@
-// The `gemma-edge` command line: tokenize, generate, make-test-model. One clear line on stderr and a
-// non-zero exit code for every error; `--help` for each command.
+// The `gemma-edge` command line: serve, bench, quantize, convert, r2 put, tokenize, generate, make-test-model,
+// and (each in a module of its own, see COMMANDS) shard-plan and deploy. One clear line on stderr and a non-zero
+// exit code for every error; `--help` for each command.
 import { createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { generate } from "../engine/generate.ts";
-import { FileByteSource } from "../hosts/node-file-source.ts";
+import { num, openModelFile as open, parse, required, UsageError, type Command } from "./args.ts";
+import { deployCommand } from "./deploy.ts";
+import { shardPlanCommand } from "./shard-plan.ts";
 import { BACKEND_NAMES, loadNodeModel } from "../hosts/node-backend.ts";
 import { SHAPES, WEIGHT_MIXES, WEIGHT_TYPES, writeTestModel, type TestModelShape } from "../tools/make-test-model.ts";
 
-class UsageError extends Error {}
+/** Commands that live in modules of their own (the rest are below, in this file). */
+const COMMANDS: Command[] = [shardPlanCommand, deployCommand];
+const COMMAND_LIST = COMMANDS.map((c) => `  ${c.name.padEnd(17)}${c.summary}`).join("\n");
 
 const HELP: Record<string, string> = {
   main: `gemma-edge: Gemma inference on WebAssembly, checked against llama.cpp
@@ -19,13 +23,13 @@ Usage: gemma-edge <command> [options]
 Commands:
   serve            serve the OpenAI and TGI HTTP APIs for a model file
   bench            measure speed and memory, optionally next to llama.cpp
-  quantize         F32/F16/BF16 GGUF to Q4_0 or Q8_0
+  quantize         F32/F16/BF16 GGUF to Q4_0, Q8_0, Q4_K, Q5_K, Q6_K or Q4_K_M
   convert          Hugging Face Gemma checkpoint (safetensors) to GGUF
   r2 put           put a model file into the local R2 bucket that wrangler dev serves
   tokenize         print the token ids of a text
   generate         generate text from a prompt
   make-test-model  write a Gemma-architecture GGUF with deterministic random weights
-
+\${COMMAND_LIST}
 Run "gemma-edge <command> --help" for the options of a command.`,
   tokenize: `Usage: gemma-edge tokenize --model FILE --text STR
 
@@ -104,40 +108,6 @@ Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comm
   --rope-dims N        rotate only the first N dimensions of each head (gemma.rope.dimension_count)
   --no-chat-template   leave tokenizer.chat_template out of the file`,
 };
-
-type Values = Record<string, string | boolean | string[] | undefined>;
-
-function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>): { values: Values } {
-  try {
-    const { values } = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: false, strict: true });
-    return { values: values as Values };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-function num(v: unknown, flag: string, { min = -Infinity, max = Infinity, int = false } = {}): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
-    throw new UsageError(`--${flag} must be ${int ? "an integer" : "a number"}${min > -Infinity ? ` >= ${min}` : ""}${max < Infinity ? ` and <= ${max}` : ""}, got "${String(v)}"`);
-  }
-  return n;
-}
-
-function required(v: unknown, flag: string): string {
-  if (typeof v !== "string" || v === "") throw new UsageError(`--${flag} is required`);
-  return v;
-}
-
-async function open(path: string) {
-  try {
-    return await FileByteSource.open(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new Error(err.code === "ENOENT" ? `model file not found: ${path}` : `cannot open ${path}: ${err.message}`);
-  }
-}
 
 async function cmdTokenize(args: string[]): Promise<number> {
   const { values } = parse(args, { model: { type: "string" }, text: { type: "string" } });
@@ -448,6 +418,11 @@ function help(cmd: string): number {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    const own = COMMANDS.find((c) => c.name === cmd);
+    if (own) {
+      if (rest.includes("--help") || rest.includes("-h")) return (process.stdout.write(own.help + "\n"), 0);
+      return await own.run(rest);
+    }
     switch (cmd) {
       case undefined:
       case "help":
@@ -471,7 +446,7 @@ export async function main(argv: string[]): Promise<number> {
       case "convert":
         return await cmdConvert(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, convert, r2, tokenize, generate, make-test-model)`);
+        throw new UsageError(`unknown command "${cmd}" (commands: serve, bench, quantize, convert, r2, tokenize, generate, make-test-model, ${COMMANDS.map((c) => c.name).join(", ")})`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

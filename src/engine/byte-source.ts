@@ -53,27 +53,30 @@ export class HttpByteSource implements ByteSource {
   readonly name: string;
   readonly size: number;
   private readonly headers: Record<string, string>;
-  private constructor(name: string, size: number, headers: Record<string, string>) {
+  private readonly fetch: typeof fetch;
+  private constructor(name: string, size: number, headers: Record<string, string>, f: typeof fetch) {
     this.name = name;
     this.size = size;
     this.headers = headers;
+    this.fetch = f;
   }
 
-  static async open(url: string, headers: Record<string, string> = {}): Promise<HttpByteSource> {
-    const res = await fetch(url, { method: "HEAD", headers });
+  /** `f`: the fetch to use (e.g. one that signs requests for an S3 API); default the global one. */
+  static async open(url: string, headers: Record<string, string> = {}, f: typeof fetch = (...a) => fetch(...a)): Promise<HttpByteSource> {
+    const res = await f(url, { method: "HEAD", headers });
     if (!res.ok) throw new ByteSourceError(`${url}: HEAD answered HTTP ${res.status}`);
     const len = Number(res.headers.get("content-length"));
     if (!Number.isSafeInteger(len) || len <= 0) {
       throw new ByteSourceError(`${url}: HEAD gave no usable Content-Length`);
     }
-    return new HttpByteSource(url, len, headers);
+    return new HttpByteSource(url, len, headers, f);
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     checkRange(this, offset, length);
     const out = into ?? new Uint8Array(length);
     if (length === 0) return out;
-    const res = await fetch(this.name, {
+    const res = await this.fetch(this.name, {
       headers: { ...this.headers, Range: `bytes=${offset}-${offset + length - 1}` },
     });
     if (res.status !== 206) {

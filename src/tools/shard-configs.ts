@@ -4,6 +4,7 @@
 // Objects of one script "may share global memory with other instances defined in the same Worker code"
 // (Cloudflare's Durable Objects docs). Used by `npm start` (all of them under one `wrangler dev`) and by
 // `gemma-edge deploy` (deployed in dependency order: shards, coordinator, front).
+import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import type { ShardPlan } from "../engine/shard-plan.ts";
 import { MODELS_BUCKET, PROJECT_ROOT } from "./r2.ts";
@@ -85,4 +86,15 @@ export function shardedConfigs(d: ShardedDeployment, dir: string): WorkerConfig[
     });
   }
   return out;
+}
+
+/** The [vars] of the project's wrangler.toml (string values), but the model's: the sharded front's settings. */
+export function projectVars(): Record<string, string> {
+  const toml = readFileSync(resolve(PROJECT_ROOT, "wrangler.toml"), "utf8");
+  const section = toml.slice(toml.indexOf("\n[vars]") + 1).split(/\n\[/)[0]!;
+  const vars: Record<string, string> = {};
+  for (const m of section.matchAll(/^([A-Z_]+)\s*=\s*"([^"]*)"/gm)) vars[m[1]!] = m[2]!;
+  delete vars.MODEL_ID;
+  delete vars.MODEL_KEY;
+  return vars;
 }
