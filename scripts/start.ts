@@ -80,7 +80,8 @@ async function shardedDev(mb: string): Promise<string[]> {
   const src = await FileByteSource.open(model);
   let plan;
   try {
-    const header = await readModelHeader(src, { contextSize: vars.CONTEXT_SIZE ? Number(vars.CONTEXT_SIZE) : undefined });
+    // the coordinator plans from the same settings (CONTEXT_SIZE, MAX_BATCH), so it finds the shards planned here
+    const header = await readModelHeader(src, { contextSize: vars.CONTEXT_SIZE ? Number(vars.CONTEXT_SIZE) : undefined, maxBatch: vars.MAX_BATCH ? Number(vars.MAX_BATCH) : undefined });
     plan = planShards(header.cfg, (n) => header.gguf.tensors.get(n), { budgetBytes: budgetMb * MB, contextSize: header.contextSize, maxChunk: header.maxBatch });
   } catch (e) {
     fail(`cannot split ${model} for SHARD_BUDGET_MB=${mb}: ${(e as Error).message}`);

@@ -52,7 +52,8 @@ Deploying needs wrangler's credentials (CLOUDFLARE_API_TOKEN, or "npx wrangler l
     const src = await headerSource(key, bucket, typeof values.model === "string" ? values.model : undefined);
     let plan;
     try {
-      const header = await readModelHeader(src, { contextSize });
+      const maxBatch = projectVars().MAX_BATCH; // the coordinator plans from the same settings
+      const header = await readModelHeader(src, { contextSize, maxBatch: maxBatch ? Number(maxBatch) : undefined });
       plan = planShards(header.cfg, (n) => header.gguf.tensors.get(n), { budgetBytes: Math.floor(budgetMb * MB), contextSize: header.contextSize, maxChunk: header.maxBatch });
     } finally {
       await src.close?.();

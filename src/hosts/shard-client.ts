@@ -3,9 +3,11 @@
 // Calls wait for their answer; a socket that closes fails every call in flight at once (a shard that was
 // reset ends the stream with an error, never a hang), and the next call reconnects and reloads.
 // Platform limits this respects (Cloudflare Workers docs, read Dec 2026): a connection counts toward the six
-// an invocation may have "waiting for response headers" only until its 101 arrives, so the coordinator opens
-// at most SHARD_CONNECT_CONCURRENCY at a time; afterwards messages are not subrequests, so the subrequests of a
-// request (10,000 on paid plans) do not grow with its tokens: one per shard when it (re)connects.
+// an invocation may have "waiting for response headers" only until its 101 arrives: at most 4 handshakes are in
+// flight while the model loads (SHARD_LOAD_CONCURRENCY in durable-object.ts), afterwards at most the vocabulary
+// slices a forward step asks at once (3 for Gemma-2B at 100 MB). Messages on an open socket are not
+// subrequests, so a request's subrequests (10,000 on paid plans) do not grow with its tokens: one per shard
+// when it (re)connects.
 import type { WebSocket as CfWebSocket } from "@cloudflare/workers-types";
 import type { LayerCall, PartRunner } from "../engine/pipeline.ts";
 import type { PartSpec } from "../engine/model/part.ts";
@@ -14,8 +16,6 @@ import { decodeFrame, encodeFrame, shardName, type ShardLoad, type ShardResponse
 /** What opens the socket: a Durable Object stub's fetch with Upgrade: websocket. */
 export type ShardConnector = () => Promise<CfWebSocket>;
 
-/** Handshakes in flight at once (Workers: six connections waiting for headers per invocation). */
-export const SHARD_CONNECT_CONCURRENCY = 4;
 /** A call without an answer for this long fails (a shard that hangs without closing its socket). */
 const CALL_TIMEOUT_MS = 120_000;
 /** Loading a part reads up to ~100 MB from R2. */

@@ -94,4 +94,22 @@ describe("a part refuses what it cannot hold", () => {
     expect(() => vocab.layers(x, 0, 0, 1, 1, "all")).toThrow(/holds no layers/);
     await expect(loadPart(src, await loadWasmBackend(), cfg, (n) => gguf.tensors.get(n), { vocab: [3, 100] }, sizing)).rejects.toThrow(/multiple of 8/);
   });
+
+  it("a part over its memory budget fails naming both sizes; a truncated file names the tensor it could not read", async () => {
+    const { bytes } = await testModel("tiny-gqa", "q4_0");
+    const gguf = await readGguf(new MemoryByteSource(bytes));
+    const cfg = configFromGguf(gguf);
+    const sizing = { contextSize: 64, sequences: 1, chunk: 8 };
+    const { kernelModule } = await import("../../src/hosts/node-wasm.ts");
+    const { WasmBackend } = await import("../../src/engine/backend/wasm.ts");
+    const small = new WasmBackend(await kernelModule("relaxed"), "relaxed", { maxBytes: 256 * 1024 });
+    await expect(loadPart(new MemoryByteSource(bytes), small, cfg, (n) => gguf.tensors.get(n), { layers: [0, 3] }, sizing)).rejects.toThrow(
+      /the model needs \d+ bytes of WebAssembly memory, over its budget of 262144 bytes/,
+    );
+    const last = gguf.tensors.get("blk.2.ffn_down.weight")!;
+    const cut = new MemoryByteSource(bytes.subarray(0, last.offset + 10));
+    await expect(loadPart(cut, await loadWasmBackend(), cfg, (n) => gguf.tensors.get(n), { layers: [2, 3] }, sizing)).rejects.toThrow(
+      new RegExp(`tensor "blk\\.2\\.ffn_down\\.weight" \\(${last.nbytes} bytes at offset ${last.offset}\\): `),
+    );
+  });
 });

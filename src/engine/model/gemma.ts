@@ -1,7 +1,8 @@
-// The Gemma forward pass (after karpathy/llama2.c run.c): architecture only; tensor bytes are placed by load.ts
-// and part.ts, matrix kernels live in the backend. A Gemma holds a *part* of the model: any range of layers
-// and/or a slice of the vocabulary (the tied embedding / LM head). The whole model is the part that holds all
-// of both; a sharded model is several parts in several hosts that pass the hidden state along (pipeline.ts).
+// The Gemma forward pass (after karpathy/llama2.c run.c): architecture only; tensor bytes are placed by part.ts,
+// matrix kernels live in the backend. A Gemma holds a *part* of the model: any range of layers and/or a slice of
+// the vocabulary (the tied embedding / LM head). The whole model is the part that holds all of both; a sharded
+// model is several parts in several hosts that pass the hidden state along. pipeline.ts drives the steps below
+// (embed, layers, head) over the chunks that chunks() cuts a prompt into.
 import type { Backend, Weight } from "../backend/backend.ts";
 import type { GemmaConfig } from "../config.ts";
 import { f32ToF16 } from "../numeric.ts";
@@ -94,17 +95,15 @@ export class Gemma {
   readonly backend: Backend;
   readonly weights: GemmaWeights;
   readonly act: Activations;
+  /** Rows of act (the largest chunk). */
   readonly maxBatch: number;
-  /** llama.cpp's micro-batch (512): forward() cuts prompts as llama.cpp does. */
-  readonly ubatch: number;
 
-  constructor(cfg: GemmaConfig, backend: Backend, weights: GemmaWeights, act: Activations, maxBatch: number, maxPositions: number, ubatch = maxBatch) {
+  constructor(cfg: GemmaConfig, backend: Backend, weights: GemmaWeights, act: Activations, maxBatch: number, maxPositions: number) {
     this.cfg = cfg;
     this.backend = backend;
     this.weights = weights;
     this.act = act;
     this.maxBatch = maxBatch;
-    this.ubatch = ubatch;
     this.maxPositions = maxPositions;
     this.accHead = new Float32Array(cfg.headDim);
     this.embScale = Math.fround(Math.sqrt(cfg.dim));
@@ -234,19 +233,5 @@ export class Gemma {
     this.backend.matmul(this.act.logits, tokenEmbd, xb, 1);
     this.trace?.("result_output", this.act.logits);
     return this.act.logits;
-  }
-
-  /** A whole model in one part: process `tokens` at positions pos.. and return the logits of the last one. */
-  forward(tokens: number[], pos: number, cache: KvCache): Float32Array {
-    if (!tokens.length) throw new Error("forward() needs at least one token");
-    if (pos + tokens.length > cache.seqLen) {
-      throw new RangeError(`context full: ${pos + tokens.length} tokens do not fit in a context of ${cache.seqLen}`);
-    }
-    for (const c of chunks(tokens.length, this.ubatch, this.maxBatch)) {
-      this.embed(tokens.slice(c.start, c.start + c.n));
-      const rows = this.layers(c.n, pos + c.start, cache, 0, this.cfg.nLayers, c.outputs, c.batchRows);
-      if (c.outputs === "last") return this.head(this.act.x.subarray((rows - 1) * this.cfg.dim, rows * this.cfg.dim));
-    }
-    throw new Error("unreachable");
   }
 }

@@ -275,11 +275,11 @@ export async function readVector(src: ByteSource, info: { type: number; offset: 
 
 /**
  * Load a part: plan its arena, then read each of its tensors' bytes from `src` straight into it (a vocabulary
- * slice reads only its rows). `ubatch`: llama.cpp's micro-batch (chunks of it compute as it would).
+ * slice reads only its rows). A read that fails names the tensor.
  */
 export async function loadPart(
   src: ByteSource, backend: Backend, cfg: GemmaConfig, lookup: TensorLookup, spec: PartSpec, sizing: PartSizing,
-  opts: { ubatch?: number; onProgress?: (loaded: number, total: number) => void } = {},
+  opts: { onProgress?: (loaded: number, total: number) => void } = {},
 ): Promise<ModelPart> {
   if (!(Number.isInteger(sizing.chunk) && sizing.chunk >= 1)) throw new RangeError(`a chunk must be a positive integer, got ${sizing.chunk}`);
   if (!(Number.isInteger(sizing.sequences) && sizing.sequences >= 1)) throw new RangeError(`sequences must be a positive integer, got ${sizing.sequences}`);
@@ -291,12 +291,15 @@ export async function loadPart(
   const total = tensors.reduce((s, t) => s + t.nbytes, 0);
   let loaded = 0;
   const weights = new Map<string, Weight | Float32Array>();
+  const named = <T>(t: PartTensor, p: Promise<T>) => p.catch((e: Error) => {
+    throw new Error(`tensor "${t.name}" (${t.nbytes} bytes at offset ${t.offset}): ${e.message}`);
+  });
   for (const { t, offset } of r.tensors) {
     if (t.kind === "vector") {
-      weights.set(t.name, await readVector(src, t, t.cols, backend.f32(offset, t.cols)));
+      weights.set(t.name, await named(t, readVector(src, t, t.cols, backend.f32(offset, t.cols))));
     } else {
       const w: Weight = { name: t.name, type: t.type, rows: t.rows, cols: t.cols, offset, nbytes: t.nbytes, repacked: t.repacked };
-      await src.read(t.offset, t.nbytes, backend.bytes(offset, t.nbytes));
+      await named(t, src.read(t.offset, t.nbytes, backend.bytes(offset, t.nbytes)));
       backend.prepareWeight(w);
       weights.set(t.name, w);
       await new Promise((res) => setTimeout(res, 0)); // a host's other work (progress probes) gets a turn
@@ -325,6 +328,6 @@ export async function loadPart(
   };
   const act = Object.fromEntries(Object.entries(r.act).map(([k, a]) => [k, backend.f32(a.offset, a.n)])) as unknown as Activations;
   for (const c of r.caches) c.bind();
-  const gemma = new Gemma(cfg, backend, gw, act, sizing.chunk, sizing.contextSize, opts.ubatch ?? 512);
+  const gemma = new Gemma(cfg, backend, gw, act, sizing.chunk, sizing.contextSize);
   return new ModelPart(spec, gemma, r.caches, backend);
 }
