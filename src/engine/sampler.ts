@@ -1,6 +1,11 @@
 // Next-token choice from logits, in llama.cpp's default order: penalties -> top-k -> top-p -> min-p ->
 // temperature -> draw. Temperature 0 is greedy (argmax, lowest id on ties). A seed makes draws repeatable.
 // Log-probabilities reported to callers are those of the model's own distribution (softmax of the raw logits).
+// Cost: one pass over the logits for their log-sum-exp (the reported logprobs), a pass or two more for a draw;
+// nothing sorts the vocabulary: top-k selects its k, top-p buckets the mass by logit and sorts only the bucket
+// where the mass crosses p, and a draw walks its candidates in id order (the same distribution as walking them
+// sorted; with top-k they stay sorted, as before). The plain version of this sampler, which sorted everything, is
+// kept as the twin the tests compare it with (test/helpers/sampler-reference.ts).
 
 export interface SamplingParams {
   temperature: number; //       0 = greedy
@@ -24,6 +29,18 @@ export interface TokenChoice {
   top: { id: number; logprob: number }[];
 }
 
+/**
+ * The distribution a draw is made from: candidate ids (null: every id, in order) and their weights, which sum
+ * to `total` (normalize to get probabilities).
+ */
+export interface Candidates {
+  ids: Int32Array | null;
+  weights: Float64Array;
+  total: number;
+  /** sum_i exp(l_i - max l) over every id in id order, when it was computed on the way (the log-sum-exp's sum). */
+  softmaxSum?: number;
+}
+
 /** A small, fast, seedable PRNG (mulberry32). */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -36,9 +53,17 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/** Top-p without sorting (Sampler.nucleus): buckets over this many nats below the best logit (exp(-64) ~ 1.6e-28). */
+const NUCLEUS_RANGE = 64;
+const NUCLEUS_BUCKETS = 4096;
+
 export class Sampler {
   private readonly rand: () => number;
   readonly params: SamplingParams;
+  /** exp(logit - max) of every id, and its top-p bucket, reused across steps (the vocabulary's size). */
+  private all = new Float64Array(0);
+  private buckets = new Uint16Array(0);
+
   constructor(params: SamplingParams) {
     this.params = params;
     this.rand = mulberry32(params.seed ?? Math.floor(Math.random() * 2 ** 32));
@@ -49,99 +74,230 @@ export class Sampler {
    * last tokens of prompt and output alike). `topN` alternatives are reported with their logprobs.
    */
   sample(logits: Float32Array, penalized: number[] = [], topN = 0): TokenChoice {
-    const p = this.params;
-    const l = Float32Array.from(logits);
-    if (penalized.length && (p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0)) {
-      const counts = new Map<number, number>();
-      for (const t of penalized) counts.set(t, (counts.get(t) ?? 0) + 1);
-      for (const [t, c] of counts) {
-        let v = l[t]!;
-        if (p.repetitionPenalty !== 1) v = v <= 0 ? v * p.repetitionPenalty : v / p.repetitionPenalty;
-        l[t] = v - c * p.frequencyPenalty - p.presencePenalty;
-      }
-    }
+    const l = this.penalize(logits, penalized);
     let id: number;
-    if (p.temperature <= 0) {
-      id = 0;
-      for (let i = 1; i < l.length; i++) if (l[i]! > l[id]!) id = i;
+    let lse: number;
+    if (this.params.temperature <= 0) {
+      id = argmax(l);
+      lse = logSumExp(logits);
     } else {
-      id = this.draw(l);
+      const c = this.candidates(l);
+      id = this.pick(c);
+      // when the draw already summed the softmax of the unpenalized logits, that is the log-sum-exp's sum
+      lse = c.softmaxSum !== undefined && l === logits ? maxOf(logits) + Math.log(c.softmaxSum) : logSumExp(logits);
     }
-    const lse = logSumExp(logits);
     return { id, logprob: logits[id]! - lse, top: topN > 0 ? topTokens(logits, topN).map((t) => ({ id: t, logprob: logits[t]! - lse })) : [] };
   }
 
-  private draw(l: Float32Array): number {
+  /** The logits with the penalties applied (a copy), or the logits themselves when none applies. */
+  penalize(logits: Float32Array, penalized: number[]): Float32Array {
     const p = this.params;
-    // candidates sorted by logit, highest first (ties: lower id first)
-    let cand = p.topK > 0 ? topTokens(l, p.topK) : sortedIds(l);
-    // top-p over the softmax at temperature 1, as llama.cpp applies it before temperature
-    const probs = softmaxOf(l, cand, 1);
-    if (p.topP < 1) {
-      let cum = 0;
-      let keep = cand.length;
-      for (let i = 0; i < cand.length; i++) {
-        cum += probs[i]!;
-        if (cum >= p.topP) {
-          keep = i + 1;
-          break;
+    if (!penalized.length || (p.repetitionPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0)) return logits;
+    const l = Float32Array.from(logits);
+    const counts = new Map<number, number>();
+    for (const t of penalized) counts.set(t, (counts.get(t) ?? 0) + 1);
+    for (const [t, c] of counts) {
+      let v = l[t]!;
+      if (p.repetitionPenalty !== 1) v = v <= 0 ? v * p.repetitionPenalty : v / p.repetitionPenalty;
+      l[t] = v - c * p.frequencyPenalty - p.presencePenalty;
+    }
+    return l;
+  }
+
+  /** The distribution of a draw from (penalized) logits `l`, after top-k, top-p, min-p and the temperature. */
+  candidates(l: Float32Array): Candidates {
+    const p = this.params;
+    const T = p.temperature;
+    if (p.topK > 0) {
+      // the k best, sorted (k is small): top-p and min-p cut that list from its end
+      let cand = topTokens(l, p.topK);
+      if (p.topP < 1) {
+        const m = l[cand[0]!]!;
+        let z = 0;
+        for (const i of cand) z += Math.exp(l[i]! - m);
+        let cum = 0;
+        for (let i = 0; i < cand.length; i++) {
+          cum += Math.exp(l[cand[i]!]! - m) / z;
+          if (cum >= p.topP) {
+            cand = cand.slice(0, i + 1);
+            break;
+          }
         }
       }
-      cand = cand.slice(0, keep);
+      if (p.minP > 0) {
+        const cut = l[cand[0]!]! + Math.log(p.minP);
+        cand = cand.filter((t) => l[t]! >= cut); // never empty: the best passes
+      }
+      return this.weigh(l, Int32Array.from(cand), T);
     }
-    if (p.minP > 0) {
-      const maxLogit = l[cand[0]!]!;
-      const cut = maxLogit + Math.log(p.minP);
-      const kept = cand.filter((t) => l[t]! >= cut);
-      if (kept.length) cand = kept;
+    const m = maxOf(l);
+    const cut = p.minP > 0 ? m + Math.log(p.minP) : -Infinity;
+    if (p.topP < 1) {
+      const { ids, z } = this.nucleus(l, m, p.topP);
+      const kept = p.minP > 0 ? ids.filter((t) => l[t]! >= cut) : ids;
+      return { ...(T === 1 ? this.weighed(kept) : this.weigh(l, kept, T)), softmaxSum: z };
     }
-    const final = softmaxOf(l, cand, p.temperature);
-    let r = this.rand();
-    for (let i = 0; i < cand.length; i++) {
-      r -= final[i]!;
-      if (r < 0) return cand[i]!;
+    // every id whose logit passes min-p, in id order: one pass (a draw needs no order)
+    if (this.all.length !== l.length) {
+      this.all = new Float64Array(l.length);
+      this.buckets = new Uint16Array(l.length);
     }
-    return cand[cand.length - 1]!;
+    const w = this.all;
+    let total = 0;
+    if (T === 1) for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp(l[i]! - m) : 0;
+    else for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp((l[i]! - m) / T) : 0;
+    return { ids: null, weights: w, total, ...(T === 1 && cut === -Infinity ? { softmaxSum: total } : {}) };
+  }
+
+  /** The weights nucleus() left in `all` (exp(l - max), temperature 1) of `ids`. */
+  private weighed(ids: Int32Array): Candidates {
+    const weights = new Float64Array(ids.length);
+    let total = 0;
+    for (let j = 0; j < ids.length; j++) total += weights[j] = this.all[ids[j]!]!;
+    return { ids, weights, total };
+  }
+
+  /** Weights exp((l - max) / T) of `ids`, the first of which has the highest logit or not (max is found). */
+  private weigh(l: Float32Array, ids: Int32Array, T: number): Candidates {
+    let m = -Infinity;
+    for (const i of ids) if (l[i]! > m) m = l[i]!;
+    const weights = new Float64Array(ids.length);
+    let total = 0;
+    for (let j = 0; j < ids.length; j++) total += weights[j] = Math.exp((l[ids[j]!]! - m) / T);
+    return { ids, weights, total };
+  }
+
+  /**
+   * Top-p over every id, without sorting them: the ids of the shortest prefix of the sorted order whose softmax
+   * (temperature 1, as llama.cpp applies top-p) reaches `topP`, in no particular order. One pass buckets the
+   * probability mass by logit (NUCLEUS_BUCKETS buckets over the NUCLEUS_RANGE below the maximum), the bucket where
+   * the running mass crosses topP is the only one sorted, and everything above it is kept as it is.
+   */
+  private nucleus(l: Float32Array, m: number, topP: number): { ids: Int32Array; z: number } {
+    const n = l.length;
+    if (this.all.length !== n) {
+      this.all = new Float64Array(n);
+      this.buckets = new Uint16Array(n);
+    }
+    const w = this.all, bucketOf = this.buckets;
+    const mass = new Float64Array(NUCLEUS_BUCKETS + 1); // the last: everything further below
+    const scale = NUCLEUS_BUCKETS / NUCLEUS_RANGE;
+    let z = 0;
+    for (let i = 0; i < n; i++) {
+      const v = l[i]!;
+      const x = (w[i] = Math.exp(v - m));
+      z += x;
+      const b = v > m - NUCLEUS_RANGE ? Math.min(NUCLEUS_BUCKETS - 1, Math.floor((m - v) * scale)) : NUCLEUS_BUCKETS;
+      bucketOf[i] = b;
+      mass[b]! += x;
+    }
+    let c = 0;
+    let cum = 0;
+    while (c < NUCLEUS_BUCKETS && (cum + mass[c]!) / z < topP) cum += mass[c++]!;
+    const kept: number[] = [];
+    const crossing: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const b = bucketOf[i]!;
+      if (b < c) kept.push(i);
+      else if (b === c) crossing.push(i);
+    }
+    crossing.sort((a, b) => l[b]! - l[a]! || a - b);
+    for (const i of crossing) {
+      kept.push(i);
+      cum += w[i]!;
+      if (cum / z >= topP) break;
+    }
+    return { ids: Int32Array.from(kept), z };
+  }
+
+  /** Draw from a distribution: walk its candidates in their order. */
+  private pick(c: Candidates): number {
+    let r = this.rand() * c.total;
+    const n = c.weights.length;
+    let last = 0;
+    for (let i = 0; i < n; i++) {
+      const w = c.weights[i]!;
+      if (w === 0) continue;
+      last = i;
+      r -= w;
+      if (r < 0) return c.ids ? c.ids[i]! : i;
+    }
+    return c.ids ? c.ids[last]! : last;
   }
 }
 
-function logSumExp(l: Float32Array): number {
+function maxOf(l: Float32Array): number {
   let m = -Infinity;
   for (let i = 0; i < l.length; i++) if (l[i]! > m) m = l[i]!;
+  return m;
+}
+
+function argmax(l: Float32Array): number {
+  let id = 0;
+  for (let i = 1; i < l.length; i++) if (l[i]! > l[id]!) id = i;
+  return id;
+}
+
+function logSumExp(l: Float32Array): number {
+  const m = maxOf(l);
   let s = 0;
   for (let i = 0; i < l.length; i++) s += Math.exp(l[i]! - m);
   return m + Math.log(s);
 }
 
-function softmaxOf(l: Float32Array, ids: number[], temperature: number): Float64Array {
-  const out = new Float64Array(ids.length);
-  const m = l[ids[0]!]!;
-  let s = 0;
-  for (let i = 0; i < ids.length; i++) s += out[i] = Math.exp((l[ids[i]!]! - m) / temperature);
-  for (let i = 0; i < ids.length; i++) out[i]! /= s;
-  return out;
-}
-
-function sortedIds(l: Float32Array): number[] {
-  const ids = Array.from({ length: l.length }, (_, i) => i);
+/** The k highest logits' ids, highest first (lower id first on ties); without sorting the rest. */
+export function topTokens(l: Float32Array, k: number): number[] {
+  k = Math.min(k, l.length);
+  if (k <= 0) return [];
+  if (k <= 64) {
+    // a small sorted list, kept by insertion
+    const top: number[] = [];
+    for (let i = 0; i < l.length; i++) {
+      const v = l[i]!;
+      if (top.length === k && v <= l[top[k - 1]!]!) continue;
+      let j = top.length < k ? top.length : k - 1;
+      top[j] = i;
+      while (j > 0 && l[top[j - 1]!]! < v) {
+        top[j] = top[j - 1]!;
+        top[j - 1] = i;
+        j--;
+      }
+    }
+    return top;
+  }
+  // the k-th largest value by selection, then the ids above it (and enough of those equal to it, lowest first)
+  const thr = kthLargest(Float32Array.from(l), k);
+  const above: number[] = [];
+  const at: number[] = [];
+  for (let i = 0; i < l.length; i++) {
+    if (l[i]! > thr) above.push(i);
+    else if (l[i]! === thr) at.push(i);
+  }
+  const ids = above.concat(at.slice(0, k - above.length));
   return ids.sort((a, b) => l[b]! - l[a]! || a - b);
 }
 
-/** The k highest logits' ids, highest first (lower id first on ties). */
-export function topTokens(l: Float32Array, k: number): number[] {
-  if (k >= l.length) return sortedIds(l);
-  // keep a small sorted list; fine for the k values APIs allow (<= a few hundred)
-  const top: number[] = [];
-  for (let i = 0; i < l.length; i++) {
-    const v = l[i]!;
-    if (top.length === k && v <= l[top[k - 1]!]!) continue;
-    let j = top.length < k ? top.length : k - 1;
-    top[j] = i;
-    while (j > 0 && l[top[j - 1]!]! < v) {
-      top[j] = top[j - 1]!;
-      top[j - 1] = i;
-      j--;
+/** The k-th largest of `v` (1-based), by quickselect; reorders `v`. */
+function kthLargest(v: Float32Array, k: number): number {
+  let lo = 0, hi = v.length - 1;
+  const want = k - 1; // index in descending order
+  while (lo < hi) {
+    const pivot = v[(lo + hi) >>> 1]!;
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (v[i]! > pivot) i++;
+      while (v[j]! < pivot) j--;
+      if (i <= j) {
+        const t = v[i]!;
+        v[i] = v[j]!;
+        v[j] = t;
+        i++;
+        j--;
+      }
     }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return v[want]!;
   }
-  return top;
+  return v[want]!;
 }

@@ -1,6 +1,7 @@
 // Samplers on 4-token distributions with hand-computed expectations (after llama.cpp's test-sampling.cpp).
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SAMPLING, Sampler, topTokens, type SamplingParams } from "../../src/engine/sampler.ts";
+import { DEFAULT_SAMPLING, mulberry32, Sampler, topTokens, type SamplingParams } from "../../src/engine/sampler.ts";
+import { ReferenceSampler } from "../helpers/sampler-reference.ts";
 
 const logits = (p: number[]) => Float32Array.from(p, (x) => Math.log(x));
 const make = (o: Partial<SamplingParams>) => new Sampler({ ...DEFAULT_SAMPLING, seed: 42, ...o });
@@ -76,5 +77,73 @@ describe("sampler", () => {
 
   it("topTokens orders by logit, lower id first on ties", () => {
     expect(topTokens(Float32Array.of(1, 3, 3, 2, 0), 3)).toEqual([1, 2, 3]);
+  });
+});
+
+describe("the sampler that sorts nothing draws from the distribution of its plain twin (which sorts everything)", () => {
+  // logits with the shapes that matter: peaked, flat, wide, with ties, some far below the rest
+  const rand = mulberry32(99);
+  const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
+  const cases: [string, Float32Array][] = [
+    ["peaked", Float32Array.from({ length: 3000 }, (_, i) => (i === 17 ? 12 : i === 900 ? 11 : gauss() * 2))],
+    ["flat", Float32Array.from({ length: 3000 }, () => gauss() * 0.3)],
+    ["wide", Float32Array.from({ length: 3000 }, () => gauss() * 8)],
+    ["ties", Float32Array.from({ length: 3000 }, (_, i) => Math.round(gauss() * 2) / 2 + (i % 997 === 0 ? -90 : 0))],
+  ];
+  const penalized = [17, 17, 900, 5, 6, 2999, 1234];
+  const settings: Partial<SamplingParams>[] = [];
+  for (const temperature of [0.5, 1, 1.7]) for (const topK of [0, 1, 40, 300]) for (const topP of [1, 0.9, 0.5]) for (const minP of [0, 0.05]) settings.push({ temperature, topK, topP, minP });
+  settings.push({ repetitionPenalty: 1.3, frequencyPenalty: 0.2, presencePenalty: 0.1 }, { temperature: 0.8, topP: 0.9, repetitionPenalty: 1.1 });
+
+  const normalized = (ids: ArrayLike<number> | null, w: Float64Array, total: number, n: number) => {
+    const m = new Map<number, number>();
+    for (let j = 0; j < w.length; j++) if (w[j]! > 0) m.set(ids ? ids[j]! : j, w[j]! / total);
+    expect(ids ? ids.length : n).toBeGreaterThan(0);
+    return m;
+  };
+
+  for (const [name, l] of cases) {
+    it(`${name} logits: the same candidates and probabilities (1e-12) at ${settings.length} settings`, () => {
+      for (const o of settings) {
+        const params = { ...DEFAULT_SAMPLING, ...o };
+        const fast = new Sampler(params), plain = new ReferenceSampler(params);
+        const c = fast.candidates(fast.penalize(l, penalized));
+        const got = normalized(c.ids, c.weights, c.total, l.length);
+        const ref = plain.distribution(plain.penalize(l, penalized));
+        const want = new Map(ref.cand.map((id, i) => [id, ref.final[i]!] as const).filter(([, p]) => p > 0));
+        expect([...got.keys()].sort((a, b) => a - b), JSON.stringify(o)).toEqual([...want.keys()].sort((a, b) => a - b));
+        for (const [id, p] of want) expect(Math.abs(got.get(id)! - p), `${JSON.stringify(o)} id ${id}`).toBeLessThan(1e-12);
+      }
+    });
+  }
+
+  it("with top-k the candidates stay sorted: the same draws as the plain twin, seed for seed", () => {
+    const l = cases[0]![1];
+    for (const o of [{ topK: 40 }, { topK: 300, topP: 0.9, temperature: 0.7 }, { topK: 5, minP: 0.05, temperature: 1.5 }]) {
+      const params = { ...DEFAULT_SAMPLING, seed: 123, ...o };
+      const fast = new Sampler(params), plain = new ReferenceSampler(params);
+      const a = Array.from({ length: 500 }, () => fast.sample(l).id);
+      const b = Array.from({ length: 500 }, () => plain.draw(l));
+      expect(a).toEqual(b);
+    }
+  });
+
+  it("without top-k it walks in id order: the draws' frequencies match the twin's probabilities (20000 draws)", () => {
+    const l = Float32Array.from({ length: 50 }, (_, i) => Math.sin(i) * 2);
+    for (const o of [{}, { temperature: 0.6, minP: 0.1 }, { topP: 0.8 }]) {
+      const params = { ...DEFAULT_SAMPLING, seed: 5, ...o };
+      const f = freq(new Sampler(params), l);
+      const ref = new ReferenceSampler(params).distribution(l);
+      ref.cand.forEach((id, i) => expect(Math.abs(f[id]! - ref.final[i]!), `${JSON.stringify(o)} id ${id}`).toBeLessThan(0.01));
+    }
+  });
+
+  it("reports the logprob of the model's own distribution, the same value whichever path drew", () => {
+    const l = cases[2]![1];
+    const lse = Math.log(Array.from(l).reduce((s, x) => s + Math.exp(x - Math.max(...l)), 0)) + Math.max(...l);
+    for (const o of [{}, { temperature: 0 }, { topK: 40 }, { topP: 0.5, temperature: 0.3 }, { repetitionPenalty: 1.5 }]) {
+      const c = new Sampler({ ...DEFAULT_SAMPLING, seed: 3, ...o }).sample(l, [1, 2, 3]);
+      expect(Math.abs(c.logprob - (l[c.id]! - lse))).toBeLessThan(1e-9);
+    }
   });
 });
