@@ -15,7 +15,7 @@ export default defineConfig({
           // llama.cpp comparisons load native code; keep them in forked processes
           pool: "forks",
           // WebGPU tests need a Vulkan driver; without a GPU, SwiftShader (set up here, inherited by the forks)
-          globalSetup: ["test/setup/gpu-driver.ts"],
+          globalSetup: ["test/setup/system.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },
@@ -27,7 +27,7 @@ export default defineConfig({
           name: "webgpu-lavapipe",
           include: ["test/webgpu/**/*.test.ts"],
           pool: "forks",
-          globalSetup: ["test/setup/gpu-driver.ts"],
+          globalSetup: ["test/setup/system.ts"],
           env: { GEMMA_EDGE_GPU: "lavapipe" },
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -14,7 +14,7 @@ export async function nodeGpuDevice(): Promise<{ device: GPUDevice; dot4I8Packed
   if (!adapter) {
     throw new Error(
       "WebGPU: no adapter. Dawn found no Vulkan driver: install your GPU's Vulkan driver (libvulkan1 and its ICD), " +
-        "or point VK_ICD_FILENAMES at a software one (`node scripts/gpu-driver.ts` prints the settings for SwiftShader)",
+        "or point VK_ICD_FILENAMES at a software one (`npm run -s gpu-driver` prints the settings for SwiftShader)",
     );
   }
   const device = await adapter.requestDevice({

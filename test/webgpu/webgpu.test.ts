@@ -1,4 +1,4 @@
-// The WebGPU backend on a CPU Vulkan driver (SwiftShader, set up by test/setup/gpu-driver.ts): each kernel
+// The WebGPU backend on a CPU Vulkan driver (SwiftShader, set up by test/setup/system.ts): each kernel
 // against the TypeScript reference with a named tolerance, then whole models against the WebAssembly backend.
 import { describe, expect, it } from "vitest";
 import { fma32 } from "../../src/engine/backend/ggml-order.ts";
