@@ -6,7 +6,7 @@
 //     their libraries on LD_LIBRARY_PATH. Nothing is installed and apt's configuration is not touched.
 // The tests' global setup calls this; `node scripts/chromium.ts` prints the settings for your shell.
 import { execFileSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { cache, debianMain, fetchDebs } from "./debian.ts";
 
@@ -44,8 +44,8 @@ export function ensureChromium(): Chromium {
 function unpacked(): Chromium {
   const dir = resolve(cache, "chromium");
   const path = resolve(dir, "usr/lib/chromium/chromium");
-  const libraryPath = ["usr/lib/chromium", "usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"].map((p) => resolve(dir, p));
-  if (existsSync(resolve(dir, ".complete"))) return { path, libraryPath };
+  const done = resolve(dir, ".complete"); // the library folders, once everything is unpacked
+  if (existsSync(done)) return { path, libraryPath: JSON.parse(readFileSync(done, "utf8")) as string[] };
   try {
     const options = debianMain(); // works where the system has no apt lists yet, without root
     const plan = execFileSync("apt-get", [...options, "-s", "-qq", "install", "--no-install-recommends", "chromium"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -56,8 +56,21 @@ function unpacked(): Chromium {
     throw new Error(`cannot fetch Debian's chromium into ${dir}: ${(e as Error).message}`);
   }
   if (!existsSync(path)) throw new Error(`the chromium package has no ${path}`);
-  writeFileSync(resolve(dir, ".complete"), "");
+  // every folder the packages put shared libraries in (some in subfolders, e.g. x86_64-linux-gnu/pulseaudio)
+  const libraryPath = [...new Set(libraries(dir))];
+  writeFileSync(done, JSON.stringify(libraryPath));
   return { path, libraryPath };
+}
+
+/** Folders under `dir` that hold shared libraries (*.so, *.so.N). */
+function libraries(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = resolve(dir, e.name);
+    if (e.isDirectory()) out.push(...libraries(p));
+    else if (/\.so(\.\d+)*$/.test(e.name) && !out.includes(dir)) out.push(dir);
+  }
+  return out;
 }
 
 if (import.meta.main) {
