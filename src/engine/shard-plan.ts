@@ -68,7 +68,10 @@ export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanO
   });
   const budget = o.budgetBytes;
   const whole: PartSpec = { layers: [0, cfg.nLayers], vocab: [0, cfg.vocabSize] };
-  if (budget === undefined || size(whole, maxChunk).memoryBytes <= budget) return plan([whole], maxChunk);
+  const candidates = [maxChunk, ...CHUNKS.filter((c) => c < maxChunk)];
+  if (budget === undefined) return plan([whole], maxChunk);
+  // one part if it fits with any chunk: a smaller chunk costs less than a hop per token
+  for (const chunk of candidates) if (size(whole, chunk).memoryBytes <= budget) return plan([whole], chunk);
 
   // layers: contiguous ranges packed greedily, for the largest chunk that needs no more parts than the smallest
   const fits = (spec: PartSpec, chunk: number) => size(spec, chunk).memoryBytes <= budget;
@@ -96,7 +99,6 @@ export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanO
     return undefined;
   };
   // the chunk: the largest of those that need the fewest parts
-  const candidates = [maxChunk, ...CHUNKS.filter((c) => c < maxChunk)];
   let best: { chunk: number; specs: PartSpec[] } | undefined;
   for (const chunk of candidates) {
     const layers = pack(chunk);

@@ -94,7 +94,7 @@ export class ModelHost {
     if (plan.parts.length === 1) {
       const relaxed = hasRelaxedSimd();
       const backend = new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd", { maxBytes: this.budgetBytes });
-      const m = await loadModel(src, backend, { ...opts, maxBatch: plan.chunk }, header);
+      const m = await loadModel(src, backend, opts, { ...header, maxBatch: plan.chunk });
       this.parts = { local: { backend, report: { index: 0, ...plan.parts[0]!.spec, budget_bytes: budget }, inUse: () => m.part.sequencesInUse }, budgetBytes: budget };
       return m;
     }

@@ -65,6 +65,15 @@ describe("planShards on a Gemma-2B-shaped Q4_0 model", () => {
     expect(planShards(G2B, g2bLookup, { contextSize: 8192 }).parts.map((s) => s.spec)).toEqual([{ layers: [0, 18], vocab: [0, 256000] }]);
     expect(planShards(G2B, g2bLookup, { budgetBytes: 2000 * MB, contextSize: 8192 }).parts).toHaveLength(1);
   });
+
+  it("a model that fits with a smaller chunk stays one part, with that chunk", () => {
+    const full = planShards(G2B, g2bLookup, { contextSize: 8192 });
+    const at64 = planShards(G2B, g2bLookup, { budgetBytes: 1600 * MB, contextSize: 8192 });
+    expect(full.parts[0]!.memoryBytes).toBeGreaterThan(1600 * MB); // 512-token chunks do not fit
+    expect(at64.parts).toHaveLength(1);
+    expect(at64.chunk).toBeLessThan(512);
+    expect(at64.parts[0]!.memoryBytes).toBeLessThanOrEqual(1600 * MB);
+  });
 });
 
 describe("the plan's memory is what the loaded parts take", () => {

@@ -21,11 +21,11 @@ describe("the unsharded Durable Object is the plan with one part", () => {
 describe("a coordinator whose budget needs more shards than its deployment binds", () => {
   it("answers 503 naming the plan, the budget and the missing bindings", async () => {
     await seedModels();
-    const host = new ModelHost({} as never, { ...baseEnv, SHARD_BUDGET_MB: "1", SHARD_COUNT: "0" } as never);
+    const host = new ModelHost({} as never, { ...baseEnv, SHARD_BUDGET_MB: "0.6", SHARD_COUNT: "0" } as never);
     const headers = { [CONFIG_HEADER]: JSON.stringify({ modelId: MODEL, key: "gemma-edge-tiny.gguf" }) };
     const status = (await (await host.fetch(new Request("https://model-host/load", { headers }))).json()) as any;
     expect(status.status).toBe("error");
-    expect(status.error).toMatch(/the model needs \d+ shards for a budget of 1 MB; this deployment has 0/);
+    expect(status.error).toMatch(/the model needs \d+ shards for a budget of 0\.6 MB; this deployment has 0/);
   });
   it("and a budget below even one layer names the layer and the budget", async () => {
     const host = new ModelHost({} as never, { ...baseEnv, SHARD_BUDGET_MB: "0.2", SHARD_COUNT: "9" } as never);
