@@ -14,6 +14,11 @@ import simdKernels from "../../build/kernels-simd.wasm";
 import { R2ByteSource } from "./r2-source.ts";
 import { decodeFrame, encodeFrame, shardName, type ShardLoad, type ShardRequest, type ShardStatus } from "./shard-protocol.ts";
 
+/** Whether a frame asks for the status (its header is small JSON; the payload is not touched). */
+function isStatus(frame: ArrayBuffer): boolean {
+  return decodeFrame<ShardRequest>(frame).header.op === "status";
+}
+
 declare const WebSocketPair: { new (): { 0: CfWebSocket; 1: CfWebSocket } };
 
 export interface ShardEnv {
@@ -50,7 +55,9 @@ export class ModelShard {
     server.accept();
     server.addEventListener("message", (ev) => {
       const data = ev.data;
-      this.queue = this.queue.then(() => this.handle(server, data)).catch(() => {});
+      // a status question is answered at once, even while a load or a chunk is in progress (health probes)
+      if (data instanceof ArrayBuffer && isStatus(data)) void this.handle(server, data);
+      else this.queue = this.queue.then(() => this.handle(server, data)).catch(() => {});
     });
     return new Response(null, { status: 101, webSocket: client } as ResponseInit);
   }
