@@ -204,6 +204,28 @@ describe("the chat page in headless Chromium", () => {
     await page.locator("#error:not([hidden])").waitFor();
     expect(await page.textContent("#error")).toMatch(/^400: .*max_tokens/);
     await page.fill("#maxTokens", "400");
+    // the tiny model streams 400 tokens in about a second: slow the stream down in the page (each SSE event 30 ms
+    // after the one before) so that Stop is clicked while the reply is still streaming, however loaded the machine
+    await page.evaluate(() => {
+      const w = window as unknown as { fetch: typeof fetch; realFetch?: typeof fetch };
+      w.realFetch = w.fetch;
+      w.fetch = async (...a: Parameters<typeof fetch>) => {
+        const r = await w.realFetch!(...a);
+        if (!String(a[0]).includes("/v1/chat/completions") || !r.body) return r;
+        let held = "";
+        const slow = r.body.pipeThrough(new TextDecoderStream()).pipeThrough(new TransformStream<string, string>({
+          async transform(text, ctl) {
+            held += text;
+            for (let at = held.indexOf("\n\n"); at >= 0; at = held.indexOf("\n\n")) {
+              await new Promise((res) => setTimeout(res, 30));
+              ctl.enqueue(held.slice(0, at + 2));
+              held = held.slice(at + 2);
+            }
+          },
+        })).pipeThrough(new TextEncoderStream());
+        return new Response(slow, { status: r.status, headers: r.headers });
+      };
+    });
     await page.fill("#input", "Tell me a long story");
     await page.click("#send");
     const bubble = page.locator(".msg.assistant.streaming");
@@ -213,6 +235,10 @@ describe("the chat page in headless Chromium", () => {
     await page.locator(".msg.assistant[data-finish=stopped]").waitFor();
     expect(await page.isDisabled("#stop")).toBe(true);
     expect(await page.isHidden("#error")).toBe(true);
+    await page.evaluate(() => {
+      const w = window as unknown as { fetch: typeof fetch; realFetch?: typeof fetch };
+      w.fetch = w.realFetch!;
+    });
   });
 
   const cliGreedy = async (prompt: string, maxTokens: number) => {
