@@ -7,8 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, c
 import { basename, resolve } from "node:path";
 import { SHAPES, WEIGHT_TYPES, writeTestModel } from "../src/tools/make-test-model.ts";
 import { MODELS_BUCKET, putLocal } from "../src/tools/r2.ts";
-import { readModelHeader } from "../src/engine/model/load.ts";
-import { describePlan, MB, planShards } from "../src/engine/shard-plan.ts";
+import { describePlan, planModel } from "../src/engine/shard-plan.ts";
 import { FileByteSource } from "../src/hosts/node-file-source.ts";
 import { projectVars, shardedConfigs } from "../src/tools/shard-configs.ts";
 
@@ -81,8 +80,7 @@ async function shardedDev(mb: string): Promise<string[]> {
   let plan;
   try {
     // the coordinator plans from the same settings (CONTEXT_SIZE, MAX_BATCH), so it finds the shards planned here
-    const header = await readModelHeader(src, { contextSize: vars.CONTEXT_SIZE ? Number(vars.CONTEXT_SIZE) : undefined, maxBatch: vars.MAX_BATCH ? Number(vars.MAX_BATCH) : undefined });
-    plan = planShards(header.cfg, (n) => header.gguf.tensors.get(n), { budgetBytes: budgetMb * MB, contextSize: header.contextSize, maxChunk: header.maxBatch });
+    plan = await planModel(src, { budgetMb, contextSize: vars.CONTEXT_SIZE ? Number(vars.CONTEXT_SIZE) : undefined, maxBatch: vars.MAX_BATCH ? Number(vars.MAX_BATCH) : undefined });
   } catch (e) {
     fail(`cannot split ${model} for SHARD_BUDGET_MB=${mb}: ${(e as Error).message}`);
   } finally {

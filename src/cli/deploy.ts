@@ -6,8 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { AwsClient } from "aws4fetch";
 import { HttpByteSource, type ByteSource } from "../engine/byte-source.ts";
-import { readModelHeader } from "../engine/model/load.ts";
-import { DEFAULT_BUDGET_MB, describePlan, MB, planShards } from "../engine/shard-plan.ts";
+import { DEFAULT_BUDGET_MB, describePlan, planModel } from "../engine/shard-plan.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
 import { MODELS_BUCKET, PROJECT_ROOT, runWrangler } from "../tools/r2.ts";
 import { projectVars, shardedConfigs } from "../tools/shard-configs.ts";
@@ -53,8 +52,7 @@ Deploying needs wrangler's credentials (CLOUDFLARE_API_TOKEN, or "npx wrangler l
     let plan;
     try {
       const maxBatch = projectVars().MAX_BATCH; // the coordinator plans from the same settings
-      const header = await readModelHeader(src, { contextSize, maxBatch: maxBatch ? Number(maxBatch) : undefined });
-      plan = planShards(header.cfg, (n) => header.gguf.tensors.get(n), { budgetBytes: Math.floor(budgetMb * MB), contextSize: header.contextSize, maxChunk: header.maxBatch });
+      plan = await planModel(src, { budgetMb, contextSize, maxBatch: maxBatch ? Number(maxBatch) : undefined });
     } finally {
       await src.close?.();
     }

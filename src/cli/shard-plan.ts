@@ -1,6 +1,5 @@
 // `gemma-edge shard-plan`: how a model file would be split for a memory budget (engine/shard-plan.ts), as text or JSON.
-import { readModelHeader } from "../engine/model/load.ts";
-import { DEFAULT_BUDGET_MB, describePlan, MB, planShards, type ShardPlan } from "../engine/shard-plan.ts";
+import { DEFAULT_BUDGET_MB, describePlan, planModel, type ShardPlan } from "../engine/shard-plan.ts";
 import { num, openModelFile, parse, required, type Command } from "./args.ts";
 
 export const shardPlanCommand: Command = {
@@ -33,8 +32,7 @@ scratch, and the prefill chunk chosen to fit. A model that fits is one part.
 export async function planFile(path: string, budgetMb: number, contextSize?: number, sequences = 1): Promise<ShardPlan> {
   const src = await openModelFile(path);
   try {
-    const header = await readModelHeader(src, { contextSize });
-    return planShards(header.cfg, (n) => header.gguf.tensors.get(n), { budgetBytes: Math.floor(budgetMb * MB), contextSize: header.contextSize, sequences, maxChunk: header.maxBatch });
+    return await planModel(src, { budgetMb, contextSize, sequences });
   } finally {
     await src.close();
   }

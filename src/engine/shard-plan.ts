@@ -9,7 +9,9 @@
 // including the JavaScript heap and WebAssembly allocations"): the default budget of 100 MB leaves 28 MB for
 // the heap of a shard (its code, message buffers and RoPE table).
 import { wasmMemoryBytes, wasmScratchBytes, WASM_BASE_BYTES } from "./backend/wasm.ts";
+import type { ByteSource } from "./byte-source.ts";
 import type { GemmaConfig } from "./config.ts";
+import { readModelHeader } from "./model/load.ts";
 import { partBytes, partTensors, type PartBytes, type PartSizing, type PartSpec, type TensorLookup } from "./model/part.ts";
 
 export const DEFAULT_BUDGET_MB = 100;
@@ -42,6 +44,22 @@ export interface ShardPlan {
   budgetBytes?: number;
   contextSize: number;
   sequences: number;
+}
+
+/** A budget in MB as bytes (what every host that plans uses, so that their plans agree). */
+export function budgetBytes(mb: number): number {
+  return Math.floor(mb * MB);
+}
+
+/**
+ * The plan for a model file, read from its header, with the settings a coordinator plans with (CONTEXT_SIZE,
+ * MAX_BATCH): `npm start`, `gemma-edge deploy` and `shard-plan` use this, so their plan is the coordinator's.
+ */
+export async function planModel(src: ByteSource, o: { budgetMb?: number; contextSize?: number; maxBatch?: number; sequences?: number }): Promise<ShardPlan> {
+  const header = await readModelHeader(src, { contextSize: o.contextSize, maxBatch: o.maxBatch });
+  return planShards(header.cfg, (n) => header.gguf.tensors.get(n), {
+    budgetBytes: o.budgetMb === undefined ? undefined : budgetBytes(o.budgetMb), contextSize: header.contextSize, sequences: o.sequences, maxChunk: header.maxBatch,
+  });
 }
 
 export class PlanError extends Error {

@@ -10,7 +10,7 @@ import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
 import { loadModel, readModelHeader, type LoadOptions, type RunnableModel } from "../engine/model/load.ts";
 import { partTensors } from "../engine/model/part.ts";
 import { Pipeline } from "../engine/pipeline.ts";
-import { MB, planShards } from "../engine/shard-plan.ts";
+import { budgetBytes, planShards } from "../engine/shard-plan.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { LocalModelService, type ServiceRequest, type ShardReport } from "./model-service.ts";
@@ -76,7 +76,7 @@ export class ModelHost {
     this.sourceAuth = env.MODEL_SOURCE_AUTH || undefined;
     const mb = env.SHARD_BUDGET_MB ? Number(env.SHARD_BUDGET_MB) : undefined;
     if (mb !== undefined && !(mb > 0)) throw new Error(`SHARD_BUDGET_MB must be a positive number of MB, got "${env.SHARD_BUDGET_MB}"`);
-    this.budgetBytes = mb === undefined ? undefined : Math.floor(mb * MB);
+    this.budgetBytes = mb === undefined ? undefined : budgetBytes(mb);
     this.shardCount = Number(env.SHARD_COUNT ?? 0) || 0;
   }
 
@@ -170,8 +170,7 @@ export class ModelHost {
   private async currentService(json: string | null): Promise<LocalModelService> {
     const service = this.serviceFor(json);
     if (!this.loadedEtag) return service;
-    const s = await service.status();
-    if (s.status !== "ready" || s.queue_length > 0) return service;
+    if (!service.readyAndIdle) return service; // (not status(): that asks every shard)
     const head = await this.bucket.head(this.config!.key);
     if (!head || head.etag === this.loadedEtag) return service; // deleted: keep serving what is loaded
     this.service = undefined;

@@ -177,6 +177,11 @@ export class LocalModelService implements ModelService {
     return this.loading;
   }
 
+  /** Loaded, and nothing running or waiting. */
+  get readyAndIdle(): boolean {
+    return this.model !== undefined && !this.busy && this.waiting.length === 0;
+  }
+
   /** Whether a load should start: nothing loaded or loading, and no failure in the last few seconds. */
   get shouldLoad(): boolean {
     return !this.model && !this.loading && (!this.loadError || Date.now() - this.lastAttempt > 5000);

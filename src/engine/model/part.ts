@@ -28,19 +28,12 @@ export interface PartSizing {
 /** The tensor infos a part needs, by name (a whole GGUF's, or the subset a coordinator sends a shard). */
 export type TensorLookup = (name: string) => GgufTensorInfo | undefined;
 
-/** One tensor of a part: the bytes it reads from the file, and how it is stored. */
-export interface PartTensor {
-  name: string;
+/**
+ * One tensor of a part: a Weight whose `offset` is where its bytes are in the file (rows held: a vocabulary
+ * slice holds some rows of token_embd; `repacked` follows the *whole* matrix's row count, as llama.cpp decides).
+ */
+export interface PartTensor extends Weight {
   kind: "matrix" | "vector";
-  type: number;
-  /** Rows held (a vocabulary slice holds some rows of token_embd), and values per row. */
-  rows: number;
-  cols: number;
-  /** Where those rows are in the file. */
-  offset: number;
-  nbytes: number;
-  /** llama.cpp repacks Q4_0 / Q4_K matrices whose *whole* row count is a multiple of 8 (see Weight.repacked). */
-  repacked: boolean;
 }
 
 export const LAYER_MATRICES = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] as const;
@@ -298,7 +291,8 @@ export async function loadPart(
     if (t.kind === "vector") {
       weights.set(t.name, await named(t, readVector(src, t, t.cols, backend.f32(offset, t.cols))));
     } else {
-      const w: Weight = { name: t.name, type: t.type, rows: t.rows, cols: t.cols, offset, nbytes: t.nbytes, repacked: t.repacked };
+      const { kind: _, ...file } = t;
+      const w: Weight = { ...file, offset }; // the same matrix, at its place in the arena
       await named(t, src.read(t.offset, t.nbytes, backend.bytes(offset, t.nbytes)));
       backend.prepareWeight(w);
       weights.set(t.name, w);
