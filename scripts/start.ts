@@ -9,7 +9,7 @@ import { SHAPES, WEIGHT_TYPES, writeTestModel } from "../src/tools/make-test-mod
 import { MODELS_BUCKET, putLocal } from "../src/tools/r2.ts";
 import { describePlan, planModel } from "../src/engine/shard-plan.ts";
 import { FileByteSource } from "../src/hosts/node-file-source.ts";
-import { projectVars, shardedConfigs } from "../src/tools/shard-configs.ts";
+import { planVars, projectVars, shardedConfigs } from "../src/tools/shard-configs.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const port = Number(process.env.PORT ?? 8787);
@@ -79,8 +79,8 @@ async function shardedDev(mb: string): Promise<string[]> {
   const src = await FileByteSource.open(model);
   let plan;
   try {
-    // the coordinator plans from the same settings (CONTEXT_SIZE, MAX_BATCH), so it finds the shards planned here
-    plan = await planModel(src, { budgetMb, contextSize: vars.CONTEXT_SIZE ? Number(vars.CONTEXT_SIZE) : undefined, maxBatch: vars.MAX_BATCH ? Number(vars.MAX_BATCH) : undefined });
+    // the coordinator plans from the same settings (CONTEXT_SIZE, MAX_BATCH, the KV slots), so it finds the shards planned here
+    plan = await planModel(src, { budgetMb, ...planVars(vars) });
   } catch (e) {
     fail(`cannot split ${model} for SHARD_BUDGET_MB=${mb}: ${(e as Error).message}`);
   } finally {

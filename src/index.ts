@@ -4,7 +4,7 @@ import { createApp, defaultConfig, parseOrigins, type AppEnv } from "./api/app.t
 import { CONFIG_HEADER, type HostedModelConfig } from "./hosts/durable-object.ts";
 import { r2ModelFiles } from "./hosts/r2-source.ts";
 import { RemoteModelService, type FetchTarget } from "./hosts/remote-service.ts";
-import { intVar, type Env } from "./hosts/worker-env.ts";
+import { intVar, positive, type Env } from "./hosts/worker-env.ts";
 import chatPage from "../build/chat.html";
 
 export { ModelHost } from "./hosts/durable-object.ts";
@@ -21,6 +21,9 @@ export function appFor(env: Env): Hono<AppEnv> {
     key: env.MODEL_KEY,
     contextSize: intVar(env, "CONTEXT_SIZE"),
     maxBatch: intVar(env, "MAX_BATCH"),
+    maxBatchSize: positive(env, "MAX_BATCH_SIZE"),
+    prefillChunk: intVar(env, "PREFILL_CHUNK"),
+    promptCacheSlots: intVar(env, "PROMPT_CACHE_SLOTS"),
     maxQueue: intVar(env, "MAX_QUEUE") ?? 8,
     requestTimeoutMs: intVar(env, "REQUEST_TIMEOUT_MS"),
     keepAliveMs: intVar(env, "KEEPALIVE_MS"),

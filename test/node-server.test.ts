@@ -8,7 +8,7 @@ let server: ServerType;
 let url = "";
 beforeAll(async () => {
   const { path } = await testModel("tiny", "q4_0");
-  const s = await startNodeServer({ model: path, port: 0, modelId: "tiny", keepAliveMs: 50, maxQueue: 1 });
+  const s = await startNodeServer({ model: path, port: 0, modelId: "tiny", keepAliveMs: 50, maxQueue: 1, maxBatchSize: 1 });
   server = s.server;
   url = s.url;
   await s.service.load();

@@ -527,12 +527,13 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
 /**
  * K-quant weights (kind 0 Q4_K, 1 Q5_K, 2 Q6_K; rows of cols/256 blocks) x Q8_K activations (per token: qs cols
  * i8, ds cols/256 f32, bsums cols/16 i32), in llama.cpp's orders as quant-k.ts dotKRow (kOrder): `repacked` (Q4_K,
- * rows % 8 == 0) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
+ * rows % 8 == 0; 1: a batch, 2: single-token rows) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
  */
 export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
-  const gemmTokens = ntok - (ntok & 3); // repacked: whole groups of 4 tokens take gemm's order, the rest gemv's
+  // repacked 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token rows)
+  const gemmTokens = repacked == 1 ? ntok - (ntok & 3) : 0;
   for (let r = 0; r < rows; r++) {
     const row = w + <usize>r * <usize>nb * bb;
     for (let t = 0; t < ntok; t++) {

@@ -9,6 +9,7 @@ import { ApiError, errorBody } from "./errors.ts";
 import { modelFileRoutes, type ModelFiles } from "./model-file.ts";
 import { openAiRoutes } from "./openai.ts";
 import { tgiRoutes } from "./tgi.ts";
+import { Counter, exponentialBuckets, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from "./metrics.ts";
 
 export interface ServerConfig {
   modelId: string;
@@ -57,11 +58,22 @@ function fail(c: Context, e: ApiError) {
 /** `getFiles`: the model file for GET /v1/models/{id}/gguf (browsers running the engine), where the host has it. */
 export function createApp(config: ServerConfig, getService: (bindings: unknown) => ModelService, getFiles?: (bindings: unknown) => ModelFiles): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  const http = new Registry();
+  const requests = http.add(new Counter("gemma_edge_http_requests_total", "HTTP requests by route and status"));
+  const duration = http.add(new Histogram("tgi_request_duration", "Time from a request's arrival to its response's start, by route (seconds)", exponentialBuckets(0.001, 2.5, 14)));
 
   app.use("*", async (c, next) => {
     c.set("config", config);
     c.set("service", getService(c.env));
+    // every response carries a request id: the client's own (X-Request-Id), or a new one
+    const sent = c.req.header("X-Request-Id");
+    const id = sent && /^[\x21-\x7e]{1,200}$/.test(sent) ? sent : crypto.randomUUID();
+    const t0 = Date.now();
     await next();
+    c.res.headers.set("X-Request-Id", id);
+    const route = c.req.routePath && c.req.routePath !== "*" ? c.req.routePath : "unmatched";
+    requests.inc(1, { route, method: c.req.method, status: String(c.res.status) });
+    duration.observe((Date.now() - t0) / 1000, { route });
   });
 
   app.use(
@@ -69,8 +81,8 @@ export function createApp(config: ServerConfig, getService: (bindings: unknown) 
     cors({
       origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
       allowMethods: ["GET", "HEAD", "POST", "OPTIONS"],
-      allowHeaders: ["Authorization", "Content-Type", "Range", "If-None-Match", "OpenAI-Organization", "OpenAI-Project", "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout"],
-      exposeHeaders: ["Retry-After", "Content-Range", "Content-Length", "Accept-Ranges", "ETag"],
+      allowHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Range", "If-None-Match", "OpenAI-Organization", "OpenAI-Project", "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout"],
+      exposeHeaders: ["X-Request-Id", "Retry-After", "Content-Range", "Content-Length", "Accept-Ranges", "ETag"],
       maxAge: 86400,
     }),
   );
@@ -116,6 +128,12 @@ export function createApp(config: ServerConfig, getService: (bindings: unknown) 
     }
     const body = { ...s, status: s.status === "idle" ? "loading" : s.status };
     return c.json(body, s.status === "ready" ? 200 : 503);
+  });
+
+  // Prometheus metrics: this app's HTTP counters, then the model service's (queue, batch, tokens, caches)
+  app.get("/metrics", async (c) => {
+    const service = await c.get("service").metrics?.().catch((e) => `# the model service's metrics are unavailable: ${(e as Error).message}\n`);
+    return c.body(http.text() + (service ?? ""), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
   });
 
   modelFileRoutes(app, getFiles);

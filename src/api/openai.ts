@@ -40,7 +40,9 @@ function commonFields(b: Json, config: ServerConfig) {
   if (so !== undefined && so !== null) object(so, "stream_options");
   const includeUsage = so ? bool(so as Json, "include_usage") ?? false : false;
   str(b, "user");
-  return { stream, includeUsage, sampling: samplingFields(b), stop: stops(b, "stop") };
+  // llama.cpp's server field: false computes the whole prompt, for answers that must reproduce bit for bit
+  const cachePrompt = bool(b, "cache_prompt");
+  return { stream, includeUsage, sampling: samplingFields(b), stop: stops(b, "stop"), cachePrompt };
 }
 
 /** max_completion_tokens / max_tokens; absent: the rest of the context for chat, 16 for completions (OpenAI's defaults). */
@@ -94,7 +96,10 @@ function logprobsOf(tokens: TokenEv[]) {
   };
 }
 
-const usage = (run: Started, completion: number) => ({ prompt_tokens: run.promptTokens, completion_tokens: completion, total_tokens: run.promptTokens + completion });
+const usage = (run: Started, done: { completionTokens: number; cachedTokens?: number }) => ({
+  prompt_tokens: run.promptTokens, completion_tokens: done.completionTokens, total_tokens: run.promptTokens + done.completionTokens,
+  prompt_tokens_details: { cached_tokens: done.cachedTokens ?? 0 },
+});
 const finishReason = (r: string) => (r === "length" ? "length" : "stop");
 
 async function complete(c: Context<AppEnv>, chat: boolean) {
@@ -132,6 +137,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     ...maxTokens(b, chat),
     sampling: common.sampling,
     stop: common.stop,
+    cachePrompt: common.cachePrompt,
     topLogprobs: wantLogprobs ? topLogprobs : 0,
   };
   const run = await start(c, service, req);
@@ -145,7 +151,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     const choice = chat
       ? { index: 0, message: { role: "assistant", content: r.text, refusal: null }, logprobs: wantLogprobs ? logprobsOf(r.tokens) : null, finish_reason: finishReason(r.done.finishReason) }
       : { index: 0, text: r.text, logprobs: null, finish_reason: finishReason(r.done.finishReason) };
-    return c.json({ id, object: object_, created, model, system_fingerprint: config.fingerprint, choices: [choice], usage: usage(run, r.done.completionTokens) });
+    return c.json({ id, object: object_, created, model, system_fingerprint: config.fingerprint, choices: [choice], usage: usage(run, r.done) });
   }
 
   const chunkObject = chat ? "chat.completion.chunk" : "text_completion";
@@ -170,7 +176,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
         if (ev.text) out += chat ? chunk({ index: 0, delta: { content: ev.text }, logprobs: null, finish_reason: null }) : chunk({ index: 0, text: ev.text, logprobs: null, finish_reason: null });
         out += chat ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(ev.finishReason) }) : chunk({ index: 0, text: "", logprobs: null, finish_reason: finishReason(ev.finishReason) });
         if (common.includeUsage) {
-          out += `data: ${JSON.stringify({ id, object: chunkObject, created, model, system_fingerprint: config.fingerprint, choices: [], usage: usage(run, ev.completionTokens) })}\n\n`;
+          out += `data: ${JSON.stringify({ id, object: chunkObject, created, model, system_fingerprint: config.fingerprint, choices: [], usage: usage(run, ev) })}\n\n`;
         }
         out += "data: [DONE]\n\n";
       } else if (ev.type === "error") {

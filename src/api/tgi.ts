@@ -63,6 +63,7 @@ function parse(b: Json) {
     returnFullText: bool(p, "return_full_text") ?? false,
     details: bool(p, "details") ?? false,
     topN: n("top_n_tokens", { min: 0, max: 5, int: true }) ?? 0,
+    cachePrompt: bool(p, "cache_prompt"),
   };
 }
 
@@ -83,11 +84,13 @@ async function generateRoute(c: Context<AppEnv>, streaming: boolean) {
     sampling: r.sampling,
     stop: r.stop,
     topLogprobs: r.topN,
+    cachePrompt: r.cachePrompt,
   });
   const prefix = r.returnFullText ? r.inputs : "";
   const details = (d: DoneEvent, tokens?: TokenEv[]) => ({
     finish_reason: tgiFinish(d),
     generated_tokens: d.completionTokens,
+    cached_tokens: d.cachedTokens ?? 0,
     seed: r.sampling.temperature > 0 ? run.seed : null,
     ...(tokens ? { prefill: [], tokens: tokens.map(token), ...(r.topN ? { top_tokens: tokens.map(topTokens) } : {}) } : { input_length: run.promptTokens }),
   });

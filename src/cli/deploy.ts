@@ -9,7 +9,7 @@ import { HttpByteSource, type ByteSource } from "../engine/byte-source.ts";
 import { DEFAULT_BUDGET_MB, describePlan, planModel } from "../engine/shard-plan.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
 import { MODELS_BUCKET, PROJECT_ROOT, runWrangler } from "../tools/r2.ts";
-import { projectVars, shardedConfigs } from "../tools/shard-configs.ts";
+import { planVars, projectVars, shardedConfigs } from "../tools/shard-configs.ts";
 import { num, parse, required, UsageError, type Command } from "./args.ts";
 
 export const deployCommand: Command = {
@@ -51,8 +51,9 @@ Deploying needs wrangler's credentials (CLOUDFLARE_API_TOKEN, or "npx wrangler l
     const src = await headerSource(key, bucket, typeof values.model === "string" ? values.model : undefined);
     let plan;
     try {
-      const maxBatch = projectVars().MAX_BATCH; // the coordinator plans from the same settings
-      plan = await planModel(src, { budgetMb, contextSize, maxBatch: maxBatch ? Number(maxBatch) : undefined });
+      // the coordinator plans from the same settings
+      const pv = planVars(projectVars());
+      plan = await planModel(src, { budgetMb, ...pv, contextSize: contextSize ?? pv.contextSize });
     } finally {
       await src.close?.();
     }

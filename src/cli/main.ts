@@ -9,6 +9,7 @@ import { num, openModelFile as open, parse, required, UsageError, type Command }
 import { deployCommand } from "./deploy.ts";
 import { shardPlanCommand } from "./shard-plan.ts";
 import { BACKEND_NAMES, loadNodeModel } from "../hosts/node-backend.ts";
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREFILL_CHUNK, DEFAULT_PROMPT_CACHE_SLOTS } from "../hosts/model-service.ts";
 import { SHAPES, WEIGHT_MIXES, WEIGHT_TYPES, writeTestModel, type TestModelShape } from "../tools/make-test-model.ts";
 
 /** Commands that live in modules of their own (the rest are below, in this file). */
@@ -96,6 +97,11 @@ Serves the OpenAI-compatible and TGI routes with the engine in this process (the
   --context N          context size (default: the model's, at most 8192)
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --threads T          worker threads for the wasm backend's matrix products (default 1; Node only)
+  --max-batch-size N   sequences that decode together (TGI's max_batch_size; default ${DEFAULT_MAX_BATCH_SIZE})
+  --prefill-chunk N    prompt tokens per forward step, a multiple of 4 (default ${DEFAULT_PREFILL_CHUNK})
+  --prompt-cache N     finished sequences kept for the prompt cache beyond the running ones (default
+                       ${DEFAULT_PROMPT_CACHE_SLOTS}; 0 = off). Every sequence slot holds KV for the whole context.
+  --max-queue N        requests that may wait for a slot before new ones get 429 (default 8)
 Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comma-separated, default *).`,
   "make-test-model": `Usage: gemma-edge make-test-model --out FILE [options]
 
@@ -350,8 +356,11 @@ async function cmdServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "model-id": { type: "string" },
     context: { type: "string" }, backend: { type: "string" }, threads: { type: "string" },
+    "max-batch-size": { type: "string" }, "prefill-chunk": { type: "string" }, "prompt-cache": { type: "string" }, "max-queue": { type: "string" },
   });
   if (values.help) return help("serve");
+  const prefillChunk = num(values["prefill-chunk"], "prefill-chunk", { min: 4, max: 512, int: true });
+  if (prefillChunk !== undefined && prefillChunk % 4 !== 0) throw new UsageError(`--prefill-chunk must be a multiple of 4, got ${prefillChunk}`);
   const model = required(values.model, "model");
   const { backend, threads } = engineOptions(values);
   await (await open(model)).close();
@@ -366,6 +375,10 @@ async function cmdServe(args: string[]): Promise<number> {
     threads,
     apiKey: process.env.API_KEY || undefined,
     corsOrigins: process.env.CORS_ORIGINS,
+    maxBatchSize: num(values["max-batch-size"], "max-batch-size", { min: 1, max: 64, int: true }),
+    prefillChunk,
+    promptCacheSlots: num(values["prompt-cache"], "prompt-cache", { min: 0, max: 64, int: true }),
+    maxQueue: num(values["max-queue"], "max-queue", { min: 0, max: 10000, int: true }),
   });
   process.stderr.write(`serving ${config.modelId} at ${url} (chat page: ${url}/; loading ${model})\n`);
   await service.load().then(

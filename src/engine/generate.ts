@@ -4,7 +4,7 @@
 import type { ChatMessage, ChatTemplateOptions } from "./chat-template.ts";
 import type { RunnableModel } from "./model/load.ts";
 import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "./sampler.ts";
-import { StreamingDecoder } from "./tokenizer.ts";
+import { StreamingDecoder, type Tokenizer } from "./tokenizer.ts";
 
 export type Prompt = { text: string } | { messages: ChatMessage[]; template?: ChatTemplateOptions } | { ids: number[] };
 
@@ -39,6 +39,8 @@ export interface DoneEvent {
   text: string;
   promptTokens: number;
   completionTokens: number;
+  /** Prompt tokens whose KV came from the prompt cache (batching.ts), not computed for this request. */
+  cachedTokens?: number;
 }
 
 export class RequestError extends Error {
@@ -114,59 +116,92 @@ export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGe
   const maxTokens = Math.min(req.maxTokens, room);
 
   try {
-    yield* decode(m, req, promptIds, maxTokens);
+    const d = new Decoding(m.tokenizer, req, promptIds.length, maxTokens, promptIds);
+    let logits = await m.forward(promptIds, 0);
+    let pos = promptIds.length;
+    for (;;) {
+      if (req.signal?.aborted) {
+        yield d.abort();
+        return;
+      }
+      for (const ev of d.accept(logits)) yield ev;
+      if (d.finished) return;
+      // let other work (a disconnect, another request's I/O) run between tokens
+      await Promise.resolve();
+      logits = await m.forward([d.next], pos);
+      pos++;
+    }
   } finally {
     await Promise.resolve(m.release?.()).catch(() => {}); // a part that is gone holds nothing to free
   }
 }
 
-async function* decode(m: RunnableModel, req: GenerateRequest, promptIds: number[], maxTokens: number): AsyncGenerator<TokenEvent | DoneEvent> {
-  const sampler = new Sampler({ ...DEFAULT_SAMPLING, ...req.sampling });
-  const stops = (req.stop ?? []).filter((s) => s.length > 0);
-  const matcher = new StopMatcher(stops);
-  const decoder = new StreamingDecoder(m.tokenizer);
-  const stopIds = new Set(m.tokenizer.stopIds);
-  const history = promptIds.slice();
+/**
+ * One sequence's decoding, step by step: given the logits of its latest position, sample the next token and say
+ * what it produced (the token, then the end when a stop token, a stop string or the length limit is reached).
+ * generate() drives one of these; the batch scheduler (batching.ts) drives many, one step each per forward pass.
+ */
+export class Decoding {
+  private readonly sampler: Sampler;
+  private readonly matcher: StopMatcher;
+  private readonly decoder: StreamingDecoder;
+  private readonly stopIds: Set<number>;
+  private readonly tokenizer: Tokenizer;
+  private readonly history: number[];
+  private readonly topLogprobs: number;
+  readonly promptTokens: number;
+  readonly maxTokens: number;
+  generated = 0;
+  finished = false;
+  /** The token sampled last: the one to feed next. */
+  next = -1;
 
-  let logits = await m.forward(promptIds, 0);
-  let pos = promptIds.length;
-  let generated = 0;
-  const done = (finishReason: FinishReason, stoppedBy?: number | string, text = ""): DoneEvent => ({
-    type: "done", finishReason, stoppedBy, text, promptTokens: promptIds.length, completionTokens: generated,
-  });
+  /** `promptIds`: the prompt (its last 64 tokens count toward repetition penalties, as llama.cpp's last_n). */
+  constructor(tokenizer: Tokenizer, req: Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs">, promptTokens: number, maxTokens: number, promptIds: number[]) {
+    this.tokenizer = tokenizer;
+    this.sampler = new Sampler({ ...DEFAULT_SAMPLING, ...req.sampling });
+    this.matcher = new StopMatcher((req.stop ?? []).filter((s) => s.length > 0));
+    this.decoder = new StreamingDecoder(tokenizer);
+    this.stopIds = new Set(tokenizer.stopIds);
+    this.history = promptIds.slice(-64);
+    this.topLogprobs = req.topLogprobs ?? 0;
+    this.promptTokens = promptTokens;
+    this.maxTokens = maxTokens;
+  }
 
-  for (;;) {
-    if (req.signal?.aborted) {
-      yield done("abort");
-      return;
+  private done(finishReason: FinishReason, stoppedBy?: number | string, text = ""): DoneEvent {
+    this.finished = true;
+    return { type: "done", finishReason, stoppedBy, text, promptTokens: this.promptTokens, completionTokens: this.generated };
+  }
+
+  /** The request was cancelled (or timed out): the end event. */
+  abort(): DoneEvent {
+    return this.done("abort");
+  }
+
+  /** Sample from the logits of the sequence's latest position: the token's event, and the end if it ended. */
+  accept(logits: Float32Array): (TokenEvent | DoneEvent)[] {
+    if (this.finished) throw new Error("this sequence has finished");
+    const choice = this.sampler.sample(logits, this.history.slice(-64), this.topLogprobs);
+    this.generated++;
+    this.next = choice.id;
+    this.history.push(choice.id);
+    if (this.history.length > 256) this.history.splice(0, this.history.length - 64);
+    if (this.stopIds.has(choice.id)) {
+      return [
+        { type: "token", id: choice.id, text: "", logprob: choice.logprob, top: choice.top, special: true },
+        this.done("stop", choice.id, this.matcher.flush() + this.decoder.flush()),
+      ];
     }
-    const choice = sampler.sample(logits, history.slice(-64), req.topLogprobs ?? 0);
-    generated++;
-    history.push(choice.id);
-    if (stopIds.has(choice.id)) {
-      yield { type: "token", id: choice.id, text: "", logprob: choice.logprob, top: choice.top, special: true };
-      yield done("stop", choice.id, matcher.flush() + decoder.flush());
-      return;
+    const piece = this.decoder.push(choice.id);
+    const { text, stop } = this.matcher.push(piece);
+    const token: TokenEvent = { type: "token", id: choice.id, text, logprob: choice.logprob, top: choice.top, special: this.tokenizer.isSpecial(choice.id) };
+    if (stop !== undefined) return [token, this.done("stop", stop)];
+    if (this.generated >= this.maxTokens) {
+      const tail = this.matcher.push(this.decoder.flush());
+      if (tail.stop !== undefined) return [token, this.done("stop", tail.stop, tail.text)];
+      return [token, this.done("length", undefined, tail.text + this.matcher.flush())];
     }
-    const piece = decoder.push(choice.id);
-    const { text, stop } = matcher.push(piece);
-    yield { type: "token", id: choice.id, text, logprob: choice.logprob, top: choice.top, special: m.tokenizer.isSpecial(choice.id) };
-    if (stop !== undefined) {
-      yield done("stop", stop);
-      return;
-    }
-    if (generated >= maxTokens) {
-      const tail = matcher.push(decoder.flush());
-      if (tail.stop !== undefined) {
-        yield done("stop", tail.stop, tail.text);
-        return;
-      }
-      yield done("length", undefined, tail.text + matcher.flush());
-      return;
-    }
-    // let other work (a disconnect, another request's I/O) run between tokens
-    await Promise.resolve();
-    logits = await m.forward([choice.id], pos);
-    pos++;
+    return [token];
   }
 }

@@ -6,7 +6,7 @@
 // where a part runs changes nothing in the logits.
 import type { GemmaConfig } from "./config.ts";
 import { chunks, type Outputs } from "./model/gemma.ts";
-import type { ModelPart, PartSpec } from "./model/part.ts";
+import type { ModelPart, PartSpec, SlotSegment } from "./model/part.ts";
 
 /** One call of a part's layers: `n` rows at positions pos.. of sequence `slot` (see Chunk for batchRows, outputs). */
 export interface LayerCall {
@@ -28,6 +28,21 @@ export interface PartRunner {
   head(h: Float32Array): Promise<Float32Array> | Float32Array;
   /** Sequence `slot` ended: the part may forget its positions. */
   release(slot: number): Promise<void> | void;
+  /** Optional (parts in this process): one step over rows of several sequences (see ModelPart.layersBatch). */
+  layersBatch?(x: Float32Array, segs: SlotSegment[]): { x: Float32Array; rows: number[] };
+  /** Optional: the logits slice for `m` final hidden states (m, dim). */
+  headRows?(h: Float32Array, m: number): Float32Array;
+  /** Optional: copy positions [0, n) of slot `from` to slot `to`. */
+  copyKv?(from: number, to: number, n: number): void;
+}
+
+/** Tokens of one sequence in a forward step: at positions pos.. of `slot` (see Chunk for batchRows, outputs). */
+export interface TokenSegment {
+  slot: number;
+  tokens: number[];
+  pos: number;
+  batchRows: number;
+  outputs: Outputs;
 }
 
 /** A part in this process. */
@@ -50,6 +65,15 @@ export class LocalPart implements PartRunner {
   }
   release(slot: number): void {
     this.part.release(slot);
+  }
+  layersBatch(x: Float32Array, segs: SlotSegment[]): { x: Float32Array; rows: number[] } {
+    return this.part.layersBatch(x, segs);
+  }
+  headRows(h: Float32Array, m: number): Float32Array {
+    return this.part.headRows(h, m);
+  }
+  copyKv(from: number, to: number, n: number): void {
+    this.part.copyKv(from, to, n);
   }
 }
 
@@ -101,6 +125,53 @@ export class Pipeline {
       if (c.outputs === "last") return this.head(x.subarray(x.length - dim));
     }
     throw new Error("unreachable");
+  }
+
+  /** Whether every part runs batched steps (parts in this process; shards answer one sequence at a time). */
+  get batched(): boolean {
+    return this.runners.every((r) => r.layersBatch && r.headRows && r.copyKv);
+  }
+
+  /**
+   * One forward step over tokens of several sequences (at most one segment per slot, `chunk` tokens in all):
+   * every segment computes as it would alone. Returns the logits of the output rows, (rows, vocabSize) in
+   * segment order: one row for "last", every row for "all", none for "none".
+   */
+  async step(segs: TokenSegment[]): Promise<Float32Array> {
+    if (!this.batched) throw new Error("this model's parts do not run batched steps");
+    const { dim, vocabSize } = this.cfg;
+    const tokens = segs.flatMap((g) => g.tokens);
+    if (!tokens.length || tokens.length > this.opts.chunk) throw new RangeError(`a step needs 1 to ${this.opts.chunk} tokens, got ${tokens.length}`);
+    for (const g of segs) {
+      if (g.pos + g.tokens.length > this.opts.contextSize) {
+        throw new RangeError(`context full: ${g.pos + g.tokens.length} tokens do not fit in a context of ${this.opts.contextSize}`);
+      }
+    }
+    let x = await this.embed(tokens);
+    let live = segs.map((g) => ({ slot: g.slot, pos: g.pos, n: g.tokens.length, batchRows: g.batchRows, outputs: g.outputs }));
+    for (const part of this.layerParts) {
+      if (!live.length) break;
+      const r = part.layersBatch!(x, live);
+      x = r.x;
+      live = live.flatMap((g, i) => (r.rows[i] ? [{ ...g, n: r.rows[i]! }] : []));
+    }
+    const m = x.length / dim;
+    if (m === 0) return new Float32Array(0);
+    if (this.vocabParts.length === 1) return this.vocabParts[0]!.headRows!(x, m);
+    const out = new Float32Array(m * vocabSize);
+    await Promise.all(
+      this.vocabParts.map(async (part) => {
+        const [v0, v1] = part.spec.vocab!;
+        const slice = await part.headRows!(x, m);
+        for (let r = 0; r < m; r++) out.set(slice.subarray(r * (v1 - v0), (r + 1) * (v1 - v0)), r * vocabSize + v0);
+      }),
+    );
+    return out;
+  }
+
+  /** Copy positions [0, n) of slot `from` to slot `to` in every layer part (a shared prompt prefix). */
+  async copyKv(from: number, to: number, n: number): Promise<void> {
+    await Promise.all(this.layerParts.map((p) => p.copyKv!(from, to, n)));
   }
 
   /** Sequence `slot` ended: tell every part. */

@@ -22,7 +22,10 @@ export interface ShardPlanOptions {
   /** WebAssembly memory per part, in bytes; undefined: no limit (one part). */
   budgetBytes?: number;
   contextSize: number;
-  /** Sequences in flight at once: each layer part keeps KV for each (default 1). */
+  /**
+   * KV slots of a model in one part (default 1): its running sequences and those kept for the prompt cache.
+   * A model that needs shards is planned for one sequence (the sharded pipeline runs one at a time).
+   */
   sequences?: number;
   /** The largest prefill chunk wanted (default 512, llama.cpp's micro-batch); the plan may choose a smaller one. */
   maxChunk?: number;
@@ -76,7 +79,7 @@ export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanO
   const maxChunk = Math.max(1, Math.min(o.maxChunk ?? 512, o.contextSize));
   const base = { contextSize: o.contextSize, sequences };
   const size = (spec: PartSpec, chunk: number) => {
-    const sizing: PartSizing = { ...base, chunk };
+    const sizing: PartSizing = { ...base, chunk, outputs: Math.min(sequences, chunk) };
     const bytes = partBytes(cfg, partTensors(cfg, lookup, spec), spec, sizing, wasmScratchBytes);
     return { bytes, memoryBytes: wasmMemoryBytes(WASM_BASE_BYTES + bytes.total) };
   };
@@ -90,6 +93,8 @@ export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanO
   if (budget === undefined) return plan([whole], maxChunk);
   // one part if it fits with any chunk: a smaller chunk costs less than a hop per token
   for (const chunk of candidates) if (size(whole, chunk).memoryBytes <= budget) return plan([whole], chunk);
+  // shards run one sequence at a time (the pipeline over shards has no batched step): plan them for one
+  if (sequences > 1) return planShards(cfg, lookup, { ...o, sequences: 1 });
 
   // layers: contiguous ranges packed greedily, for the largest chunk that needs no more parts than the smallest
   const fits = (spec: PartSpec, chunk: number) => size(spec, chunk).memoryBytes <= budget;

@@ -46,6 +46,9 @@ export interface HostedModelConfig {
   key: string;
   contextSize?: number;
   maxBatch?: number;
+  maxBatchSize?: number;
+  prefillChunk?: number;
+  promptCacheSlots?: number;
   maxQueue?: number;
   requestTimeoutMs?: number;
   keepAliveMs?: number;
@@ -89,12 +92,12 @@ export class ModelHost {
     const header = await readModelHeader(src, opts);
     const { cfg, gguf, contextSize, maxBatch } = header;
     const lookup = (name: string) => gguf.tensors.get(name);
-    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch });
+    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch, sequences: opts.sequences });
     const budget = this.budgetBytes ?? null;
     if (plan.parts.length === 1) {
       const relaxed = hasRelaxedSimd();
       const backend = new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd", { maxBytes: this.budgetBytes });
-      const m = await loadModel(src, backend, opts, { ...header, maxBatch: plan.chunk });
+      const m = await loadModel(src, backend, { ...opts, sequences: plan.sequences }, { ...header, maxBatch: plan.chunk });
       this.parts = { local: { backend, report: { index: 0, ...plan.parts[0]!.spec, budget_bytes: budget }, inUse: () => m.part.sequencesInUse }, budgetBytes: budget };
       return m;
     }
@@ -192,6 +195,9 @@ export class ModelHost {
       shards: () => this.shardReports(),
       contextSize: c.contextSize,
       maxBatch: c.maxBatch,
+      maxBatchSize: c.maxBatchSize,
+      prefillChunk: c.prefillChunk,
+      promptCacheSlots: c.promptCacheSlots,
       maxQueue: c.maxQueue,
       requestTimeoutMs: c.requestTimeoutMs,
       keepAliveMs: c.keepAliveMs,
@@ -216,6 +222,8 @@ export class ModelHost {
           });
         case "/info":
           return deferredJson(() => service.info());
+        case "/metrics":
+          return new Response(await service.metrics(), { headers: { "Content-Type": "text/plain; charset=utf-8" } });
         case "/tokenize": {
           const { text } = (await request.json()) as { text: string };
           return deferredJson(() => service.tokenize(text));

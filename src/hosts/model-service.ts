@@ -7,6 +7,8 @@ import { ChatTemplateError } from "../engine/chat-template.ts";
 import { encodePrompt, generate, type DoneEvent, type Prompt, type TokenEvent } from "../engine/generate.ts";
 import type { LoadOptions, RunnableModel } from "../engine/model/load.ts";
 import type { SamplingParams } from "../engine/sampler.ts";
+import { BatchScheduler, singleSequenceBatch, SINGLE_SEQUENCE, type BatchEvent } from "../engine/batching.ts";
+import { ServiceMetrics } from "./service-metrics.ts";
 
 /** A generation request as it travels between hosts (plain JSON). */
 export interface ServiceRequest {
@@ -20,6 +22,8 @@ export interface ServiceRequest {
   sampling?: Partial<SamplingParams>;
   stop?: string[];
   topLogprobs?: number;
+  /** Start from the longest prefix kept in the prompt cache (default true; llama.cpp's cache_prompt). */
+  cachePrompt?: boolean;
 }
 
 export type ErrorKind = "validation" | "template" | "overloaded" | "unavailable" | "timeout" | "generation";
@@ -91,6 +95,8 @@ export interface ModelService {
   generate(req: ServiceRequest, signal?: AbortSignal): AsyncIterable<ServiceEvent>;
   /** Start (and await) loading, for hosts whose status() does not load by itself. */
   warmUp?(): Promise<void>;
+  /** The service's metrics in Prometheus text format (queue, batch, tokens, caches). */
+  metrics?(): Promise<string>;
 }
 
 /** An error to answer with before anything was streamed (loading failed, bad request...). */
@@ -109,8 +115,15 @@ export interface LocalServiceOptions {
   /** Loads the model from the source on a fresh backend (each load attempt). */
   loadModel: (src: ByteSource, opts: LoadOptions) => Promise<RunnableModel>;
   contextSize?: number;
+  /** Tokens one forward step holds (act rows): decode tokens plus prompt chunks (default 512). */
   maxBatch?: number;
-  /** Requests that may wait behind the running one before new ones get 429. */
+  /** Sequences that run at once (TGI's max_batch_size; default DEFAULT_MAX_BATCH_SIZE). */
+  maxBatchSize?: number;
+  /** Prompt tokens per forward step while others decode (a multiple of 4; default DEFAULT_PREFILL_CHUNK). */
+  prefillChunk?: number;
+  /** Finished sequences kept for their prefixes beyond the running ones (0: no prompt cache; default 2). */
+  promptCacheSlots?: number;
+  /** Requests that may wait for a batch slot before new ones get 429. */
   maxQueue?: number;
   requestTimeoutMs?: number;
   keepAliveMs?: number;
@@ -123,7 +136,15 @@ export interface LocalServiceOptions {
   autoLoad?: boolean;
 }
 
-const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+/** Defaults measured with `npm run bench:serve` (README, "Many users at once"). */
+export const DEFAULT_MAX_BATCH_SIZE = 4;
+export const DEFAULT_PREFILL_CHUNK = 128;
+export const DEFAULT_PROMPT_CACHE_SLOTS = 2;
+
+/** KV slots a service loads its model with: the running sequences and the kept ones. */
+export function serviceSlots(o: Pick<LocalServiceOptions, "maxBatchSize" | "promptCacheSlots">): number {
+  return (o.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) + (o.promptCacheSlots ?? DEFAULT_PROMPT_CACHE_SLOTS);
+}
 
 export class LocalModelService implements ModelService {
   readonly modelId: string;
@@ -134,9 +155,9 @@ export class LocalModelService implements ModelService {
   private progress = { loaded: 0, total: 0 };
   private phase: "downloading" | "loading" = "loading";
   private lastAttempt = 0;
-  private busy = false;
-  /** Requests waiting for the model, oldest first. */
-  private readonly waiting: { granted: boolean; wake: () => void }[] = [];
+  private scheduler: BatchScheduler | undefined;
+  private readonly serviceMetrics = new ServiceMetrics();
+  private requestIds = 0;
 
   constructor(opts: LocalServiceOptions) {
     this.opts = opts;
@@ -162,8 +183,16 @@ export class LocalModelService implements ModelService {
         const m = await this.opts.loadModel(src, {
           contextSize: this.opts.contextSize,
           maxBatch: this.opts.maxBatch,
+          sequences: serviceSlots(this.opts),
           onProgress: (loaded, total) => (this.progress = { loaded, total }),
         });
+        const o = this.opts;
+        this.scheduler = m.batch
+          ? new BatchScheduler(m.batch, m.tokenizer, {
+              maxBatchSize: o.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE, prefillChunk: o.prefillChunk ?? DEFAULT_PREFILL_CHUNK, promptCache: (o.promptCacheSlots ?? DEFAULT_PROMPT_CACHE_SLOTS) > 0,
+            })
+          : new BatchScheduler(singleSequenceBatch(m), m.tokenizer, { ...SINGLE_SEQUENCE, promptCache: (o.promptCacheSlots ?? DEFAULT_PROMPT_CACHE_SLOTS) > 0 });
+        this.serviceMetrics.attach(this.scheduler);
         this.model = m;
         return m;
       } catch (e) {
@@ -179,7 +208,7 @@ export class LocalModelService implements ModelService {
 
   /** Loaded, and nothing running or waiting. */
   get readyAndIdle(): boolean {
-    return this.model !== undefined && !this.busy && this.waiting.length === 0;
+    return this.model !== undefined && !!this.scheduler && this.scheduler.active === 0 && this.scheduler.queued === 0;
   }
 
   /** Whether a load should start: nothing loaded or loading, and no failure in the last few seconds. */
@@ -191,7 +220,7 @@ export class LocalModelService implements ModelService {
   async status(): Promise<ModelStatus> {
     if (this.opts.autoLoad !== false && this.shouldLoad) void this.load().catch(() => {});
     const shards = await this.opts.shards?.();
-    const base = { model: this.modelId, queue_length: this.waiting.length + (this.busy ? 1 : 0), ...(shards ? { shards } : {}) };
+    const base = { model: this.modelId, queue_length: (this.scheduler?.queued ?? 0) + (this.scheduler?.active ?? 0), ...(shards ? { shards } : {}) };
     if (this.model) {
       const total = this.progress.total;
       return { ...base, status: "ready", progress: 1, loaded_bytes: total, total_bytes: total, context_size: this.model.contextSize };
@@ -201,6 +230,10 @@ export class LocalModelService implements ModelService {
     if (this.loading) return { ...base, status: "loading", phase: this.phase, progress, loaded_bytes: loaded, total_bytes: total };
     if (this.loadError) return { ...base, status: "error", progress, loaded_bytes: loaded, total_bytes: total, error: this.loadError };
     return { ...base, status: "idle", progress: 0, loaded_bytes: 0, total_bytes: 0 };
+  }
+
+  async metrics(): Promise<string> {
+    return this.serviceMetrics.text();
   }
 
   async info(): Promise<ModelInfo> {
@@ -253,80 +286,95 @@ export class LocalModelService implements ModelService {
     }
     const maxTokens = req.maxTokens ?? room;
 
-    // queue: first in, first out, one generation at a time
-    const queuePosition = this.waiting.length + (this.busy ? 1 : 0);
-    if (this.busy && this.waiting.length >= (this.opts.maxQueue ?? 8)) {
-      yield { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${this.waiting.length} requests are already waiting; retry shortly` };
+    // queue (checked and joined with no await between, so requests arriving together cannot overshoot it)
+    const sched = this.scheduler!;
+    const queuePosition = sched.queued + sched.active;
+    if (sched.active >= sched.opts.maxBatchSize && sched.queued >= (this.opts.maxQueue ?? 8)) {
+      this.serviceMetrics.failed("overloaded");
+      yield { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${sched.queued} requests are already waiting; retry shortly` };
       return;
     }
     // a seed is always set, so that a sampled answer can be reproduced from what the response reports
     const seed = req.sampling?.seed ?? Math.floor(Math.random() * 2 ** 32);
-    yield { type: "accepted", promptTokens: promptIds.length, maxTokens, queuePosition, seed };
-    if (this.busy) {
-      const slot = { granted: false, wake: () => {} };
-      const turn = new Promise<void>((resolve) => (slot.wake = () => ((slot.granted = true), resolve())));
-      this.waiting.push(slot);
-      const keepAlive = this.opts.keepAliveMs ?? 10_000;
-      let proceed = false;
-      try {
-        while (!slot.granted) {
-          if (signal?.aborted) return;
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const woke = await Promise.race([turn.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), keepAlive)))]);
-          if (timer !== undefined) clearTimeout(timer);
-          if (!woke && !signal?.aborted) yield { type: "keepalive" };
-        }
-        proceed = true;
-      } finally {
-        // leaving the queue (abort, or the consumer stopped listening): give up the place or pass the turn on
-        if (!proceed) {
-          if (slot.granted) this.next();
-          else this.waiting.splice(this.waiting.indexOf(slot), 1);
-        }
-      }
-    } else {
-      this.busy = true;
-    }
-
-    // our turn: generate, under the time limit, stopping when the caller goes away
+    const events = new EventQueue<BatchEvent>();
+    const queuedAt = Date.now();
+    const id = ++this.requestIds;
+    const handle = sched.submit(
+      { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, cachePrompt: req.cachePrompt },
+      (ev) => events.push(ev),
+    );
+    // the caller going away, or the time limit: the request leaves the queue (or its slot) at once
     const timeoutMs = this.opts.requestTimeoutMs ?? 300_000;
-    const ac = new AbortController();
-    const onAbort = () => ac.abort();
+    let timedOut = false;
+    const onAbort = () => handle.cancel(); // the scheduler then ends the request with an abort event
     signal?.addEventListener("abort", onAbort);
-    const timer = setTimeout(() => ac.abort(new Error("timeout")), timeoutMs);
+    if (signal?.aborted) onAbort();
+    const timer = setTimeout(() => ((timedOut = true), onAbort()), timeoutMs);
+    const tok = m.tokenizer;
+    const piece = (id: number) => {
+      const bytes = tok.pieceOf(id);
+      return { piece: new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes), bytes: Array.from(bytes) };
+    };
+    let ended = false;
     try {
-      const sampling = { ...req.sampling, seed };
-      const tok = m.tokenizer;
-      const piece = (id: number) => {
-        const bytes = tok.pieceOf(id);
-        return { piece: new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes), bytes: Array.from(bytes) };
-      };
-      for await (const ev of generate(m, { prompt: { ids: promptIds }, maxTokens, sampling, stop: req.stop, topLogprobs: req.topLogprobs, signal: ac.signal })) {
+      yield { type: "accepted", promptTokens: promptIds.length, maxTokens, queuePosition, seed };
+      const keepAlive = this.opts.keepAliveMs ?? 10_000;
+      for (;;) {
+        const ev = await events.next(keepAlive);
+        if (ev === "timeout") {
+          if (!signal?.aborted && !timedOut) yield { type: "keepalive" };
+          continue;
+        }
+        if (ev.type === "started") {
+          this.serviceMetrics.started(id, Date.now() - queuedAt, ev.cachedTokens);
+          continue;
+        }
+        if (ev.type === "error") {
+          ended = true;
+          this.serviceMetrics.failed("generation", id);
+          yield { type: "error", kind: "generation", status: 500, message: `generation failed: ${ev.message}` };
+          return;
+        }
         if (ev.type === "done") {
-          if (ev.finishReason === "abort" && !signal?.aborted) {
+          ended = true;
+          if (ev.finishReason === "abort") this.serviceMetrics.failed(timedOut ? "timeout" : "cancelled", id);
+          else this.serviceMetrics.finished(id, ev.promptTokens, ev.completionTokens);
+          if (ev.finishReason === "abort" && timedOut) {
             yield { type: "error", kind: "timeout", status: 504, message: `the request exceeded the time limit of ${timeoutMs} ms and was stopped after ${ev.completionTokens} tokens` };
             return;
           }
+          if (ev.finishReason === "abort" && signal?.aborted) return;
           yield ev;
-          continue;
+          return;
         }
         yield { ...ev, ...piece(ev.id), top: ev.top.map((t) => ({ ...t, ...piece(t.id) })) };
-        await tick(); // let disconnects and new requests in between tokens
       }
-    } catch (e) {
-      yield { type: "error", kind: "generation", status: 500, message: `generation failed: ${(e as Error).message}` };
     } finally {
+      // the consumer stopped listening (a disconnect) or the request ended: free its place either way
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
-      this.next();
+      if (!ended) handle.cancel();
     }
   }
+}
 
-  /** Hand the model to the next waiting request (or mark it free). */
-  private next(): void {
-    const slot = this.waiting.shift();
-    if (slot) slot.wake();
-    else this.busy = false;
+/** Events pushed by the scheduler, pulled by a request's generator (with a time limit per wait for keep-alives). */
+class EventQueue<T> {
+  private readonly items: T[] = [];
+  private waiter: (() => void) | undefined;
+  push(v: T): void {
+    this.items.push(v);
+    this.waiter?.();
   }
-
+  async next(timeoutMs: number): Promise<T | "timeout"> {
+    if (this.items.length) return this.items.shift()!;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.waiter = resolve;
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    if (timer !== undefined) clearTimeout(timer);
+    this.waiter = undefined;
+    return this.items.length ? this.items.shift()! : "timeout";
+  }
 }

@@ -22,6 +22,9 @@ export interface NodeServerOptions {
   apiKey?: string;
   corsOrigins?: string;
   maxQueue?: number;
+  maxBatchSize?: number;
+  prefillChunk?: number;
+  promptCacheSlots?: number;
   requestTimeoutMs?: number;
   keepAliveMs?: number;
 }
@@ -37,6 +40,9 @@ export function startNodeServer(o: NodeServerOptions): Promise<{ server: ServerT
     loadModel: (src, opts) => loadNodeModel(src, o.backend ?? "wasm", { ...opts, threads: o.threads }),
     contextSize: o.contextSize,
     maxQueue: config.maxQueue,
+    maxBatchSize: o.maxBatchSize,
+    prefillChunk: o.prefillChunk,
+    promptCacheSlots: o.promptCacheSlots,
     requestTimeoutMs: o.requestTimeoutMs,
     keepAliveMs: o.keepAliveMs,
   });

@@ -43,6 +43,11 @@ export class RemoteModelService implements ModelService {
   tokenize(text: string): Promise<{ ids: number[]; pieces: string[] }> {
     return this.json("/tokenize", { text });
   }
+  async metrics(): Promise<string> {
+    const res = await this.target.fetch(`${BASE}/metrics`, { headers: this.headers });
+    if (!res.ok) throw new Error(`model host answered ${res.status} to /metrics`);
+    return res.text();
+  }
 
   async *generate(req: ServiceRequest, signal?: AbortSignal): AsyncGenerator<ServiceEvent> {
     const res = await this.target.fetch(`${BASE}/generate`, { method: "POST", body: JSON.stringify(req), headers: this.headers });

@@ -14,7 +14,14 @@ export interface Env {
   /** Secret: the Authorization header value for MODEL_SOURCE_URL (e.g. "Bearer hf_..."). */
   MODEL_SOURCE_AUTH?: string;
   CONTEXT_SIZE?: string;
+  /** Tokens one forward step holds (decode tokens plus prompt chunks; default 512). */
   MAX_BATCH?: string;
+  /** Sequences decoding together (TGI's max_batch_size; default 4). */
+  MAX_BATCH_SIZE?: string;
+  /** Prompt tokens per forward step (a multiple of 4; default 128). */
+  PREFILL_CHUNK?: string;
+  /** Finished sequences kept for the prompt cache beyond the running ones (0: no cache; default 2). */
+  PROMPT_CACHE_SLOTS?: string;
   MAX_QUEUE?: string;
   REQUEST_TIMEOUT_MS?: string;
   KEEPALIVE_MS?: string;
@@ -31,5 +38,12 @@ export function intVar(env: Env, name: keyof Env): number | undefined {
   if (v === undefined || v === "") return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new Error(`setting ${name} must be a non-negative integer, got "${String(v)}"`);
+  return n;
+}
+
+/** A setting that must be a positive integer when set. */
+export function positive(env: Env, name: keyof Env): number | undefined {
+  const n = intVar(env, name);
+  if (n === 0) throw new Error(`setting ${name} must be a positive integer, got "0"`);
   return n;
 }

@@ -4,6 +4,7 @@
 // Objects of one script "may share global memory with other instances defined in the same Worker code"
 // (Cloudflare's Durable Objects docs). Used by `npm start` (all of them under one `wrangler dev`) and by
 // `gemma-edge deploy` (deployed in dependency order: shards, coordinator, front).
+import { serviceSlots } from "../hosts/model-service.ts";
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import type { ShardPlan } from "../engine/shard-plan.ts";
@@ -97,4 +98,13 @@ export function projectVars(): Record<string, string> {
   delete vars.MODEL_ID;
   delete vars.MODEL_KEY;
   return vars;
+}
+
+/**
+ * The settings a coordinator plans with, from [vars]: CONTEXT_SIZE, MAX_BATCH and the KV slots of a model in one
+ * part (MAX_BATCH_SIZE + PROMPT_CACHE_SLOTS, as the model service loads it).
+ */
+export function planVars(vars: Record<string, string>): { contextSize?: number; maxBatch?: number; sequences: number } {
+  const n = (k: string) => (vars[k] ? Number(vars[k]) : undefined);
+  return { contextSize: n("CONTEXT_SIZE"), maxBatch: n("MAX_BATCH"), sequences: serviceSlots({ maxBatchSize: n("MAX_BATCH_SIZE"), promptCacheSlots: n("PROMPT_CACHE_SLOTS") }) };
 }

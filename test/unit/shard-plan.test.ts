@@ -40,9 +40,15 @@ describe("planShards on a Gemma-2B-shaped Q4_0 model", () => {
   });
 
   it("KV for more sequences and a shorter context trade against the chunk", () => {
+    // a model that needs shards is planned for one sequence (the sharded pipeline runs one at a time)
     const four = planShards(G2B, g2bLookup, { budgetBytes: 100 * MB, contextSize: 4096, sequences: 4 });
-    expect(four.parts[0]!.bytes.kv).toBe(4 * 4096 * 256 * 2 * 2);
+    expect([four.sequences, four.parts[0]!.bytes.kv]).toEqual([1, 4096 * 256 * 2 * 2]);
     expect(four.parts.filter((s) => s.spec.layers)).toHaveLength(18);
+    // one part keeps KV for every sequence slot, and logits for each of them
+    const whole = planShards(G2B, g2bLookup, { contextSize: 1024, sequences: 4 });
+    expect([whole.parts.length, whole.sequences, whole.parts[0]!.bytes.kv]).toEqual([1, 4, 4 * 18 * 1024 * 256 * 2 * 2]);
+    const single = planShards(G2B, g2bLookup, { contextSize: 1024, sequences: 1 });
+    expect(whole.parts[0]!.bytes.activations - single.parts[0]!.bytes.activations).toBe(3 * 256000 * 4);
     // 100 MB: 128-token chunks would fit a layer part but need a fourth vocabulary slice (each holds a chunk of
     // embeddings), so the plan keeps 64; with 120 MB both fit
     expect(planShards(G2B, g2bLookup, { budgetBytes: 100 * MB, contextSize: 1024 }).chunk).toBe(64);

@@ -36,7 +36,8 @@ export interface Backend {
    * rounded the way llama.cpp's CPU backend does for the weight type (Q8_0 blocks for Q4_0/Q8_0 weights,
    * f16 for F16, bf16 for BF16, f32 for F32). `x` and `out` must be arena views. `batchRows` (default n): rows of
    * the llama.cpp batch these n belong to, which picks llama.cpp's kernel (tinyBLAS for 2+ rows of F16/BF16/F32);
-   * a part of a batch is summed as the whole batch would sum it, row for row.
+   * a part of a batch is summed as the whole batch would sum it, row for row. `batchRows` 1 with n > 1: n
+   * single-token rows (decode steps of several sequences), each summed as a one-token product.
    */
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows?: number): void;
   /**

@@ -142,7 +142,7 @@ export class ReferenceBackend implements Backend {
         const tmp = kDotScratch();
         const rb = w.nbytes / rows;
         for (let t = 0; t < n; t++) {
-          const order = kOrder(w.repacked, t, n);
+          const order = kOrder(w.repacked, t, batchRows === 1 ? 1 : n); // single-token rows: each as gemv
           for (let r = 0; r < rows; r++) out[t * rows + r] = dotKRow(kind, data, r * rb, cols, qs, t * cols, ds, bsums, order, tmp);
         }
         return;

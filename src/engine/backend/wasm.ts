@@ -307,7 +307,7 @@ export class WasmBackend implements Backend {
         const qs = this.scratch, ds = alignUp(qs + n * cols, 16), bsums = ds + nb * 4;
         const buf = this.memory.buffer;
         quantizeActivationsQ8_K(x.subarray(0, n * cols), new Int8Array(buf, qs, n * cols), new Float32Array(buf, ds, nb), new Int32Array(buf, bsums, nb * 16));
-        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, w.repacked ? 1 : 0, p, r, cols, qs, ds, bsums, n, o, rows]);
+        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, w.repacked ? (batchRows === 1 ? 2 : 1) : 0, p, r, cols, qs, ds, bsums, n, o, rows]);
         return;
       }
       default:

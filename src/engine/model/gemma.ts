@@ -81,6 +81,19 @@ export function* chunks(n: number, ubatch: number, chunk: number): Generator<Chu
   }
 }
 
+/**
+ * Rows of one sequence in a batched forward pass: `n` tokens at positions pos.. whose keys and values go into
+ * `cache` (which holds positions 0..pos-1), computed as rows of a llama.cpp micro-batch of `batchRows` (1: a
+ * decode token) with `outputs` at the final layer.
+ */
+export interface RowSegment {
+  cache: KvCache;
+  pos: number;
+  n: number;
+  batchRows: number;
+  outputs: Outputs;
+}
+
 /** Receives named intermediates (llama.cpp's names, e.g. "attn_norm-3") to bisect a mismatch layer by layer. */
 export type TraceFn = (name: string, values: Float32Array) => void;
 
@@ -137,6 +150,17 @@ export class Gemma {
    * final layer. Returns the number of rows left in act.x.
    */
   layers(n: number, pos: number, cache: KvCache, from = 0, to = this.cfg.nLayers, outputs: Outputs = "all", batchRows = n): number {
+    return this.layersBatch([{ cache, pos, n, batchRows, outputs }], from, to)[0]!;
+  }
+
+  /**
+   * Layers [from, to) on a batch of row segments from several sequences, their rows one after another in act.x
+   * (see RowSegment). Each segment computes exactly as it would alone: its rows' matrix products take the
+   * kernel its own batchRows picks (segments of single-token rows share one product, which reads each weight
+   * once for all of them), its attention reads its own cache. Returns the rows left per segment (see Outputs);
+   * the rows left stay in act.x in segment order.
+   */
+  layersBatch(segs: RowSegment[], from = 0, to = this.cfg.nLayers): number[] {
     const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps, nLayers } = this.cfg;
     const { x, xb, q, k, v, att, hb, hb2 } = this.act;
     const b = this.backend;
@@ -144,94 +168,149 @@ export class Gemma {
     const kvDim = nKvHeads * headDim;
     const qScale = Math.fround(1 / Math.fround(Math.sqrt(headDim)));
     const headsPerKv = nHeads / nKvHeads;
-    let xs = x.subarray(0, n * dim);
-    let rows = batchRows; // the micro-batch's row count, for kernel choices (1 once only the last row is left)
     const rope = this.rope;
+    // per segment: its first row in act.x, its rows, and the micro-batch row count that picks kernels
+    let live = segs.map((s, i) => ({ i, row: 0, n: s.n, rows: s.batchRows }));
+    let at = 0;
+    for (const s of live) (s.row = at), (at += s.n);
+    let total = at;
+    if (total > this.maxBatch) throw new RangeError(`${total} rows are more than a chunk of ${this.maxBatch}`);
+    // matrix products over groups of segments: consecutive single-token rows together, other segments alone
+    const groupsOf = (ls: typeof live) => {
+      const gs: { row: number; n: number; rows: number }[] = [];
+      for (const s of ls) {
+        const last = gs[gs.length - 1];
+        if (s.rows === 1 && last && last.rows === 1 && last.row + last.n === s.row) last.n += s.n;
+        else gs.push({ row: s.row, n: s.n, rows: s.rows });
+      }
+      return gs;
+    };
+    let groups = groupsOf(live);
+    const mm = (out: Float32Array, od: number, w: Weight, inp: Float32Array, id: number) => {
+      for (const g of groups) b.matmul(out.subarray(g.row * od), w, inp.subarray(g.row * id), g.n, g.rows);
+    };
 
+    const ret = segs.map((s) => s.n);
     for (let l = from; l < to; l++) {
       const w = this.weights.layers[l];
       if (!w) throw new Error(`this part of the model does not hold layer ${l}`);
-      const kc = cache.k[l]!; // (seqLen, kvDim) f16
-      const vc = cache.v[l]!; // (seqLen, kvDim) f16
+      const xs = x.subarray(0, total * dim);
 
       // attention: xb = rmsnorm(x) * attn_norm; q, k, v = projections
-      rmsNorm(xb.subarray(0, n * dim), xs, w.attnNorm, normEps);
-      this.trace?.(`attn_norm-${l}`, xb.subarray(0, n * dim));
-      b.matmul(q, w.wq, xb, n, rows);
-      b.matmul(k, w.wk, xb, n, rows);
-      b.matmul(v, w.wv, xb, n, rows);
-      for (let t = 0; t < n; t++) {
-        const qt = q.subarray(t * qDim, (t + 1) * qDim);
-        const kt = k.subarray(t * kvDim, (t + 1) * kvDim);
-        rope.apply(qt, nHeads, pos + t);
-        rope.apply(kt, nKvHeads, pos + t);
-        for (let i = 0; i < qDim; i++) qt[i] = Math.fround(qt[i]! * qScale);
-        // cache k and v of this position as f16
-        const base = (pos + t) * kvDim;
-        for (let i = 0; i < kvDim; i++) {
-          kc[base + i] = f32ToF16(kt[i]!);
-          vc[base + i] = f32ToF16(v[t * kvDim + i]!);
-        }
-      }
-      this.trace?.(`Qcur_scaled-${l}`, q.subarray(0, n * qDim));
-      this.trace?.(`Vcur-${l}`, v.subarray(0, n * kvDim));
-      // each query head attends over positions 0..pos+t (causal); query heads share KV heads in groups.
-      // llama.cpp computes micro-batches of 64+ tokens another way (tiled); the arithmetic follows it.
-      const tiled = rows >= FA_TILED_MIN_ROWS;
-      if (tiled && b.attendHeadTiled && headDim % 4 === 0) {
-        for (let h = 0; h < nHeads; h++) {
-          const kvh = Math.floor(h / headsPerKv);
-          b.attendHeadTiled(att.subarray(h * headDim), q.subarray(h * headDim), qDim, kc, vc, pos, n, kvDim, kvh * headDim, headDim);
-        }
-      } else {
-        const attend = tiled ? attendHeadTiled : b.attendHead && headDim % 4 === 0 ? b.attendHead.bind(b) : attendHead;
-        for (let t = 0; t < n; t++) {
-          for (let h = 0; h < nHeads; h++) {
-            const kvh = Math.floor(h / headsPerKv);
-            attend(
-              att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
-              q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
-              kc, vc, pos + t + 1, kvDim, kvh * headDim, this.accHead,
-            );
+      rmsNorm(xb.subarray(0, total * dim), xs, w.attnNorm, normEps);
+      this.trace?.(`attn_norm-${l}`, xb.subarray(0, total * dim));
+      mm(q, qDim, w.wq, xb, dim);
+      mm(k, kvDim, w.wk, xb, dim);
+      mm(v, kvDim, w.wv, xb, dim);
+      for (const s of live) {
+        const { cache, pos } = segs[s.i]!;
+        const kc = cache.k[l]!; // (seqLen, kvDim) f16
+        const vc = cache.v[l]!;
+        for (let j = 0; j < s.n; j++) {
+          const t = s.row + j;
+          const qt = q.subarray(t * qDim, (t + 1) * qDim);
+          const kt = k.subarray(t * kvDim, (t + 1) * kvDim);
+          rope.apply(qt, nHeads, pos + j);
+          rope.apply(kt, nKvHeads, pos + j);
+          for (let i = 0; i < qDim; i++) qt[i] = Math.fround(qt[i]! * qScale);
+          // cache k and v of this position as f16
+          const base = (pos + j) * kvDim;
+          for (let i = 0; i < kvDim; i++) {
+            kc[base + i] = f32ToF16(kt[i]!);
+            vc[base + i] = f32ToF16(v[t * kvDim + i]!);
           }
         }
       }
-      this.trace?.(`kqv_out-${l}`, att.subarray(0, n * qDim));
-      if (l === nLayers - 1 && outputs === "none") return 0; // nothing reads this chunk's output
-      // x += wo(att)
-      b.matmul(xb, w.wo, att, n, rows);
-      for (let i = 0; i < n * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
-      if (l === nLayers - 1 && outputs === "last" && n > 1) {
-        x.copyWithin(0, (n - 1) * dim, n * dim);
-        n = 1;
-        rows = 1;
-        xs = x.subarray(0, dim);
+      this.trace?.(`Qcur_scaled-${l}`, q.subarray(0, total * qDim));
+      this.trace?.(`Vcur-${l}`, v.subarray(0, total * kvDim));
+      // each query head attends over positions 0..pos+t of its own sequence (causal); query heads share KV heads
+      // in groups. llama.cpp computes micro-batches of 64+ tokens another way (tiled); the arithmetic follows it.
+      for (const s of live) {
+        const { cache, pos } = segs[s.i]!;
+        const kc = cache.k[l]!, vc = cache.v[l]!;
+        const tiled = s.rows >= FA_TILED_MIN_ROWS;
+        if (tiled && b.attendHeadTiled && headDim % 4 === 0) {
+          for (let h = 0; h < nHeads; h++) {
+            const kvh = Math.floor(h / headsPerKv);
+            b.attendHeadTiled(att.subarray(s.row * qDim + h * headDim), q.subarray(s.row * qDim + h * headDim), qDim, kc, vc, pos, s.n, kvDim, kvh * headDim, headDim);
+          }
+        } else {
+          const attend = tiled ? attendHeadTiled : b.attendHead && headDim % 4 === 0 ? b.attendHead.bind(b) : attendHead;
+          for (let j = 0; j < s.n; j++) {
+            const t = s.row + j;
+            for (let h = 0; h < nHeads; h++) {
+              const kvh = Math.floor(h / headsPerKv);
+              attend(
+                att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
+                q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
+                kc, vc, pos + j + 1, kvDim, kvh * headDim, this.accHead,
+              );
+            }
+          }
+        }
       }
-      this.trace?.(`sa_out-${l}`, xs);
+      this.trace?.(`kqv_out-${l}`, att.subarray(0, total * qDim));
+      const final = l === nLayers - 1;
+      if (final && segs.every((s) => s.outputs === "none")) return segs.map(() => 0); // nothing reads this output
+      // x += wo(att)
+      mm(xb, dim, w.wo, att, qDim);
+      for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
+      if (final) {
+        // only the rows whose outputs are wanted go on (llama.cpp's inp_out_ids): all, the last one, or none
+        const kept: typeof live = [];
+        let to = 0;
+        for (const s of live) {
+          const o = segs[s.i]!.outputs;
+          const keep = o === "all" ? s.n : o === "last" ? 1 : 0;
+          if (keep === 0) continue;
+          const fromRow = s.row + s.n - keep;
+          if (fromRow !== to) x.copyWithin(to * dim, fromRow * dim, (fromRow + keep) * dim);
+          kept.push({ i: s.i, row: to, n: keep, rows: keep === s.n ? s.rows : 1 });
+          to += keep;
+        }
+        for (const s of segs.keys()) ret[s] = 0;
+        for (const s of kept) ret[s.i] = s.n;
+        live = kept;
+        total = to;
+        groups = groupsOf(live);
+      }
+      this.trace?.(`sa_out-${l}`, x.subarray(0, total * dim));
 
       // feed-forward: x += down(gelu_tanh(gate(h)) * up(h)), h = rmsnorm(x) * ffn_norm
-      rmsNorm(xb.subarray(0, n * dim), xs, w.ffnNorm, normEps);
-      b.matmul(hb, w.wGate, xb, n, rows);
-      b.matmul(hb2, w.wUp, xb, n, rows);
-      (b.geglu ? b.geglu.bind(b) : geglu)(hb.subarray(0, n * hiddenDim), hb.subarray(0, n * hiddenDim), hb2.subarray(0, n * hiddenDim));
-      this.trace?.(`ffn_geglu-${l}`, hb.subarray(0, n * hiddenDim));
-      b.matmul(xb, w.wDown, hb, n, rows);
-      for (let i = 0; i < n * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
-      this.trace?.(`l_out-${l}`, xs);
+      const xo = x.subarray(0, total * dim);
+      rmsNorm(xb.subarray(0, total * dim), xo, w.ffnNorm, normEps);
+      mm(hb, hiddenDim, w.wGate, xb, dim);
+      mm(hb2, hiddenDim, w.wUp, xb, dim);
+      (b.geglu ? b.geglu.bind(b) : geglu)(hb.subarray(0, total * hiddenDim), hb.subarray(0, total * hiddenDim), hb2.subarray(0, total * hiddenDim));
+      this.trace?.(`ffn_geglu-${l}`, hb.subarray(0, total * hiddenDim));
+      mm(xb, dim, w.wDown, hb, hiddenDim);
+      for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
+      this.trace?.(`l_out-${l}`, xo);
     }
-    return n;
+    return ret;
   }
 
   /** Final norm and the tied LM head on one hidden state `h` (dim): this part's slice of the logits. */
   head(h: Float32Array): Float32Array {
+    return this.headRows(h, 1);
+  }
+
+  /**
+   * The LM head on `m` final hidden states (m, dim), each a one-token product as llama.cpp computes an output
+   * row: (m, slice) logits, an arena view that the next call overwrites.
+   */
+  headRows(h: Float32Array, m: number): Float32Array {
     const { dim } = this.cfg;
     const { tokenEmbd, outputNorm } = this.weights;
     if (!tokenEmbd || !outputNorm) throw new Error("this part of the model holds no LM head");
-    const xb = this.act.xb.subarray(0, dim);
-    rmsNorm(xb, h.subarray(0, dim), outputNorm, this.cfg.normEps);
+    const slice = this.weights.vocab[1] - this.weights.vocab[0];
+    if (m * slice > this.act.logits.length || m * dim > this.act.xb.length) throw new RangeError(`${m} output rows are more than this part holds logits for`);
+    const xb = this.act.xb.subarray(0, m * dim);
+    rmsNorm(xb, h.subarray(0, m * dim), outputNorm, this.cfg.normEps);
     this.trace?.("result_norm", xb);
-    this.backend.matmul(this.act.logits, tokenEmbd, xb, 1);
-    this.trace?.("result_output", this.act.logits);
-    return this.act.logits;
+    const logits = this.act.logits.subarray(0, m * slice);
+    this.backend.matmul(logits, tokenEmbd, xb, m, 1);
+    this.trace?.("result_output", logits);
+    return logits;
   }
 }

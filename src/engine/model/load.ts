@@ -7,7 +7,7 @@ import type { ByteSource } from "../byte-source.ts";
 import { ChatTemplate } from "../chat-template.ts";
 import { configFromGguf, type GemmaConfig } from "../config.ts";
 import { GgufError, metaString, readGguf, type GgufFile, type GgufTensorInfo } from "../gguf.ts";
-import { LocalPart, Pipeline } from "../pipeline.ts";
+import { LocalPart, Pipeline, type TokenSegment } from "../pipeline.ts";
 import { Tokenizer } from "../tokenizer.ts";
 import type { Gemma } from "./gemma.ts";
 import type { KvCache } from "./kv-cache.ts";
@@ -23,6 +23,11 @@ export interface LoadOptions {
    * gives the same arithmetic: chunks compute as parts of llama.cpp's 512-token micro-batches.
    */
   maxBatch?: number;
+  /**
+   * Sequences the model keeps KV for at once (default 1): running ones and, with a prompt cache, finished ones
+   * kept for their prefixes. Each costs contextSize positions of KV in every layer.
+   */
+  sequences?: number;
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
 
@@ -37,6 +42,23 @@ export interface RunnableModel {
   forward(tokens: number[], pos: number): Float32Array | Promise<Float32Array>;
   /** The sequence is over (its KV may be forgotten); generate() calls it when a request ends. */
   release?(): void | Promise<void>;
+  /** Several sequences in one forward step (models whose parts run in this process); see batching.ts. */
+  batch?: BatchModel;
+}
+
+/** A model that runs forward steps over tokens of several sequences, each with its own KV slot. */
+export interface BatchModel {
+  /** Sequence slots with their own KV (slot 0 is the one forward() uses). */
+  slots: number;
+  /** Tokens one step may hold in all (decode tokens plus prompt chunks). */
+  maxStepTokens: number;
+  /** Output rows one step may return. */
+  maxOutputs: number;
+  /** See Pipeline.step: the logits of the output rows, (rows, vocabSize), valid until the next step. */
+  step(segs: TokenSegment[]): Promise<Float32Array>;
+  /** Copy the KV of positions [0, n) of slot `from` to slot `to`. */
+  copyKv(from: number, to: number, n: number): Promise<void>;
+  release(slot: number): Promise<void>;
 }
 
 /** A model on an arena backend (WebAssembly, reference): its forward pass and cache are reachable for tests. */
@@ -111,10 +133,11 @@ export function planTensors<M, V>(
 export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOptions = {}, header?: ModelHeader): Promise<LoadedModel> {
   header ??= await readModelHeader(src, opts);
   const { gguf, cfg, tokenizer, chatTemplate, contextSize, maxBatch } = header;
+  const sequences = opts.sequences ?? 1;
   const part = await loadPart(
     src, backend, cfg, (name) => gguf.tensors.get(name),
     { layers: [0, cfg.nLayers], vocab: [0, cfg.vocabSize] },
-    { contextSize, sequences: 1, chunk: maxBatch },
+    { contextSize, sequences, chunk: maxBatch, outputs: Math.min(sequences, maxBatch) },
     { onProgress: opts.onProgress },
   );
   const pipeline = new Pipeline(cfg, [new LocalPart(part)], { chunk: maxBatch, contextSize });
@@ -122,5 +145,16 @@ export async function loadModel(src: ByteSource, backend: Backend, opts: LoadOpt
     gguf, cfg, tokenizer, chatTemplate, contextSize, part, model: part.gemma, cache: part.caches[0]!,
     forward: (tokens, pos) => pipeline.forward(tokens, pos, 0),
     release: () => pipeline.release(0),
+    batch: pipelineBatch(pipeline, sequences, maxBatch),
+  };
+}
+
+/** The batch interface of a pipeline whose parts all run in this process. */
+export function pipelineBatch(pipeline: Pipeline, sequences: number, maxStepTokens: number): BatchModel {
+  return {
+    slots: sequences, maxStepTokens, maxOutputs: Math.min(sequences, maxStepTokens),
+    step: (segs) => pipeline.step(segs),
+    copyKv: (from, to, n) => pipeline.copyKv(from, to, n),
+    release: (slot) => pipeline.release(slot),
   };
 }

@@ -18,11 +18,16 @@ export interface PartSpec {
   vocab?: [number, number];
 }
 
-/** How a part is sized: KV positions per sequence, sequences in flight, tokens per prefill chunk. */
+/**
+ * How a part is sized: KV positions per sequence, sequences it keeps KV for, tokens per forward step (a prefill
+ * chunk, or decode tokens of several sequences with a chunk of a prompt), and the most rows of logits one step
+ * returns (default 1: one sequence at a time).
+ */
 export interface PartSizing {
   contextSize: number;
   sequences: number;
   chunk: number;
+  outputs?: number;
 }
 
 /** The tensor infos a part needs, by name (a whole GGUF's, or the subset a coordinator sends a shard). */
@@ -159,10 +164,11 @@ function reservePart(backend: Backend, cfg: GemmaConfig, tensors: PartTensor[], 
   const caches: KvCache[] = [];
   if (spec.layers) for (let s = 0; s < sizing.sequences; s++) caches.push(new KvCache(backend, cfg, sizing.contextSize, spec.layers[0], spec.layers[1]));
   const c = sizing.chunk;
+  const outs = sizing.outputs ?? 1;
   const L = spec.layers ? 1 : 0;
   const sizes: Record<keyof Activations, number> = {
-    x: c * dim, xb: L ? c * dim : dim, q: L * c * qDim, k: L * c * kvDim, v: L * c * kvDim, att: L * c * qDim,
-    hb: L * c * hiddenDim, hb2: L * c * hiddenDim, logits: spec.vocab ? spec.vocab[1] - spec.vocab[0] : 0,
+    x: Math.max(c, outs) * dim, xb: (L ? Math.max(c, outs) : outs) * dim, q: L * c * qDim, k: L * c * kvDim, v: L * c * kvDim, att: L * c * qDim,
+    hb: L * c * hiddenDim, hb2: L * c * hiddenDim, logits: spec.vocab ? outs * (spec.vocab[1] - spec.vocab[0]) : 0,
   };
   const act = Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, { offset: backend.reserve(n * 4), n }])) as Reservations["act"];
   const bytes = L ? backend.scratchBytes(Math.max(dim, qDim, hiddenDim), c, headDim) : backend.scratchBytes(dim, 1, 0);
@@ -200,6 +206,15 @@ export function partBytes(
   return { weights, kv, activations, scratch: scratchBytes, total: counter.size };
 }
 
+/** Rows of sequence `slot` in a forward step (see RowSegment). */
+export interface SlotSegment {
+  slot: number;
+  pos: number;
+  n: number;
+  batchRows: number;
+  outputs: Outputs;
+}
+
 /** A loaded part: its forward-pass pieces over its own arena, and the sequences it holds KV for. */
 export class ModelPart {
   readonly spec: PartSpec;
@@ -232,26 +247,65 @@ export class ModelPart {
    * (an arena view: see Outputs).
    */
   layers(x: Float32Array, slot: number, pos: number, n: number, batchRows: number, outputs: Outputs): Float32Array {
+    return this.layersBatch(x, [{ slot, pos, n, batchRows, outputs }]).x;
+  }
+
+  /**
+   * One forward step over rows of several sequences (their hidden states one after another in `x`): each
+   * segment's rows at positions pos.. of its slot, as Gemma.layersBatch computes them. Returns the rows left (an
+   * arena view, in segment order) and how many each segment kept.
+   */
+  layersBatch(x: Float32Array, segs: SlotSegment[]): { x: Float32Array; rows: number[] } {
     const { dim } = this.gemma.cfg;
     const range = this.spec.layers;
     if (!range) throw new Error("this part holds no layers");
-    const cache = this.caches[slot];
-    if (!cache) throw new RangeError(`sequence slot ${slot} does not exist (this part has ${this.caches.length})`);
-    if (!(n >= 1 && n <= this.gemma.maxBatch) || x.length < n * dim) throw new RangeError(`${n} rows do not fit a chunk of ${this.gemma.maxBatch} (or fewer than ${n} rows came)`);
-    if (pos > this.filled[slot]!) {
-      throw new Error(`sequence slot ${slot} holds ${this.filled[slot]} positions here, so position ${pos} cannot follow (was this part restarted?)`);
-    }
-    if (pos + n > cache.seqLen) throw new RangeError(`context full: ${pos + n} tokens do not fit in a context of ${cache.seqLen}`);
+    const total = segs.reduce((s, g) => s + g.n, 0);
+    if (!(total >= 1 && total <= this.gemma.maxBatch) || x.length < total * dim) throw new RangeError(`${total} rows do not fit a step of ${this.gemma.maxBatch} (or fewer than ${total} rows came)`);
+    const rowSegs = segs.map((g) => {
+      const cache = this.caches[g.slot];
+      if (!cache) throw new RangeError(`sequence slot ${g.slot} does not exist (this part has ${this.caches.length})`);
+      if (!(g.n >= 1)) throw new RangeError(`a segment needs at least one row, got ${g.n}`);
+      if (g.pos > this.filled[g.slot]!) {
+        throw new Error(`sequence slot ${g.slot} holds ${this.filled[g.slot]} positions here, so position ${g.pos} cannot follow (was this part restarted?)`);
+      }
+      if (g.pos + g.n > cache.seqLen) throw new RangeError(`context full: ${g.pos + g.n} tokens do not fit in a context of ${cache.seqLen}`);
+      return { cache, pos: g.pos, n: g.n, batchRows: g.batchRows, outputs: g.outputs };
+    });
+    if (new Set(segs.map((g) => g.slot)).size !== segs.length) throw new Error("a step holds at most one segment per sequence slot");
     const act = this.gemma.act.x;
-    if (x.buffer !== act.buffer || x.byteOffset !== act.byteOffset) act.set(x.subarray(0, n * dim));
-    const rows = this.gemma.layers(n, pos, cache, range[0], range[1], outputs, batchRows);
-    this.filled[slot] = pos + n;
-    return act.subarray(0, rows * dim);
+    if (x.buffer !== act.buffer || x.byteOffset !== act.byteOffset) act.set(x.subarray(0, total * dim));
+    const rows = this.gemma.layersBatch(rowSegs, range[0], range[1]);
+    for (const g of segs) this.filled[g.slot] = g.pos + g.n;
+    return { x: act.subarray(0, rows.reduce((a, r) => a + r, 0) * dim), rows };
   }
 
   /** This part's slice of the logits for one final hidden state (dim). */
   head(h: Float32Array): Float32Array {
     return this.gemma.head(h);
+  }
+
+  /** This part's slice of the logits for `m` final hidden states: (m, slice), each row computed alone. */
+  headRows(h: Float32Array, m: number): Float32Array {
+    return this.gemma.headRows(h, m);
+  }
+
+  /** Positions held by sequence slot `slot`. */
+  filledIn(slot: number): number {
+    return this.filled[slot] ?? 0;
+  }
+
+  /** Copy the keys and values of positions [0, n) from slot `from` to slot `to` (a shared prompt prefix). */
+  copyKv(from: number, to: number, n: number): void {
+    const a = this.caches[from], b = this.caches[to];
+    if (!a || !b) throw new RangeError(`sequence slots ${from} and ${to} must exist (this part has ${this.caches.length})`);
+    if (n > this.filled[from]!) throw new RangeError(`slot ${from} holds ${this.filled[from]} positions, not ${n}`);
+    const kvDim = this.gemma.cfg.nKvHeads * this.gemma.cfg.headDim;
+    for (const l of a.k.keys()) {
+      if (!a.k[l]) continue;
+      b.k[l]!.set(a.k[l]!.subarray(0, n * kvDim));
+      b.v[l]!.set(a.v[l]!.subarray(0, n * kvDim));
+    }
+    this.filled[to] = n;
   }
 
   /** The sequence in `slot` is over: its positions are free for the next one. */
