@@ -191,7 +191,7 @@ export class LocalModelService implements ModelService {
           ? new BatchScheduler(m.batch, m.tokenizer, {
               maxBatchSize: o.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE, prefillChunk: o.prefillChunk ?? DEFAULT_PREFILL_CHUNK, promptCache: (o.promptCacheSlots ?? DEFAULT_PROMPT_CACHE_SLOTS) > 0,
             })
-          : new BatchScheduler(singleSequenceBatch(m), m.tokenizer, { ...SINGLE_SEQUENCE, promptCache: (o.promptCacheSlots ?? DEFAULT_PROMPT_CACHE_SLOTS) > 0 });
+          : new BatchScheduler(singleSequenceBatch(m), m.tokenizer, { ...SINGLE_SEQUENCE, promptCache: false }); // (WebGPU, shards: see README)
         this.serviceMetrics.attach(this.scheduler);
         this.model = m;
         return m;
@@ -289,9 +289,10 @@ export class LocalModelService implements ModelService {
     // queue (checked and joined with no await between, so requests arriving together cannot overshoot it)
     const sched = this.scheduler!;
     const queuePosition = sched.queued + sched.active;
-    if (sched.active >= sched.opts.maxBatchSize && sched.queued >= (this.opts.maxQueue ?? 8)) {
+    // (those queued now include any the next step admits: the limit counts both)
+    if (sched.active + sched.queued >= sched.opts.maxBatchSize + (this.opts.maxQueue ?? 8)) {
       this.serviceMetrics.failed("overloaded");
-      yield { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${sched.queued} requests are already waiting; retry shortly` };
+      yield { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${sched.active} requests are running and ${sched.queued} waiting; retry shortly` };
       return;
     }
     // a seed is always set, so that a sampled answer can be reproduced from what the response reports

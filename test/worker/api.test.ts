@@ -35,7 +35,7 @@ describe("GET /health, /v1/models, /info", () => {
 
 describe("POST /v1/chat/completions", () => {
   it("answers a chat.completion with exact usage", async () => {
-    const r = await call("/v1/chat/completions", { json: chat() });
+    const r = await call("/v1/chat/completions", { json: chat({ cache_prompt: false }) });
     expect(r.status).toBe(200);
     const b = (await r.json()) as any;
     expect(b.id).toMatch(/^chatcmpl-/);
@@ -44,7 +44,25 @@ describe("POST /v1/chat/completions", () => {
     expect(b.choices).toHaveLength(1);
     expect(b.choices[0]).toMatchObject({ index: 0, message: { role: "assistant" }, logprobs: null, finish_reason: "length" });
     const promptTokens = tpl.encode([{ role: "user", content: "Hello" }]).length;
-    expect(b.usage).toEqual({ prompt_tokens: promptTokens, completion_tokens: 6, total_tokens: promptTokens + 6 });
+    expect(b.usage).toEqual({ prompt_tokens: promptTokens, completion_tokens: 6, total_tokens: promptTokens + 6, prompt_tokens_details: { cached_tokens: 0 } });
+    // the same prompt again starts from the sequence kept in the prompt cache: all but its last token
+    const again = (await (await call("/v1/chat/completions", { json: chat() })).json()) as any;
+    expect(again.usage.prompt_tokens_details).toEqual({ cached_tokens: promptTokens - 1 });
+    expect(again.choices[0].message.content).toBe(b.choices[0].message.content);
+  });
+
+  it("serves /metrics in Prometheus text format, from the front and the model's Durable Object", async () => {
+    const r = await call("/metrics");
+    expect(r.status).toBe(200);
+    expect(r.headers.get("Content-Type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+    expect(r.headers.get("X-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
+    const text = await r.text();
+    expect(text).toMatch(/^gemma_edge_http_requests_total\{route="\/v1\/chat\/completions",method="POST",status="200"\} [1-9]/m);
+    expect(text).toMatch(/^llamacpp:tokens_predicted_total [1-9]/m);
+    expect(text).toMatch(/^gemma_edge_prompt_cache_hit_tokens_total [1-9]/m);
+    expect(text).toMatch(/^tgi_queue_size 0$/m);
+    const echoed = await call("/health", { headers: { "X-Request-Id": "trace-42" } });
+    expect(echoed.headers.get("X-Request-Id")).toBe("trace-42");
   });
 
   it("streams chunks with one id, the role first, one finish chunk, the usage chunk, then [DONE]", async () => {
@@ -363,7 +381,7 @@ describe("streaming, disconnects and the queue", () => {
   });
 
   it("queues in order with keep-alives, and answers 429 with Retry-After when the queue is full", async () => {
-    const e = envWith({ MODEL_ID: "queue-test", MODEL_KEY: "gemma-edge-tiny.gguf", MAX_QUEUE: "1" });
+    const e = envWith({ MODEL_ID: "queue-test", MODEL_KEY: "gemma-edge-tiny.gguf", MAX_QUEUE: "1", MAX_BATCH_SIZE: "1" });
     await waitReady(e);
     const body = { ...chat({ max_tokens: 400, stream: true }), model: "queue-test" };
     const first = await call("/v1/chat/completions", { json: body }, e);
