@@ -5,10 +5,11 @@
 //     token, p50 inter-token latency; and llama.cpp (node-llama-cpp, one context with N sequences, 1 thread) on
 //     the same file and prompts;
 //  2. a TURNS-turn chat (default 6) whose history grows to ~1,000 tokens: time to first token per turn with the
-//     prompt cache and without it (cache_prompt: false), and a fresh prompt of each turn's new length;
-//  3. the serving path's cost: one client's decode rate at temperature 1 against `gemma-edge bench`'s raw decode.
+//     prompt cache and without it (cache_prompt: false), and a fresh prompt of each turn's new length, alternating;
+// SECTIONS=clients,chat,path,llama picks what runs (default all).
+//  3. the serving path's cost: one client's decode rate at temperature 1 against the engine's raw decode, alternating.
 // Prints markdown tables (the README's "Many users at once" shows one run).
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import OpenAI from "openai";
@@ -22,7 +23,9 @@ const promptLen = Number(process.env.PROMPT ?? 128);
 const turns = Number(process.env.TURNS ?? 6);
 const context = Number(process.env.CONTEXT ?? 2048);
 const batch = Number(process.env.MAX_BATCH_SIZE ?? Math.max(...clientsList));
-const skipLlama = process.env.SKIP_LLAMA === "1";
+/** SECTIONS: which parts run (default all): clients, chat, path, llama. */
+const sections = new Set((process.env.SECTIONS ?? "clients,chat,path,llama").split(","));
+const skipLlama = !sections.has("llama");
 if (!existsSync(model)) throw new Error(`${model} is missing: npm run bench makes it`);
 
 const port = await freePort();
@@ -79,16 +82,17 @@ async function streamText(prompt: string, sampling: Record<string, unknown>, t0:
   return { ttft: times[0]!, times, tokens };
 }
 
-/** A prompt of about `n` tokens of plain text, distinct per seed (the word count found by asking the server). */
+/** A prompt of `n` tokens (BOS included) of plain text, distinct per seed, measured with TGI's /tokenize. */
 async function textPrompt(n: number, seed: number): Promise<string> {
-  let count = n;
-  for (let i = 0; i < 4; i++) {
-    const r = await client.completions.create({ model: modelId, prompt: words(count, seed), max_tokens: 1, temperature: 0, cache_prompt: false } as never);
-    const got = r.usage!.prompt_tokens;
-    if (Math.abs(got - n) <= 2) break;
-    count = Math.max(1, Math.round((count * n) / got));
+  const count = async (text: string) =>
+    ((await (await fetch(`${base}/tokenize`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ inputs: text }) })).json()) as unknown[]).length + 1;
+  let lo = 1, hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((await count(words(mid, seed))) <= n) lo = mid;
+    else hi = mid - 1;
   }
-  return words(count, seed);
+  return words(lo, seed);
 }
 
 // ---- 1. concurrent clients ----
@@ -98,7 +102,7 @@ for (let i = 0; i < Math.max(...clientsList); i++) prompts.push(await textPrompt
 await streamText(prompts[0]!, { temperature: 0, max_tokens: 4 }, performance.now()); // warm-up
 const rows: string[] = [];
 const oursAgg = new Map<string, number>();
-for (const n of clientsList) {
+for (const n of sections.has("clients") ? clientsList : []) {
   for (const [name, sampling] of settings) {
     const t0 = performance.now();
     const streams = await Promise.all(prompts.slice(0, n).map((p) => streamText(p, sampling, t0)));
@@ -112,53 +116,65 @@ for (const n of clientsList) {
   }
 }
 
-// ---- 3. the serving path against raw decode (one client, temperature 1) ----
-const one: number[] = [];
-for (let r = 0; r < 3; r++) {
-  const s = await streamText(prompts[0]!, { temperature: 1, seed: r }, performance.now());
-  one.push((s.times.length - 1) / ((s.times.at(-1)! - s.times[0]!) / 1000));
+// ---- 2. a growing chat: each turn with the prompt cache, then the same messages without it, then a fresh prompt
+// of the turn's new length, one after another (the machine's speed drifts: alternate, never phase by phase) ----
+const chatRows: string[] = [];
+const perTurn = Math.round(1000 / turns) - 20;
+const messages: { role: "user" | "assistant"; content: string }[] = [];
+async function chatTurn(cache: boolean): Promise<{ ttft: number; prompt: number; cached: number; reply: string }> {
+  const t0 = performance.now();
+  const s = (await client.chat.completions.create({
+    model: modelId, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true }, cache_prompt: cache,
+  } as never)) as unknown as AsyncIterable<{ choices: { delta: { content?: string } }[]; usage?: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } }>;
+  let ttft = 0, reply = "", prompt = 0, cached = 0;
+  for await (const c of s) {
+    if (c.choices[0] && !ttft) ttft = performance.now() - t0; // the first chunk: the role, sent with the first token
+    reply += c.choices[0]?.delta.content ?? "";
+    if (c.usage) (prompt = c.usage.prompt_tokens), (cached = c.usage.prompt_tokens_details?.cached_tokens ?? 0);
+  }
+  return { ttft, prompt, cached, reply };
+}
+if (sections.has("chat")) {
+  for (let t = 0; t < turns; t++) {
+    messages.push({ role: "user", content: await textPrompt(perTurn, 100 + t) });
+    const withCache = await chatTurn(true);
+    const without = await chatTurn(false);
+    const fresh = withCache.prompt - withCache.cached;
+    const f = await streamText(await textPrompt(fresh, 500 + t), { temperature: 0, max_tokens: 1 }, performance.now());
+    messages.push({ role: "assistant", content: withCache.reply });
+    chatRows.push(`| ${t + 1} | ${withCache.prompt} | ${withCache.cached} | ${(withCache.ttft / 1000).toFixed(2)} | ${(without.ttft / 1000).toFixed(2)} | ${fresh} | ${(f.ttft / 1000).toFixed(2)} | ${(withCache.ttft / f.ttft).toFixed(2)} |`);
+    say(chatRows.at(-1)!);
+  }
 }
 
-// ---- 2. a growing chat, with and without the prompt cache ----
-const chatRows: string[] = [];
-const turnText: string[] = [];
-const perTurn = Math.round(1000 / turns) - 20;
-for (let t = 0; t < turns; t++) turnText.push(await textPrompt(perTurn, 100 + t));
-async function chat(cache: boolean): Promise<{ ttft: number; prompt: number; cached: number }[]> {
-  const messages: { role: "user" | "assistant"; content: string }[] = [];
-  const out = [];
-  for (let t = 0; t < turns; t++) {
-    messages.push({ role: "user", content: turnText[t]! });
-    const t0 = performance.now();
-    const s = (await client.chat.completions.create({
-      model: modelId, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true }, cache_prompt: cache,
-    } as never)) as unknown as AsyncIterable<{ choices: { delta: { content?: string } }[]; usage?: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } }>;
-    let ttft = 0, reply = "", prompt = 0, cached = 0;
-    for await (const c of s) {
-      if (c.choices[0]?.delta.content !== undefined && !ttft) ttft = performance.now() - t0;
-      reply += c.choices[0]?.delta.content ?? "";
-      if (c.usage) (prompt = c.usage.prompt_tokens), (cached = c.usage.prompt_tokens_details?.cached_tokens ?? 0);
-    }
-    messages.push({ role: "assistant", content: reply });
-    out.push({ ttft: ttft || performance.now() - t0, prompt, cached });
-    say(`chat ${cache ? "cached" : "uncached"} turn ${t + 1}: ${prompt} prompt tokens (${cached} cached), first token after ${(ttft / 1000).toFixed(2)} s`);
+// ---- 3. the serving path against raw decode: one HTTP stream at temperature 1, then the engine in this process
+// (greedy argmax over forward(), no HTTP, no sampler), alternating ----
+const http: number[] = [], raw: number[] = [];
+if (sections.has("path")) {
+  const { FileByteSource } = await import("../src/hosts/node-file-source.ts");
+  const { loadNodeModel } = await import("../src/hosts/node-backend.ts");
+  const src = await FileByteSource.open(model);
+  const m = await loadNodeModel(src, "wasm", { contextSize: context });
+  await src.close();
+  const ids = m.tokenizer.encode(prompts[0]!, { addBos: true });
+  const argmax = (l: Float32Array) => {
+    let b = 0;
+    for (let i = 1; i < l.length; i++) if (l[i]! > l[b]!) b = i;
+    return b;
+  };
+  for (let r = 0; r < 3; r++) {
+    const s = await streamText(prompts[0]!, { temperature: 1, seed: r }, performance.now());
+    http.push((s.times.length - 1) / ((s.times.at(-1)! - s.times[0]!) / 1000));
+    let next = argmax(await m.forward(ids, 0));
+    const t = performance.now();
+    for (let i = 0; i < gen - 1; i++) next = argmax(await m.forward([next], ids.length + i));
+    raw.push((gen - 1) / ((performance.now() - t) / 1000));
+    await m.release?.();
+    say(`serving path: HTTP ${http.at(-1)!.toFixed(2)} tok/s, raw ${raw.at(-1)!.toFixed(2)} tok/s`);
   }
-  return out;
-}
-const withCache = await chat(true);
-const without = await chat(false);
-for (let t = 0; t < turns; t++) {
-  const fresh = withCache[t]!.prompt - withCache[t]!.cached;
-  const f = await streamText(await textPrompt(fresh, 500 + t), { temperature: 0, max_tokens: 1 }, performance.now());
-  chatRows.push(`| ${t + 1} | ${withCache[t]!.prompt} | ${withCache[t]!.cached} | ${(withCache[t]!.ttft / 1000).toFixed(2)} | ${(without[t]!.ttft / 1000).toFixed(2)} | ${fresh} | ${(f.ttft / 1000).toFixed(2)} | ${(withCache[t]!.ttft / f.ttft).toFixed(2)} |`);
-  say(chatRows.at(-1)!);
 }
 const metrics = await (await fetch(`${base}/metrics`)).text();
 stop();
-
-// raw decode: `gemma-edge bench` in its own process (the server is gone)
-const raw = spawnSync(process.execPath, [resolve(root, "bin/gemma-edge.js"), "bench", "--model", model, "--prompt-tokens", String(promptLen), "--gen-tokens", String(gen), "--threads", "1", "--repeats", "3", "--json"], { encoding: "utf8" });
-const rawDecode = (JSON.parse(raw.stdout.trim().split("\n").at(-1)!) as { decode_tok_s: number }).decode_tok_s; // median of 3
 
 // ---- llama.cpp: one context with N sequences, each its prompt then GEN tokens, all at once ----
 const llamaRows: string[] = [];
@@ -191,7 +207,6 @@ if (!skipLlama) {
 
 const one1 = oursAgg.get(`1 greedy`);
 const eight = oursAgg.get(`${Math.max(...clientsList)} greedy`);
-const med = quantile(one, 0.5);
 process.stdout.write(`
 ### Concurrent streaming clients (gemma-edge serve, ${promptLen}-token prompts, ${gen} tokens each, 1 thread, max batch ${batch})
 
@@ -212,7 +227,7 @@ ${llamaRows.join("\n")}
 ${chatRows.join("\n")}
 
 ### The serving path
-One client at temperature 1 over HTTP decodes at ${med.toFixed(2)} tok/s (median of 3, ${Math.min(...one).toFixed(2)}–${Math.max(...one).toFixed(2)}); \`gemma-edge bench\`'s raw greedy decode (no HTTP, no sampler) at ${rawDecode.toFixed(2)} tok/s: the serving path costs ${((1 - med / rawDecode) * 100).toFixed(1)}%.
+${http.length ? `One client at temperature 1 over HTTP against the engine's raw greedy decode in the bench's own process (3 alternating rounds): ${http.map((h, i) => `${h.toFixed(2)} / ${raw[i]!.toFixed(2)}`).join(", ")} tok/s; median ratio ${quantile(http.map((h, i) => h / raw[i]!), 0.5).toFixed(3)}, so the serving path costs ${((1 - quantile(http.map((h, i) => h / raw[i]!), 0.5)) * 100).toFixed(1)}%.` : ""}
 
 <details><summary>/metrics after the run</summary>
 

@@ -2,6 +2,7 @@
 // tiny Gemma GGUF with the chat template) when it is missing, or serves MODEL=path/to/file.gguf, after putting
 // the file into the local R2 bucket under its own name. PORT changes the port (default 8787). SHARD_BUDGET_MB
 // splits the model across shard Workers, each within that much WebAssembly memory (see shard-configs.ts).
+// CONTEXT_SIZE, MAX_BATCH, MAX_BATCH_SIZE, PREFILL_CHUNK, PROMPT_CACHE_SLOTS and MAX_QUEUE override wrangler.toml.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from "node:fs";
 import { basename, resolve } from "node:path";
@@ -62,7 +63,7 @@ const child = spawn(
     "dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
     ...(configs
       ? configs.flatMap((c) => ["-c", c])
-      : ["--var", `MODEL_ID:${modelId}`, "--var", `MODEL_KEY:${key}`]),
+      : ["--var", `MODEL_ID:${modelId}`, "--var", `MODEL_KEY:${key}`, ...Object.entries(overrides()).flatMap(([k, v]) => ["--var", `${k}:${v}`])]),
     "--persist-to", state,
   ],
   { cwd: root, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" } },
@@ -70,12 +71,17 @@ const child = spawn(
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 
+/** Settings of wrangler.toml's [vars] that the environment overrides for this run. */
+function overrides(): Record<string, string> {
+  const names = ["CONTEXT_SIZE", "MAX_BATCH", "MAX_BATCH_SIZE", "PREFILL_CHUNK", "PROMPT_CACHE_SLOTS", "MAX_QUEUE"];
+  return Object.fromEntries(names.flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+}
+
 /** Plan the split of MODEL for a budget of `mb` MB, print it, and write the Worker configs; their paths. */
 async function shardedDev(mb: string): Promise<string[]> {
   const budgetMb = Number(mb);
   if (!(budgetMb > 0)) fail(`SHARD_BUDGET_MB must be a positive number of MB, got "${mb}"`);
-  const vars = projectVars();
-  if (process.env.CONTEXT_SIZE) vars.CONTEXT_SIZE = process.env.CONTEXT_SIZE;
+  const vars = { ...projectVars(), ...overrides() };
   const src = await FileByteSource.open(model);
   let plan;
   try {

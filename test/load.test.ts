@@ -94,6 +94,32 @@ describe("many users at once (gemma-edge serve, tiny model)", () => {
     expect(statuses.filter((s) => s === 429)).toHaveLength(6);
   });
 
+  it("a client that disconnects while queued loses its place at once (not at the next keep-alive)", async () => {
+    const long = JSON.stringify({ ...chat("long one", { max_tokens: 400 }), stream: true, cache_prompt: false });
+    const running = await Promise.all(Array.from({ length: MAX_BATCH }, async () => {
+      const ac = new AbortController();
+      const r = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: long, signal: ac.signal });
+      await r.body!.getReader().read();
+      return ac;
+    }));
+    const ac = new AbortController();
+    const queued = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: long, signal: ac.signal });
+    expect(queued.status).toBe(200);
+    expect((await service.status()).queue_length).toBe(MAX_BATCH + 1);
+    ac.abort();
+    const t0 = Date.now();
+    while ((await service.status()).queue_length > MAX_BATCH && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 5));
+    expect(Date.now() - t0).toBeLessThan(500); // the keep-alive interval here is the default 10 s
+    for (const a of running) a.abort();
+  });
+
+  it("concurrent sampled streams with seeds are each the text they get alone", async () => {
+    const bodies = [1, 2, 3].map((i) => chat(`dream ${i}`, { temperature: 1, seed: 40 + i, cache_prompt: false }));
+    const alone: string[] = [];
+    for (const b of bodies) alone.push(await streamText(b));
+    expect(await Promise.all(bodies.map((b) => streamText(b)))).toEqual(alone);
+  });
+
   it("disconnects in the middle of a batch free their slots and leave the other streams' tokens unchanged", async () => {
     const bodies = [0, 1, 2, 3].map((i) => chat(`story number ${i}, please`, { max_tokens: 40, cache_prompt: false }));
     const alone: string[] = [];

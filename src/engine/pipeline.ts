@@ -28,12 +28,12 @@ export interface PartRunner {
   head(h: Float32Array): Promise<Float32Array> | Float32Array;
   /** Sequence `slot` ended: the part may forget its positions. */
   release(slot: number): Promise<void> | void;
-  /** Optional (parts in this process): one step over rows of several sequences (see ModelPart.layersBatch). */
-  layersBatch?(x: Float32Array, segs: SlotSegment[]): { x: Float32Array; rows: number[] };
+  /** Optional (every runner here has it): one step over rows of several sequences (see ModelPart.layersBatch). */
+  layersBatch?(x: Float32Array, segs: SlotSegment[]): Promise<{ x: Float32Array; rows: number[] }> | { x: Float32Array; rows: number[] };
   /** Optional: the logits slice for `m` final hidden states (m, dim). */
-  headRows?(h: Float32Array, m: number): Float32Array;
+  headRows?(h: Float32Array, m: number): Promise<Float32Array> | Float32Array;
   /** Optional: copy positions [0, n) of slot `from` to slot `to`. */
-  copyKv?(from: number, to: number, n: number): void;
+  copyKv?(from: number, to: number, n: number): Promise<void> | void;
 }
 
 /** Tokens of one sequence in a forward step: at positions pos.. of `slot` (see Chunk for batchRows, outputs). */
@@ -127,7 +127,7 @@ export class Pipeline {
     throw new Error("unreachable");
   }
 
-  /** Whether every part runs batched steps (parts in this process; shards answer one sequence at a time). */
+  /** Whether every part runs batched steps. */
   get batched(): boolean {
     return this.runners.every((r) => r.layersBatch && r.headRows && r.copyKv);
   }
@@ -151,7 +151,7 @@ export class Pipeline {
     let live = segs.map((g) => ({ slot: g.slot, pos: g.pos, n: g.tokens.length, batchRows: g.batchRows, outputs: g.outputs }));
     for (const part of this.layerParts) {
       if (!live.length) break;
-      const r = part.layersBatch!(x, live);
+      const r = await part.layersBatch!(x, live);
       x = r.x;
       live = live.flatMap((g, i) => (r.rows[i] ? [{ ...g, n: r.rows[i]! }] : []));
     }

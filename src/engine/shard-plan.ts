@@ -23,12 +23,19 @@ export interface ShardPlanOptions {
   budgetBytes?: number;
   contextSize: number;
   /**
-   * KV slots of a model in one part (default 1): its running sequences and those kept for the prompt cache.
-   * A model that needs shards is planned for one sequence (the sharded pipeline runs one at a time).
+   * KV slots (default 1): running sequences and those kept for the prompt cache. A model that needs shards is
+   * planned for the most slots, at most these, with which every layer fits a part.
    */
   sequences?: number;
   /** The largest prefill chunk wanted (default 512, llama.cpp's micro-batch); the plan may choose a smaller one. */
   maxChunk?: number;
+  /** Internal: the model does not fit in one part (skip trying). */
+  split?: boolean;
+}
+
+/** How every part of a plan is sized (what the loader is given). */
+export function planSizing(p: ShardPlan): PartSizing {
+  return { contextSize: p.contextSize, sequences: p.sequences, chunk: p.chunk, outputs: Math.min(p.sequences, p.chunk) };
 }
 
 export interface PlannedPart {
@@ -92,9 +99,17 @@ export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanO
   const candidates = [maxChunk, ...CHUNKS.filter((c) => c < maxChunk)];
   if (budget === undefined) return plan([whole], maxChunk);
   // one part if it fits with any chunk: a smaller chunk costs less than a hop per token
-  for (const chunk of candidates) if (size(whole, chunk).memoryBytes <= budget) return plan([whole], chunk);
-  // shards run one sequence at a time (the pipeline over shards has no batched step): plan them for one
-  if (sequences > 1) return planShards(cfg, lookup, { ...o, sequences: 1 });
+  if (!o.split) for (const chunk of candidates) if (size(whole, chunk).memoryBytes <= budget) return plan([whole], chunk);
+  // shards: the most sequences (at most those asked for) for which the model can be split at all
+  if (sequences > 1 && !o.split) {
+    for (let n = sequences; ; n--) {
+      try {
+        return planShards(cfg, lookup, { ...o, sequences: n, split: true });
+      } catch (e) {
+        if (!(e instanceof PlanError) || n === 1) throw e;
+      }
+    }
+  }
 
   // layers: contiguous ranges packed greedily, for the largest chunk that needs no more parts than the smallest
   const fits = (spec: PartSpec, chunk: number) => size(spec, chunk).memoryBytes <= budget;

@@ -7,10 +7,10 @@
 // each call from the Worker, so that one class can host any configured model.
 import type { DurableObjectNamespace, DurableObjectState, R2Bucket, WebSocket as CfWebSocket } from "@cloudflare/workers-types";
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
-import { loadModel, readModelHeader, type LoadOptions, type RunnableModel } from "../engine/model/load.ts";
+import { loadModel, pipelineBatch, readModelHeader, type LoadOptions, type RunnableModel } from "../engine/model/load.ts";
 import { partTensors } from "../engine/model/part.ts";
 import { Pipeline } from "../engine/pipeline.ts";
-import { budgetBytes, planShards } from "../engine/shard-plan.ts";
+import { budgetBytes, planShards, planSizing } from "../engine/shard-plan.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { LocalModelService, type ServiceRequest, type ShardReport } from "./model-service.ts";
@@ -112,7 +112,7 @@ export class ModelHost {
         const info = gguf.tensors.get(t.name)!;
         return { name: info.name, type: info.type, dims: info.dims, offset: info.offset, nbytes: info.nbytes };
       });
-      const load = { index: p.index, key: c.key, etag: src.etag, cfg, spec: p.spec, tensors, sizing: { contextSize, sequences: plan.sequences, chunk: plan.chunk }, budgetBytes: this.budgetBytes! };
+      const load = { index: p.index, key: c.key, etag: src.etag, cfg, spec: p.spec, tensors, sizing: planSizing(plan), budgetBytes: this.budgetBytes! };
       return new RemoteShard(load, () => this.connectShard(c.modelId, p.index));
     });
     this.parts = { remote: shards, budgetBytes: budget };
@@ -125,7 +125,7 @@ export class ModelHost {
     });
     if (errors.length) throw new Error(errors.map((e) => e.message).join("; "));
     const pipeline = new Pipeline(cfg, shards, { chunk: plan.chunk, contextSize });
-    return { ...header, forward: (tokens, pos) => pipeline.forward(tokens, pos, 0), release: () => pipeline.release(0) };
+    return { ...header, forward: (tokens, pos) => pipeline.forward(tokens, pos, 0), release: () => pipeline.release(0), batch: pipelineBatch(pipeline, plan.sequences, plan.chunk) };
   }
 
   /** A WebSocket to shard `index`'s Durable Object (one instance per model id in each shard script). */

@@ -1,7 +1,8 @@
-// One loaded model and its request queue: loading (with progress, retried after a failure), validation of a
-// request against the context, first-in-first-out scheduling of one generation at a time, keep-alives while a
-// request waits, a time limit per request, and cancellation. Host-agnostic: the Durable Object and the Node
-// server both run this; only the ByteSource and the Backend they hand in differ.
+// One loaded model and its requests: loading (with progress, retried after a failure), validation of a request
+// against the context, the queue limit (429), the batch scheduler that runs requests together
+// (engine/batching.ts), keep-alives while a request waits, a time limit per request, cancellation, and what
+// /metrics reports. Host-agnostic: the Durable Object and the Node server both run this; only the ByteSource and
+// the Backend they hand in differ.
 import type { ByteSource } from "../engine/byte-source.ts";
 import { ChatTemplateError } from "../engine/chat-template.ts";
 import { encodePrompt, generate, type DoneEvent, type Prompt, type TokenEvent } from "../engine/generate.ts";

@@ -10,7 +10,7 @@
 // when it (re)connects.
 import type { WebSocket as CfWebSocket } from "@cloudflare/workers-types";
 import type { LayerCall, PartRunner } from "../engine/pipeline.ts";
-import type { PartSpec } from "../engine/model/part.ts";
+import type { PartSpec, SlotSegment } from "../engine/model/part.ts";
 import { decodeFrame, encodeFrame, shardName, type ShardLoad, type ShardResponse, type ShardStatus } from "./shard-protocol.ts";
 
 /** What opens the socket: a Durable Object stub's fetch with Upgrade: websocket. */
@@ -94,6 +94,17 @@ export class RemoteShard implements PartRunner {
   }
   async head(h: Float32Array): Promise<Float32Array> {
     return (await this.call({ op: "head" }, h)).payload;
+  }
+  async layersBatch(x: Float32Array, segs: SlotSegment[]): Promise<{ x: Float32Array; rows: number[] }> {
+    const n = segs.reduce((a, g) => a + g.n, 0);
+    const r = await this.call({ op: "step", segs }, x.subarray(0, n * this.load.cfg.dim));
+    return { x: r.payload, rows: (r.header as { rows?: number[] }).rows ?? [] };
+  }
+  async headRows(h: Float32Array, m: number): Promise<Float32Array> {
+    return (await this.call({ op: "heads", m }, h.subarray(0, m * this.load.cfg.dim))).payload;
+  }
+  async copyKv(from: number, to: number, n: number): Promise<void> {
+    await this.call({ op: "copy", from, to, n });
   }
   async release(slot: number): Promise<void> {
     if (this.ws) await this.send({ op: "release", slot }, undefined, 10_000).catch(() => {});

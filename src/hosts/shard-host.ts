@@ -111,6 +111,15 @@ export class ModelShard {
           return reply({}, part.layers(payload, req.slot, req.pos, req.n, req.batchRows, req.outputs));
         case "head":
           return reply({}, part.head(payload));
+        case "step": {
+          const r = part.layersBatch(payload, req.segs);
+          return reply({ rows: r.rows }, r.x);
+        }
+        case "heads":
+          return reply({}, part.headRows(payload, req.m));
+        case "copy":
+          part.copyKv(req.from, req.to, req.n);
+          return reply();
       }
     } catch (e) {
       try {

@@ -6,7 +6,7 @@
 // a prefill chunk of 64 x 2048 hidden values is 0.5 MB); messages on an open WebSocket are not subrequests.
 import type { GemmaConfig } from "../engine/config.ts";
 import type { Outputs } from "../engine/model/gemma.ts";
-import type { PartSizing, PartSpec } from "../engine/model/part.ts";
+import type { PartSizing, PartSpec, SlotSegment } from "../engine/model/part.ts";
 
 /** A tensor of the part, as the GGUF header describes it (the shard never parses the header itself). */
 export interface ShardTensor {
@@ -37,6 +37,11 @@ export type ShardRequest =
   | { op: "embed"; id: number; tokens: number[] }
   | { op: "layers"; id: number; slot: number; pos: number; n: number; batchRows: number; outputs: Outputs }
   | { op: "head"; id: number }
+  /** A batched step over several sequences' rows (their hidden states one after another in the payload). */
+  | { op: "step"; id: number; segs: SlotSegment[] }
+  /** The LM head on `m` final hidden states. */
+  | { op: "heads"; id: number; m: number }
+  | { op: "copy"; id: number; from: number; to: number; n: number }
   | { op: "release"; id: number; slot: number }
   /** Tests only (a shard with ALLOW_SHARD_RESET = "1"): drop everything, as an evicted Durable Object would. */
   | { op: "reset"; id: number };
@@ -54,7 +59,8 @@ export interface ShardStatus {
   error?: string;
 }
 
-export type ShardResponse = { id: number; ok: true; status?: ShardStatus } | { id: number; error: string };
+/** `rows`: the rows each segment of a step kept (see ModelPart.layersBatch). */
+export type ShardResponse = { id: number; ok: true; status?: ShardStatus; rows?: number[] } | { id: number; error: string };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -86,6 +86,29 @@ describe("the official openai client against npm start", () => {
     expect(usage!.completion_tokens).toBe(12);
   });
 
+  it("runs concurrent greedy and sampled streams together, each the text it gets alone; /metrics saw them share steps", async () => {
+    const reqs = [0, 1, 2, 3, 4, 5].map((i) => ({
+      model: MODEL, messages: [{ role: "user" as const, content: `Tell story ${i}` }], max_tokens: 20,
+      ...(i % 2 ? { temperature: 1, seed: 100 + i } : { temperature: 0 }), cache_prompt: false,
+    }));
+    const text = async (r: (typeof reqs)[number]) => {
+      let out = "";
+      for await (const c of await client().chat.completions.create({ ...r, stream: true } as never) as unknown as AsyncIterable<{ choices: { delta: { content?: string } }[] }>) out += c.choices[0]?.delta.content ?? "";
+      return out;
+    };
+    const alone: string[] = [];
+    for (const r of reqs) alone.push(await text(r));
+    const before = await (await fetch(`${base}/metrics`)).text();
+    expect(await Promise.all(reqs.map(text))).toEqual(alone);
+    const after = await (await fetch(`${base}/metrics`)).text();
+    // steps of more than one sequence happened during the concurrent run (the histogram's count above le="1")
+    const multi = (t: string) => {
+      const v = (re: RegExp) => Number(t.split("\n").find((l) => re.test(l))!.split(" ").at(-1));
+      return v(/^gemma_edge_batch_step_sequences_count /) - v(/^gemma_edge_batch_step_sequences_bucket\{le="1"\}/);
+    };
+    expect(multi(after)).toBeGreaterThan(multi(before));
+  });
+
   it("creates completions", async () => {
     const r = await client().completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 5, temperature: 0 });
     expect(r.object).toBe("text_completion");

@@ -65,7 +65,8 @@ beforeAll(async () => {
   child = spawn("npm", ["start"], {
     cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"],
     env: {
-      ...process.env, PORT: String(port), MODEL: model.path, SHARD_BUDGET_MB: String(BUDGET_MB), ALLOW_SHARD_RESET: "1",
+      // no prompt cache: the tests below watch each shard's sequence slot being freed when a request ends
+      ...process.env, PORT: String(port), MODEL: model.path, SHARD_BUDGET_MB: String(BUDGET_MB), ALLOW_SHARD_RESET: "1", PROMPT_CACHE_SLOTS: "0",
       GEMMA_EDGE_STATE_DIR: join(mkdtempSync(join(tmpdir(), "gemma-edge-sharded-")), "state"), CLOUDFLARE_CF_FETCH_ENABLED: "false",
     },
   });

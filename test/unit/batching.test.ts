@@ -209,4 +209,23 @@ describe("the prompt cache (tiny q4_0, reference backend)", () => {
     await done;
     expect(steps.reduce((a, i) => a + i.prefillTokens, 0)).toBe(10);
   });
+
+  it("a long prompt is read in chunks with the event loop free between them (probes and timers run)", async () => {
+    const V = m.cfg.vocabSize;
+    const s = new BatchScheduler(m.batch!, m.tokenizer, { maxBatchSize: 2, prefillChunk: 32, promptCache: false });
+    const order: string[] = [];
+    s.onStep = (i) => order.push(i.prefillTokens ? "prefill" : "decode");
+    let probing = true;
+    const probe = () => {
+      order.push("probe");
+      if (probing) setTimeout(probe, 0);
+    };
+    setTimeout(probe, 0);
+    await new Promise<void>((resolve) => s.submit({ promptIds: prompt(200, 41, V), maxTokens: 2, sampling: GREEDY }, (ev) => ev.type === "done" && resolve()));
+    probing = false;
+    const prefills = order.flatMap((o, i) => (o === "prefill" ? [i] : []));
+    expect(prefills).toHaveLength(Math.ceil(200 / 32));
+    // a probe ran between every two prefill steps
+    for (let k = 1; k < prefills.length; k++) expect(order.slice(prefills[k - 1]!, prefills[k]!)).toContain("probe");
+  });
 });

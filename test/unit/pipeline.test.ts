@@ -113,3 +113,37 @@ describe("a part refuses what it cannot hold", () => {
     );
   });
 });
+
+describe("batched steps over a model in parts (what a sharded coordinator runs)", () => {
+  it("three requests through the batch scheduler over 3 layer parts and 3 vocabulary slices: each the tokens it gets alone", async () => {
+    const { BatchScheduler } = await import("../../src/engine/batching.ts");
+    const { pipelineBatch } = await import("../../src/engine/model/load.ts");
+    const { generate } = await import("../../src/engine/generate.ts");
+    const { bytes } = await testModel("tiny-gqa", "q4_0");
+    const whole = await loadModel(new MemoryByteSource(bytes), await loadWasmBackend(), { contextSize: 256 });
+    const src = new MemoryByteSource(bytes);
+    const gguf = await readGguf(src);
+    const cfg = configFromGguf(gguf);
+    const specs: PartSpec[] = [{ layers: [0, 1] }, { layers: [1, 3] }, { vocab: [0, 512] }, { vocab: [512, 1024] }, { vocab: [1024, 1536] }];
+    const runners = [];
+    for (const spec of specs) runners.push(new LocalPart(await loadPart(src, await loadWasmBackend(), cfg, (n) => gguf.tensors.get(n), spec, { contextSize: 256, sequences: 3, chunk: 16, outputs: 3 })));
+    const pipeline = new Pipeline(cfg, runners, { chunk: 16, contextSize: 256 });
+    const sched = new BatchScheduler(pipelineBatch(pipeline, 3, 16), whole.tokenizer, { maxBatchSize: 3, prefillChunk: 8, promptCache: true });
+    const prompts = [prompt(70, 1536), prompt(9, 1536).reverse(), prompt(23, 1536)];
+    const alone: number[][] = [];
+    for (const p of prompts) {
+      const ids: number[] = [];
+      for await (const ev of generate(whole, { prompt: { ids: p }, maxTokens: 10, sampling: { temperature: 0 } })) if (ev.type === "token") ids.push(ev.id);
+      alone.push(ids);
+    }
+    const got = await Promise.all(prompts.map((p) => new Promise<number[]>((resolve, reject) => {
+      const ids: number[] = [];
+      sched.submit({ promptIds: p, maxTokens: 10, sampling: { temperature: 0 } }, (ev) => {
+        if (ev.type === "token") ids.push(ev.id);
+        else if (ev.type === "error") reject(new Error(ev.message));
+        else if (ev.type === "done") resolve(ids);
+      });
+    })));
+    expect(got).toEqual(alone);
+  });
+});

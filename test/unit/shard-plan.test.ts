@@ -40,10 +40,13 @@ describe("planShards on a Gemma-2B-shaped Q4_0 model", () => {
   });
 
   it("KV for more sequences and a shorter context trade against the chunk", () => {
-    // a model that needs shards is planned for one sequence (the sharded pipeline runs one at a time)
     const four = planShards(G2B, g2bLookup, { budgetBytes: 100 * MB, contextSize: 4096, sequences: 4 });
-    expect([four.sequences, four.parts[0]!.bytes.kv]).toEqual([1, 4096 * 256 * 2 * 2]);
+    expect([four.sequences, four.parts[0]!.bytes.kv]).toEqual([4, 4 * 4096 * 256 * 2 * 2]);
     expect(four.parts.filter((s) => s.spec.layers)).toHaveLength(18);
+    // at 8192 positions KV for 6 sequences does not fit beside a layer's 62 MB of weights: 4 do (with smaller chunks)
+    const six = planShards(G2B, g2bLookup, { budgetBytes: 100 * MB, contextSize: 8192, sequences: 6 });
+    expect([six.sequences, six.parts[0]!.bytes.kv]).toEqual([4, 4 * 8192 * 256 * 2 * 2]);
+    for (const p of six.parts) expect(p.memoryBytes).toBeLessThanOrEqual(100 * MB);
     // one part keeps KV for every sequence slot, and logits for each of them
     const whole = planShards(G2B, g2bLookup, { contextSize: 1024, sequences: 4 });
     expect([whole.parts.length, whole.sequences, whole.parts[0]!.bytes.kv]).toEqual([1, 4, 4 * 18 * 1024 * 256 * 2 * 2]);

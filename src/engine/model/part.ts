@@ -171,7 +171,7 @@ function reservePart(backend: Backend, cfg: GemmaConfig, tensors: PartTensor[], 
     hb: L * c * hiddenDim, hb2: L * c * hiddenDim, logits: spec.vocab ? outs * (spec.vocab[1] - spec.vocab[0]) : 0,
   };
   const act = Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, { offset: backend.reserve(n * 4), n }])) as Reservations["act"];
-  const bytes = L ? backend.scratchBytes(Math.max(dim, qDim, hiddenDim), c, headDim) : backend.scratchBytes(dim, 1, 0);
+  const bytes = L ? backend.scratchBytes(Math.max(dim, qDim, hiddenDim), Math.max(c, outs), headDim) : backend.scratchBytes(dim, outs, 0);
   const scratch = { offset: bytes ? backend.reserve(bytes) : 0, bytes };
   return { tensors: placed, caches, act, scratch };
 }
