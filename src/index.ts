@@ -36,6 +36,7 @@ export function appFor(env: Env): Hono<AppEnv> {
     corsOrigins: parseOrigins(env.CORS_ORIGINS),
     maxBodyBytes: intVar(env, "MAX_BODY_BYTES") ?? 1 << 20,
     maxQueue: hosted.maxQueue!,
+    strictModel: env.STRICT_MODEL === "1",
     chatPage,
   });
   const headers = { [CONFIG_HEADER]: JSON.stringify(hosted) };

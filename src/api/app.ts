@@ -23,6 +23,8 @@ export interface ServerConfig {
   /** Unix time the model was configured (for /v1/models). */
   created: number;
   fingerprint: string;
+  /** Requests naming another model than `modelId` get 404 (default: the one model answers whatever they name). */
+  strictModel?: boolean;
   /** The chat page served at / (build/chat.html); none: / answers 404. */
   chatPage?: string;
 }

@@ -27,8 +27,10 @@ function samplingFields(b: Json) {
 }
 
 function commonFields(b: Json, config: ServerConfig) {
-  const model = str(b, "model", true)!;
-  if (model !== config.modelId) {
+  // one model per server: any name is answered by it (as TGI and llama.cpp's server do: Hugging Face's clients send
+  // the endpoint URL as the model), and responses name it; STRICT_MODEL makes another name a 404
+  const model = str(b, "model", true);
+  if (config.strictModel && model !== config.modelId) {
     throw new ApiError(404, `The model '${model}' does not exist (this server serves '${config.modelId}')`, { param: "model", code: "model_not_found" });
   }
   const n = num(b, "n", { int: true });

@@ -1,4 +1,4 @@
-// Text Generation Inference routes: /generate, /generate_stream, /info, /tokenize (huggingface/text-generation-
+// Text Generation Inference routes: /generate, /generate_stream, POST / (either, by `stream`), /info, /tokenize (huggingface/text-generation-
 // inference router/src/server.rs): `data:{...}` events without [DONE], finish reasons eos_token / stop_sequence /
 // length, and TGI's {"error", "error_type"} envelope.
 import type { Context, Hono } from "hono";
@@ -129,7 +129,15 @@ async function generateRoute(c: Context<AppEnv>, streaming: boolean) {
 }
 
 export function tgiRoutes(app: Hono<AppEnv>) {
-  app.post("/generate", (c) => generateRoute(c, false));
+  // TGI's compatibility route: /generate or /generate_stream by the body's `stream`
+  app.post("/", async (c) => {
+    const b = object(await c.req.json().catch((e) => {
+      throw bad("body", `the request body is not valid JSON: ${(e as Error).message}`);
+    }));
+    if (b.stream !== undefined && typeof b.stream !== "boolean") throw bad("stream", `'stream' must be a boolean, got ${JSON.stringify(b.stream)}`);
+    return generateRoute(c, b.stream === true);
+  });
+    app.post("/generate", (c) => generateRoute(c, false));
   app.post("/generate_stream", (c) => generateRoute(c, true));
   app.post("/tokenize", async (c) => {
     const b = object(await c.req.json().catch(() => {

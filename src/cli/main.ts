@@ -102,6 +102,8 @@ Serves the OpenAI-compatible and TGI routes with the engine in this process (the
   --prompt-cache N     finished sequences kept for the prompt cache beyond the running ones (default
                        ${DEFAULT_PROMPT_CACHE_SLOTS}; 0 = off). Every sequence slot holds KV for the whole context.
   --max-queue N        requests that may wait for a slot before new ones get 429 (default 8)
+  --strict-model       answer 404 to requests naming another model (default: this model answers whatever
+                       "model" says, as TGI and llama.cpp's server do)
 Environment: API_KEY (require "Authorization: Bearer <key>"), CORS_ORIGINS (comma-separated, default *).`,
   "make-test-model": `Usage: gemma-edge make-test-model --out FILE [options]
 
@@ -356,7 +358,7 @@ async function cmdServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "model-id": { type: "string" },
     context: { type: "string" }, backend: { type: "string" }, threads: { type: "string" },
-    "max-batch-size": { type: "string" }, "prefill-chunk": { type: "string" }, "prompt-cache": { type: "string" }, "max-queue": { type: "string" },
+    "max-batch-size": { type: "string" }, "prefill-chunk": { type: "string" }, "prompt-cache": { type: "string" }, "max-queue": { type: "string" }, "strict-model": { type: "boolean" },
   });
   if (values.help) return help("serve");
   const prefillChunk = num(values["prefill-chunk"], "prefill-chunk", { min: 4, max: 512, int: true });
@@ -379,6 +381,7 @@ async function cmdServe(args: string[]): Promise<number> {
     prefillChunk,
     promptCacheSlots: num(values["prompt-cache"], "prompt-cache", { min: 0, max: 64, int: true }),
     maxQueue: num(values["max-queue"], "max-queue", { min: 0, max: 10000, int: true }),
+    strictModel: values["strict-model"] === true,
   });
   process.stderr.write(`serving ${config.modelId} at ${url} (chat page: ${url}/; loading ${model})\n`);
   await service.load().then(

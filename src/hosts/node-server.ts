@@ -21,6 +21,8 @@ export interface NodeServerOptions {
   threads?: number;
   apiKey?: string;
   corsOrigins?: string;
+  /** Requests naming another model get 404. */
+  strictModel?: boolean;
   maxQueue?: number;
   maxBatchSize?: number;
   prefillChunk?: number;
@@ -33,7 +35,7 @@ export function startNodeServer(o: NodeServerOptions): Promise<{ server: ServerT
   const modelId = o.modelId ?? basename(o.model).replace(/\.gguf$/i, "");
   const page = resolve(import.meta.dirname, "../../build/chat.html");
   const chatPage = existsSync(page) ? readFileSync(page, "utf8") : undefined;
-  const config = defaultConfig({ modelId, apiKey: o.apiKey, corsOrigins: parseOrigins(o.corsOrigins), maxQueue: o.maxQueue ?? 8, chatPage });
+  const config = defaultConfig({ modelId, apiKey: o.apiKey, corsOrigins: parseOrigins(o.corsOrigins), maxQueue: o.maxQueue ?? 8, strictModel: o.strictModel, chatPage });
   const service = new LocalModelService({
     modelId,
     openSource: () => FileByteSource.open(o.model),

@@ -27,6 +27,8 @@ export interface Env {
   KEEPALIVE_MS?: string;
   MAX_BODY_BYTES?: string;
   CORS_ORIGINS?: string;
+  /** "1": requests naming another model than MODEL_ID get 404 (default: the one model answers whatever they name). */
+  STRICT_MODEL?: string;
   /** Secret: when set, every route but /health needs "Authorization: Bearer <API_KEY>". */
   API_KEY?: string;
   /** "1" in test configurations only: POST /__test/reset-shard/<i> resets shard <i> (see durable-object.ts). */

@@ -117,7 +117,7 @@ describe("the official openai client against npm start", () => {
 
   it("turns errors into the SDK's error classes", async () => {
     await expect(client().chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], max_tokens: 100000 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
-    await expect(client().chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client().models.retrieve("gpt-4o")).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(client().chat.completions.create({ model: MODEL, messages: [{ role: "assistant", content: "x" }] })).rejects.toBeInstanceOf(OpenAI.UnprocessableEntityError);
     const e = await client().chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], n: 3 }).catch((x) => x);
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);

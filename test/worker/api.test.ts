@@ -204,7 +204,8 @@ const BAD: [string, unknown, number, string | null, RegExp][] = [
   ["/v1/chat/completions", "not json", 400, "body", /not valid JSON/],
   ["/v1/chat/completions", [], 400, "body", /must be a JSON object/],
   ["/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }, 400, "model", /'model' is required/],
-  ["/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 404, "model", /does not exist/],
+  ["/v1/chat/completions", { model: 7, messages: [{ role: "user", content: "x" }] }, 400, "model", /'model' must be a string/],
+  ["/", { inputs: "x", stream: "yes" }, 400, null, /'stream' must be a boolean/],
   ["/v1/chat/completions", { model: MODEL }, 400, "messages", /non-empty array/],
   ["/v1/chat/completions", { model: MODEL, messages: [] }, 400, "messages", /non-empty array/],
   ["/v1/chat/completions", { model: MODEL, messages: ["hi"] }, 400, "messages[0]", /must be a JSON object/],
@@ -245,6 +246,29 @@ const BAD: [string, unknown, number, string | null, RegExp][] = [
   ["/generate_stream", { inputs: "x", parameters: { stop: ["a", "b", "c", "d", "e"] } }, 400, null, /at most 4/],
   ["/tokenize", { inputs: 3 }, 400, null, /'inputs' must be a string/],
 ];
+
+describe("one model per server", () => {
+  it("answers whatever model a request names (as TGI and llama.cpp do) and names its own; STRICT_MODEL=1 answers 404", async () => {
+    const r = await call("/v1/chat/completions", { json: { ...chat(), model: "http://127.0.0.1:8080" } });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as any).model).toBe(MODEL);
+    const strict = await call("/v1/chat/completions", { json: { ...chat(), model: "gpt-4" } }, envWith({ STRICT_MODEL: "1" }));
+    expect(strict.status).toBe(404);
+    expect(((await strict.json()) as any).error).toMatchObject({ type: "not_found_error", param: "model", code: "model_not_found", message: expect.stringMatching(/'gpt-4' does not exist/) });
+    expect((await call("/v1/chat/completions", { json: chat() }, envWith({ STRICT_MODEL: "1" }))).status).toBe(200);
+  });
+
+  it("POST / is TGI's /generate, or /generate_stream with stream: true", async () => {
+    const body = { inputs: "Hello", parameters: { max_new_tokens: 5, details: true } };
+    const plain = (await (await call("/generate", { json: body })).json()) as any;
+    const root = (await (await call("/", { json: body })).json()) as any;
+    expect(root).toEqual(plain);
+    const streamed = await call("/", { json: { ...body, stream: true } });
+    expect(streamed.headers.get("Content-Type")).toMatch(/^text\/event-stream/);
+    const { data } = await readSse(streamed);
+    expect(JSON.parse(data.at(-1)!).generated_text).toBe(plain.generated_text);
+  });
+});
 
 describe("bad requests get the right status and envelope, and the server keeps serving", () => {
   it(`has at least 30 cases (${BAD.length})`, () => expect(BAD.length).toBeGreaterThanOrEqual(30));
