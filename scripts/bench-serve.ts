@@ -8,7 +8,7 @@
 //     prompt cache and without it (cache_prompt: false), and a fresh prompt of each turn's new length, alternating;
 // SECTIONS=clients,chat,path,llama picks what runs (default all).
 //  3. the serving path's cost: one client's decode rate at temperature 1 against the engine's raw decode, alternating.
-// Prints markdown tables (the README's "Many users at once" shows one run).
+// Prints markdown tables (docs/batching.md shows one run).
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";

@@ -1,7 +1,7 @@
 // `npm run bench:sharded`: the Gemma-2B-shape Q4_0 file served two ways under wrangler dev, measured alternately
 // over HTTP (TGI /generate_stream, greedy): by one Durable Object (`npm start`, no budget) and split by the plan
 // for a budget of SHARD_BUDGET_MB (default 100) per isolate (`SHARD_BUDGET_MB=100 npm start`). Prints, and writes
-// between the <!-- bench-sharded:start/end --> markers of docs/sharding.md and of the README's performance section:
+// between the <!-- bench-sharded:start/end --> markers of docs/sharding.md and of docs/performance.md:
 // load time, each shard's WebAssembly memory, decode and prefill tok/s (medians, min–max, ratios), the cost per
 // hop between Durable Objects. BENCH_JSON=docs/bench-sharded.json redraws the tables from a saved run.
 // Locally every Durable Object runs in one workerd process on this machine's cores: the sharded figures pay
@@ -168,10 +168,10 @@ if (!process.env.BENCH_JSON) {
 const section = render(result);
 process.stdout.write(`\n${section}\n`);
 const re = /<!-- bench-sharded:start -->[\s\S]*<!-- bench-sharded:end -->/;
-for (const file of ["docs/sharding.md", "README.md"]) {
+for (const file of ["docs/sharding.md", "docs/performance.md"]) {
   const path = resolve(root, file);
   const text = readFileSync(path, "utf8");
   if (!re.test(text)) throw new Error(`${file} has no <!-- bench-sharded:start/end --> markers`);
   writeFileSync(path, text.replace(re, section));
 }
-process.stdout.write("\nwrote the measured sections of docs/sharding.md and README.md, and docs/bench-sharded.json\n");
+process.stdout.write("\nwrote the measured sections of docs/sharding.md and docs/performance.md, and docs/bench-sharded.json\n");

@@ -1,5 +1,5 @@
 // `npm run bench`: makes the Gemma-2B-shape Q4_0 file once (models/, outside git), measures our engine and
-// llama.cpp on it alternately (gemma-edge bench --vs-llama-cpp), and writes the table into the README's
+// llama.cpp on it alternately (gemma-edge bench --vs-llama-cpp), and writes the table into docs/performance.md's
 // performance section and the chart into docs/bench.svg.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -72,15 +72,15 @@ The largest spread between runs (max − min over median) was ${(noise * 100).to
 
 ${table}
 
-![decode and prefill, ours vs llama.cpp](docs/bench.svg)
+![decode and prefill, ours vs llama.cpp](bench.svg)
 
 Reproduce: \`npm run bench\` (table and chart), or \`npx gemma-edge bench --model models/gemma-2b-shape-q4_0.gguf --prompt-tokens ${args.prompt} --gen-tokens ${args.gen} --threads ${args.threads} --vs-llama-cpp --json\`.
 <!-- bench:end -->`;
 
-const readmePath = resolve(root, "README.md");
+const readmePath = resolve(root, "docs/performance.md");
 const readme = readFileSync(readmePath, "utf8");
 const re = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
-writeFileSync(readmePath, re.test(readme) ? readme.replace(re, section) : readme + `\n## Performance\n\n${section}\n`);
+writeFileSync(readmePath, re.test(readme) ? readme.replace(re, section) : readme + `\n${section}\n`);
 
 // chart: decode and prefill, medians as bars, min–max as whiskers
 const groups: [string, Key][] = [["decode tok/s", "decode_tok_s"], ["prefill tok/s", "prefill_tok_s"]];
@@ -104,4 +104,4 @@ groups.forEach(([label, k], gi) => {
 svg += `<text x="${W / 2}" y="18" text-anchor="middle">Gemma-2B shape, Q4_0, 1 thread (median, min–max)</text>\n</svg>\n`;
 mkdirSync(resolve(root, "docs"), { recursive: true });
 writeFileSync(resolve(root, "docs/bench.svg"), svg);
-process.stdout.write(`\nwrote the README performance section and docs/bench.svg\n`);
+process.stdout.write(`\nwrote the measured section of docs/performance.md and docs/bench.svg\n`);

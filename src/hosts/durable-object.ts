@@ -18,7 +18,7 @@ import { pullIntoR2 } from "./pull-through.ts";
 import { R2ByteSource } from "./r2-source.ts";
 import { eachLimited, RemoteShard } from "./shard-client.ts";
 
-/** Shards loading at once: each reads its ~100 MB from R2 (see the README on start-up). */
+/** Shards loading at once: each reads its ~100 MB from R2 (docs/sharding.md, start-up). */
 const SHARD_LOAD_CONCURRENCY = 4;
 
 export interface CoordinatorEnv {

@@ -137,7 +137,7 @@ export interface LocalServiceOptions {
   autoLoad?: boolean;
 }
 
-/** Defaults measured with `npm run bench:serve` (README, "Many users at once"). */
+/** Defaults measured with `npm run bench:serve` (docs/batching.md). */
 export const DEFAULT_MAX_BATCH_SIZE = 4;
 export const DEFAULT_PREFILL_CHUNK = 128;
 export const DEFAULT_PROMPT_CACHE_SLOTS = 2;
@@ -192,7 +192,7 @@ export class LocalModelService implements ModelService {
           ? new BatchScheduler(m.batch, m.tokenizer, {
               maxBatchSize: o.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE, prefillChunk: o.prefillChunk ?? DEFAULT_PREFILL_CHUNK, promptCache: (o.promptCacheSlots ?? DEFAULT_PROMPT_CACHE_SLOTS) > 0,
             })
-          : new BatchScheduler(singleSequenceBatch(m), m.tokenizer, { ...SINGLE_SEQUENCE, promptCache: false }); // (WebGPU, shards: see README)
+          : new BatchScheduler(singleSequenceBatch(m), m.tokenizer, { ...SINGLE_SEQUENCE, promptCache: false }); // (WebGPU: see README, Known limits)
         this.serviceMetrics.attach(this.scheduler);
         this.model = m;
         return m;

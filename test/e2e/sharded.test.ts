@@ -41,7 +41,7 @@ async function post(path: string, body: unknown): Promise<Response> {
 }
 /** TGI /generate with details: the ids and logprobs of the greedy continuation. */
 async function tgiGreedy(inputs: string, n: number, at = base): Promise<{ ids: number[]; logprobs: number[]; text: string }> {
-  // cache_prompt: false: a prefix reused from the prompt cache may differ in the last bits (README, "Many users")
+  // cache_prompt: false: a prefix reused from the prompt cache may differ in the last bits (docs/batching.md)
   const body = JSON.stringify({ inputs, parameters: { max_new_tokens: n, details: true, do_sample: false, cache_prompt: false } });
   const r = (await (await fetch(`${at}/generate`, { method: "POST", headers: { "Content-Type": "application/json" }, body })).json()) as any;
   return { ids: r.details.tokens.map((t: any) => t.id), logprobs: r.details.tokens.map((t: any) => t.logprob), text: r.generated_text };
