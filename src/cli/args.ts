@@ -1,6 +1,9 @@
 // What every command of the `gemma-edge` CLI shares: argument parsing with one clear message per bad flag
 // (exit code 2), numbers checked against their ranges, and opening a model file.
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { BACKEND_NAMES } from "../hosts/node-backend.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
 
 /** A bad command line: main() prints it with "(see --help)" and exits with 2. */
@@ -48,4 +51,31 @@ export interface Command {
   summary: string;
   help: string;
   run(args: string[]): Promise<number>;
+}
+
+/** --backend (one of BACKEND_NAMES, default wasm) and --threads (default 1), checked before any file is opened. */
+export function engineOptions(values: { backend?: unknown; threads?: unknown }): { backend: string; threads: number } {
+  const backend = String(values.backend ?? "wasm");
+  if (!BACKEND_NAMES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
+  return { backend, threads: num(values.threads, "threads", { min: 1, max: 256, int: true }) ?? 1 };
+}
+
+/**
+ * Write a file through a sink that waits for the stream to drain; the first write error rejects. A failure removes
+ * the file: never half a file left behind.
+ */
+export async function writeFileStreaming(path: string, produce: (sink: (b: Uint8Array) => Promise<void>) => Promise<number>): Promise<number> {
+  const file = createWriteStream(path);
+  const failed = new Promise<never>((_, reject) => file.on("error", reject));
+  failed.catch(() => {}); // observed below; not an unhandled rejection when nothing is racing it
+  const write = (b: Uint8Array) => Promise.race([failed, new Promise<void>((res) => (file.write(b) ? res() : file.once("drain", () => res())))]);
+  try {
+    const size = await produce(write);
+    await Promise.race([failed, new Promise<void>((res) => file.end(() => res()))]);
+    return size;
+  } catch (e) {
+    file.destroy();
+    await rm(path, { force: true });
+    throw e;
+  }
 }
