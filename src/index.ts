@@ -3,6 +3,7 @@ import type { Hono } from "hono";
 import { createApp, defaultConfig, parseOrigins, type AppEnv } from "./api/app.ts";
 import { CONFIG_HEADER, type HostedModelConfig } from "./hosts/durable-object.ts";
 import { r2ModelFiles } from "./hosts/r2-source.ts";
+import { DEFAULT_MAX_BATCH_SIZE } from "./hosts/model-service.ts";
 import { RemoteModelService, type FetchTarget } from "./hosts/remote-service.ts";
 import { intVar, positive, type Env } from "./hosts/worker-env.ts";
 import chatPage from "../build/chat.html";
@@ -37,6 +38,7 @@ export function appFor(env: Env): Hono<AppEnv> {
     maxBodyBytes: intVar(env, "MAX_BODY_BYTES") ?? 1 << 20,
     maxQueue: hosted.maxQueue!,
     strictModel: env.STRICT_MODEL === "1",
+    maxBatchSize: hosted.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE,
     chatPage,
   });
   const headers = { [CONFIG_HEADER]: JSON.stringify(hosted) };

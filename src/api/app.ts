@@ -19,6 +19,8 @@ export interface ServerConfig {
   corsOrigins: string[];
   maxBodyBytes: number;
   maxQueue: number;
+  /** Sequences that run at once (for TGI's /info). */
+  maxBatchSize?: number;
   version: string;
   /** Unix time the model was configured (for /v1/models). */
   created: number;

@@ -167,7 +167,7 @@ export function tgiRoutes(app: Hono<AppEnv>) {
       model_dtype: "gguf",
       model_device_type: "wasm",
       model_pipeline_tag: "text-generation",
-      max_concurrent_requests: maxQueue + 1,
+      max_concurrent_requests: maxQueue + (c.get("config").maxBatchSize ?? 1),
       max_best_of: 1,
       max_stop_sequences: 4,
       max_input_tokens: info.contextSize - 1,

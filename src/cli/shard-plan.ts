@@ -1,5 +1,6 @@
 // `gemma-edge shard-plan`: how a model file would be split for a memory budget (engine/shard-plan.ts), as text or JSON.
 import { DEFAULT_BUDGET_MB, describePlan, planModel, type ShardPlan } from "../engine/shard-plan.ts";
+import { planVars, projectVars } from "../tools/shard-configs.ts";
 import { num, openModelFile, parse, required, type Command } from "./args.ts";
 
 export const shardPlanCommand: Command = {
@@ -13,26 +14,30 @@ scratch, and the prefill chunk chosen to fit. A model that fits is one part.
 
   --budget-mb N        WebAssembly memory per isolate (default ${DEFAULT_BUDGET_MB}; production isolates have 128 MB
                        for that and the JavaScript heap together)
-  --context N          KV positions per sequence (default: the model's, at most 8192)
-  --sequences N        sequences in flight at once, each with its KV cache (default 1)
+  --context N          KV positions per sequence (default: CONTEXT_SIZE of wrangler.toml, else the model's, at
+                       most 8192)
+  --sequences N        KV slots wanted, running and kept for the prompt cache (default: MAX_BATCH_SIZE +
+                       PROMPT_CACHE_SLOTS of wrangler.toml, as the coordinator plans); the plan keeps as many as fit
   --json               one JSON object instead`,
   async run(args) {
     const { values } = parse(args, { model: { type: "string" }, "budget-mb": { type: "string" }, context: { type: "string" }, sequences: { type: "string" }, json: { type: "boolean" } });
     const path = required(values.model, "model");
     const budgetMb = num(values["budget-mb"], "budget-mb", { min: 0, above: true }) ?? DEFAULT_BUDGET_MB;
-    const contextSize = num(values.context, "context", { min: 1, int: true });
-    const sequences = num(values.sequences, "sequences", { min: 1, max: 256, int: true }) ?? 1;
-    const plan = await planFile(path, budgetMb, contextSize, sequences);
+    // defaults: the settings a coordinator plans with (wrangler.toml's [vars])
+    const pv = planVars(projectVars());
+    const contextSize = num(values.context, "context", { min: 1, int: true }) ?? pv.contextSize;
+    const sequences = num(values.sequences, "sequences", { min: 1, max: 256, int: true }) ?? pv.sequences;
+    const plan = await planFile(path, budgetMb, contextSize, sequences, pv.maxBatch);
     process.stdout.write((values.json ? JSON.stringify(planJson(plan)) : describePlan(plan)) + "\n");
     return 0;
   },
 };
 
 /** The plan for a model file (its header only is read). */
-export async function planFile(path: string, budgetMb: number, contextSize?: number, sequences = 1): Promise<ShardPlan> {
+export async function planFile(path: string, budgetMb: number, contextSize?: number, sequences = 1, maxBatch?: number): Promise<ShardPlan> {
   const src = await openModelFile(path);
   try {
-    return await planModel(src, { budgetMb, contextSize, sequences });
+    return await planModel(src, { budgetMb, contextSize, sequences, maxBatch });
   } finally {
     await src.close();
   }

@@ -70,6 +70,8 @@ interface Sequence {
   cached: number;
   decoding?: Decoding;
   cancelled: boolean;
+  /** Started over after a failed step (see step()). */
+  restarted?: boolean;
 }
 
 export interface SequenceHandle {
@@ -247,8 +249,15 @@ export class BatchScheduler {
     try {
       logits = await this.model.step(segs);
     } catch (e) {
-      // the step's sequences cannot go on (their KV is in doubt): each gets the error, its slot is emptied
+      // a part may have restarted and lost its KV (a shard evicted): no kept prefix can be trusted now. Sequences of
+      // the step that have produced nothing yet start over from position 0, once; the others get the error.
+      for (const slot of this.slots) if (slot.state === "kept") Object.assign(slot, { state: "free", tokens: [] });
       for (const s of owners) {
+        if (s.decoding!.generated === 0 && !s.restarted) {
+          Object.assign(s, { restarted: true, pos: 0, start: 0, cached: 0 });
+          s.slot!.tokens = [];
+          continue;
+        }
         s.emit({ type: "error", message: (e as Error).message });
         this.finish(s, true);
       }

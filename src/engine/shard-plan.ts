@@ -84,31 +84,35 @@ const SLICE_ROWS = 64;
 export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanOptions): ShardPlan {
   const sequences = o.sequences ?? 1;
   const maxChunk = Math.max(1, Math.min(o.maxChunk ?? 512, o.contextSize));
-  const base = { contextSize: o.contextSize, sequences };
-  const size = (spec: PartSpec, chunk: number) => {
-    const sizing: PartSizing = { ...base, chunk, outputs: Math.min(sequences, chunk) };
+  const sizeFor = (spec: PartSpec, chunk: number, n: number) => {
+    const sizing: PartSizing = { contextSize: o.contextSize, sequences: n, chunk, outputs: Math.min(n, chunk) };
     const bytes = partBytes(cfg, partTensors(cfg, lookup, spec), spec, sizing, wasmScratchBytes);
     return { bytes, memoryBytes: wasmMemoryBytes(WASM_BASE_BYTES + bytes.total) };
   };
-  const plan = (specs: PartSpec[], chunk: number): ShardPlan => ({
-    parts: specs.map((spec, index) => ({ index, spec, ...size(spec, chunk) })),
-    chunk, budgetBytes: o.budgetBytes, ...base,
+  const size = (spec: PartSpec, chunk: number) => sizeFor(spec, chunk, sequences);
+  const plan = (specs: PartSpec[], chunk: number, n = sequences): ShardPlan => ({
+    parts: specs.map((spec, index) => ({ index, spec, ...sizeFor(spec, chunk, n) })),
+    chunk, budgetBytes: o.budgetBytes, contextSize: o.contextSize, sequences: n,
   });
   const budget = o.budgetBytes;
   const whole: PartSpec = { layers: [0, cfg.nLayers], vocab: [0, cfg.vocabSize] };
   const candidates = [maxChunk, ...CHUNKS.filter((c) => c < maxChunk)];
   if (budget === undefined) return plan([whole], maxChunk);
-  // one part if it fits with any chunk: a smaller chunk costs less than a hop per token
-  if (!o.split) for (const chunk of candidates) if (size(whole, chunk).memoryBytes <= budget) return plan([whole], chunk);
-  // shards: the most sequences (at most those asked for) for which the model can be split at all
-  if (sequences > 1 && !o.split) {
-    for (let n = sequences; ; n--) {
+  if (!o.split) {
+    // one part if it fits with any chunk and as many of the KV slots asked for as fit, down to one sequence: a
+    // smaller chunk, or fewer sequences at once, costs less than a hop per token
+    for (let n = sequences; n >= 1; n--) {
+      for (const chunk of candidates) if (sizeFor(whole, chunk, n).memoryBytes <= budget) return plan([whole], chunk, n);
+    }
+    // shards: the most sequences (at most those asked for) for which the model can be split at all
+    for (let n = sequences; n > 1; n--) {
       try {
         return planShards(cfg, lookup, { ...o, sequences: n, split: true });
       } catch (e) {
-        if (!(e instanceof PlanError) || n === 1) throw e;
+        if (!(e instanceof PlanError)) throw e;
       }
     }
+    if (sequences > 1) return planShards(cfg, lookup, { ...o, sequences: 1, split: true });
   }
 
   // layers: contiguous ranges packed greedily, for the largest chunk that needs no more parts than the smallest

@@ -161,6 +161,14 @@ export class LocalModelService implements ModelService {
   private requestIds = 0;
 
   constructor(opts: LocalServiceOptions) {
+    // settings checked before any load (a bad one would otherwise fail each load after the whole model was read)
+    const check = (ok: boolean, what: string, v: unknown) => {
+      if (!ok) throw new RangeError(`${what}, got ${String(v)}`);
+    };
+    const { maxBatchSize, prefillChunk, promptCacheSlots } = opts;
+    check(maxBatchSize === undefined || (Number.isInteger(maxBatchSize) && maxBatchSize >= 1), "MAX_BATCH_SIZE must be a positive integer", maxBatchSize);
+    check(prefillChunk === undefined || (Number.isInteger(prefillChunk) && prefillChunk >= 4 && prefillChunk % 4 === 0), "PREFILL_CHUNK must be a positive multiple of 4", prefillChunk);
+    check(promptCacheSlots === undefined || (Number.isInteger(promptCacheSlots) && promptCacheSlots >= 0), "PROMPT_CACHE_SLOTS must be a non-negative integer", promptCacheSlots);
     this.opts = opts;
     this.modelId = opts.modelId;
   }
@@ -311,7 +319,7 @@ export class LocalModelService implements ModelService {
     const onAbort = () => handle.cancel(); // the scheduler then ends the request with an abort event
     signal?.addEventListener("abort", onAbort);
     if (signal?.aborted) onAbort();
-    const timer = setTimeout(() => ((timedOut = true), onAbort()), timeoutMs);
+    let timer: ReturnType<typeof setTimeout> | undefined; // the time limit runs from the request's first step
     const tok = m.tokenizer;
     const piece = (id: number) => {
       const bytes = tok.pieceOf(id);
@@ -329,6 +337,7 @@ export class LocalModelService implements ModelService {
         }
         if (ev.type === "started") {
           this.serviceMetrics.started(id, Date.now() - queuedAt, ev.cachedTokens);
+          timer = setTimeout(() => ((timedOut = true), onAbort()), timeoutMs);
           continue;
         }
         if (ev.type === "error") {
@@ -353,9 +362,12 @@ export class LocalModelService implements ModelService {
       }
     } finally {
       // the consumer stopped listening (a disconnect) or the request ended: free its place either way
-      clearTimeout(timer);
+      if (timer !== undefined) clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
-      if (!ended) handle.cancel();
+      if (!ended) {
+        handle.cancel();
+        this.serviceMetrics.failed(timedOut ? "timeout" : "cancelled", id);
+      }
     }
   }
 }

@@ -8,7 +8,7 @@ import { createApp, defaultConfig, parseOrigins, type ServerConfig } from "../ap
 import type { ModelFiles } from "../api/model-file.ts";
 import { loadNodeModel } from "./node-backend.ts";
 import { FileByteSource } from "./node-file-source.ts";
-import { LocalModelService } from "./model-service.ts";
+import { DEFAULT_MAX_BATCH_SIZE, LocalModelService } from "./model-service.ts";
 
 export interface NodeServerOptions {
   model: string;
@@ -35,7 +35,7 @@ export function startNodeServer(o: NodeServerOptions): Promise<{ server: ServerT
   const modelId = o.modelId ?? basename(o.model).replace(/\.gguf$/i, "");
   const page = resolve(import.meta.dirname, "../../build/chat.html");
   const chatPage = existsSync(page) ? readFileSync(page, "utf8") : undefined;
-  const config = defaultConfig({ modelId, apiKey: o.apiKey, corsOrigins: parseOrigins(o.corsOrigins), maxQueue: o.maxQueue ?? 8, strictModel: o.strictModel, chatPage });
+  const config = defaultConfig({ modelId, apiKey: o.apiKey, corsOrigins: parseOrigins(o.corsOrigins), maxQueue: o.maxQueue ?? 8, strictModel: o.strictModel, maxBatchSize: o.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE, chatPage });
   const service = new LocalModelService({
     modelId,
     openSource: () => FileByteSource.open(o.model),

@@ -96,6 +96,7 @@ for (const [shape, type] of [["tiny", "q4_0"], ["tiny", "q8_0"], ["tiny", "f16"]
         { promptIds: prompt(133, 3, V), maxTokens: 12, sampling: GREEDY, afterSteps: 3 }, // joins while others decode
         { promptIds: prompt(5, 4, V), maxTokens: 20, sampling: { ...SAMPLED, seed: 99 }, afterSteps: 5 },
         { promptIds: prompt(21, 5, V), maxTokens: 16, sampling: GREEDY, afterSteps: 6 }, // waits for a slot
+        { promptIds: prompt(33, 6, V), maxTokens: 8, sampling: GREEDY, afterSteps: 1 }, // a last chunk of one row
       ];
       const want = [];
       for (const j of jobs) want.push(await alone(m, j.promptIds, j.maxTokens, j.sampling!));
@@ -110,6 +111,14 @@ for (const [shape, type] of [["tiny", "q4_0"], ["tiny", "q8_0"], ["tiny", "f16"]
       expect(Math.max(...steps.map((s) => s.sequences))).toBe(4);
       expect(steps.some((s) => s.decodeTokens > 0 && s.prefillTokens > 0)).toBe(true);
       expect(Math.max(...steps.map((s) => s.prefillTokens))).toBeLessThanOrEqual(32);
+    });
+
+    it("a prompt one token longer than the prefill chunk (its last chunk one row) computes as in one chunk", async () => {
+      const ids = prompt(33, 61, m.cfg.vocabSize);
+      const want = await alone(m, ids, 6, GREEDY);
+      const [got] = await batched(m, [{ promptIds: ids, maxTokens: 6, sampling: GREEDY }], { prefillChunk: 32 });
+      expect(got!.logprobs).toEqual(want.logprobs);
+      expect(got!.ids).toEqual(want.ids);
     });
   });
 }
@@ -227,5 +236,32 @@ describe("the prompt cache (tiny q4_0, reference backend)", () => {
     expect(prefills).toHaveLength(Math.ceil(200 / 32));
     // a probe ran between every two prefill steps
     for (let k = 1; k < prefills.length; k++) expect(order.slice(prefills[k - 1]!, prefills[k]!)).toContain("probe");
+  });
+
+  it("a step that fails because a part lost its KV (a restarted shard) starts the unproduced requests over", async () => {
+    const V = m.cfg.vocabSize;
+    let fail = false;
+    const flaky = { ...m.batch!, step: (segs: Parameters<NonNullable<LoadedModel["batch"]>["step"]>[0]) => {
+      if (fail && segs.some((g) => g.pos > 0)) {
+        fail = false;
+        return Promise.reject(new Error("sequence slot 0 holds 0 positions here, so position 19 cannot follow (was this part restarted?)"));
+      }
+      return m.batch!.step(segs);
+    } };
+    const s = new BatchScheduler(flaky, m.tokenizer, { maxBatchSize: 1, prefillChunk: 32, promptCache: true });
+    const run = (ids: number[]) => new Promise<Out>((resolve, reject) => {
+      const o: Out = { ids: [], logprobs: [], cached: -1, finish: "" };
+      s.submit({ promptIds: ids, maxTokens: 4, sampling: GREEDY }, (ev) => {
+        if (ev.type === "token") o.ids.push(ev.id);
+        else if (ev.type === "error") reject(new Error(ev.message));
+        else if (ev.type === "done") (o.cached = ev.cachedTokens), (o.finish = ev.finishReason), resolve(o);
+      });
+    });
+    const p = prompt(20, 51, V);
+    await run(p);
+    fail = true; // the part "restarts": the kept prefix of p is gone there
+    const again = await run([...p, 7]);
+    expect(again.cached).toBe(0); // computed whole, after the failed step
+    expect(again.ids).toEqual((await alone(single, [...p, 7], 4, GREEDY)).ids);
   });
 });

@@ -265,7 +265,8 @@ export class Gemma {
           if (keep === 0) continue;
           const fromRow = s.row + s.n - keep;
           if (fromRow !== to) x.copyWithin(to * dim, fromRow * dim, (fromRow + keep) * dim);
-          kept.push({ i: s.i, row: to, n: keep, rows: keep === s.n ? s.rows : 1 });
+          // rows left after llama.cpp's output-row selection are products of their own count: one for "last"
+          kept.push({ i: s.i, row: to, n: keep, rows: o === "last" ? 1 : s.rows });
           to += keep;
         }
         for (const s of segs.keys()) ret[s] = 0;
