@@ -1,5 +1,5 @@
 // OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/models, in the wire format the official
-// SDKs parse (shared/REFERENCE.md): one id per stream, the role in the first delta, one finish chunk, the usage
+// SDKs parse (docs/api.md): one id per stream, the role in the first delta, one finish chunk, the usage
 // chunk with empty choices when asked, then [DONE].
 import type { Context, Hono } from "hono";
 import type { ChatMessage } from "../engine/chat-template.ts";

@@ -366,6 +366,8 @@ describe("API key and CORS", () => {
     expect(tgi.status).toBe(401);
     expect(((await tgi.json()) as any).error_type).toBe("authentication");
     expect((await call("/v1/models", { headers: { Authorization: "Bearer sekret" } }, e)).status).toBe(200);
+    expect((await call("/metrics", {}, e)).status).toBe(401);
+    expect((await call("/metrics", { headers: { Authorization: "Bearer sekret" } }, e)).status).toBe(200);
   });
   it("answers CORS preflights without the key, allowing Authorization", async () => {
     const r = await call("/v1/chat/completions", {

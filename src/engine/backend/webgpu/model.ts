@@ -5,8 +5,9 @@
 // Weight matrices larger than the device's maxStorageBufferBindingSize are split by rows into chunks, each its own
 // buffers and bind group. Numerics follow llama.cpp's CPU backend as the WebAssembly kernels do: Q8_0 activations
 // for quantized weights, activations rounded to f16/bf16 for those weights, matrix sums in ggml's x86 order,
-// glibc's RoPE table, ggml's GELU table, an f16 KV cache with f16 accumulators for short batches. What still
-// differs (RMSNorm's double sum, exp, the order of attention's dot products) is within f32 rounding.
+// glibc's RoPE table, ggml's GELU table, an f16 KV cache with f16 accumulators for short batches, RMSNorm's double
+// sum, ggml's exp and attention's dot products in the WebAssembly kernels' order (exact fma and exp emulated where
+// the device lacks them): the tests require the logits to equal the WebAssembly backend's bit for bit.
 // Arithmetic is f32 everywhere (agreement needs it); where the device has shader-f16 the kernels read the f16 KV
 // cache and F16 weights as native f16 values instead of unpacking them from u32 words (the same values).
 import type { ByteSource } from "../../byte-source.ts";
