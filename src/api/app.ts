@@ -4,12 +4,12 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
-import type { ModelService } from "../hosts/model-service.ts";
 import { ApiError, errorBody } from "./errors.ts";
-import { modelFileRoutes, type ModelFiles } from "./model-file.ts";
+import type { ModelFiles, ModelService } from "../service/contract.ts";
+import { modelFileRoutes } from "./model-file.ts";
 import { openAiRoutes } from "./openai.ts";
 import { tgiRoutes } from "./tgi.ts";
-import { Counter, exponentialBuckets, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from "./metrics.ts";
+import { Counter, exponentialBuckets, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from "../service/metrics.ts";
 
 export interface ServerConfig {
   modelId: string;

@@ -1,6 +1,6 @@
 // Errors at the HTTP boundary: one error type, answered in the OpenAI envelope on /v1/* routes and in TGI's
 // envelope elsewhere. Every bad input names the field; nothing a client sends produces a 500.
-import type { ErrorKind, ServiceError } from "../hosts/model-service.ts";
+import type { ErrorKind, ServiceError } from "../service/contract.ts";
 
 const OPENAI_TYPES: Record<number, string> = {
   400: "invalid_request_error",

@@ -3,15 +3,8 @@
 // browser can cache the file and a ByteSource can read tensors by range.
 import type { Context, Hono } from "hono";
 import type { AppEnv } from "./app.ts";
+import type { ModelFiles } from "../service/contract.ts";
 import { ApiError } from "./errors.ts";
-
-/** Where the host keeps the model file (R2 in the Worker, a local file on Node). */
-export interface ModelFiles {
-  /** Size and etag of the file, or null when it is missing. */
-  stat(): Promise<{ size: number; etag: string } | null>;
-  /** Bytes [offset, offset + length) of the file. */
-  read(offset: number, length: number): Promise<ReadableStream<Uint8Array>>;
-}
 
 /** A single `bytes=` range of a file of `size` bytes; undefined for no (or an unparseable) Range header, as RFC 9110 says to ignore. */
 export function parseRange(header: string | undefined, size: number): { offset: number; length: number } | "unsatisfiable" | undefined {

@@ -3,7 +3,7 @@
 // chunk with empty choices when asked, then [DONE].
 import type { Context, Hono } from "hono";
 import type { ChatMessage } from "../engine/chat-template.ts";
-import type { ServiceEvent, ServiceRequest } from "../hosts/model-service.ts";
+import type { ServiceEvent, ServiceRequest } from "../service/contract.ts";
 import type { AppEnv, ServerConfig } from "./app.ts";
 import { ApiError } from "./errors.ts";
 import { collect, sse, start, type Started } from "./run.ts";

@@ -2,7 +2,7 @@
 // request still gets its 4xx before any streaming starts), then hand the rest to the route's writer.
 import type { Context } from "hono";
 import { stream } from "hono/streaming";
-import type { ModelService, ServiceEvent, ServiceRequest } from "../hosts/model-service.ts";
+import type { ModelService, ServiceEvent, ServiceRequest } from "../service/contract.ts";
 import { ApiError } from "./errors.ts";
 
 export interface Started {

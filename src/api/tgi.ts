@@ -3,7 +3,7 @@
 // length, and TGI's {"error", "error_type"} envelope.
 import type { Context, Hono } from "hono";
 import type { DoneEvent } from "../engine/generate.ts";
-import type { ServiceEvent } from "../hosts/model-service.ts";
+import type { ServiceEvent } from "../service/contract.ts";
 import type { AppEnv } from "./app.ts";
 import { ApiError } from "./errors.ts";
 import { collect, sse, start } from "./run.ts";

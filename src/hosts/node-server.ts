@@ -5,7 +5,7 @@ import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { basename, resolve } from "node:path";
 import { createApp, defaultConfig, parseOrigins, type ServerConfig } from "../api/app.ts";
-import type { ModelFiles } from "../api/model-file.ts";
+import type { ModelFiles } from "../service/contract.ts";
 import { loadNodeModel } from "./node-backend.ts";
 import { FileByteSource } from "./node-file-source.ts";
 import { DEFAULT_MAX_BATCH_SIZE, LocalModelService } from "./model-service.ts";

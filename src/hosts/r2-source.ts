@@ -1,7 +1,7 @@
 // ByteSource over an R2 object: range reads streamed straight into the destination (WebAssembly memory),
 // never the whole file in the JS heap.
 import type { R2Bucket } from "@cloudflare/workers-types";
-import type { ModelFiles } from "../api/model-file.ts";
+import type { ModelFiles } from "../service/contract.ts";
 import { checkRange, ByteSourceError, type ByteSource } from "../engine/byte-source.ts";
 
 export class R2ByteSource implements ByteSource {

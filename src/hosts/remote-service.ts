@@ -1,7 +1,7 @@
 // The ModelService of a model that lives in a Durable Object: the same interface, spoken as JSON and
 // newline-delimited JSON events over the Durable Object's fetch. Cancelling the event stream (a client that
 // went away) cancels the generation in the Durable Object.
-import type { ModelInfo, ModelService, ModelStatus, ServiceEvent, ServiceRequest } from "./model-service.ts";
+import type { ModelInfo, ModelService, ModelStatus, ServiceEvent, ServiceRequest } from "../service/contract.ts";
 
 export interface FetchTarget {
   fetch(input: string, init?: RequestInit): Promise<Response>;

@@ -1,7 +1,7 @@
 // What a model service counts for GET /metrics: requests through the queue and the batch, tokens, the prompt
 // cache and the KV cache. The HTTP layer adds requests by route and status (api/app.ts); in a Worker deployment
 // this part lives in the model's Durable Object and the front Worker fetches it.
-import { Counter, exponentialBuckets, Gauge, Histogram, Registry } from "../api/metrics.ts";
+import { Counter, exponentialBuckets, Gauge, Histogram, Registry } from "../service/metrics.ts";
 import type { BatchScheduler, StepInfo } from "../engine/batching.ts";
 
 const SECONDS = exponentialBuckets(0.001, 2.5, 14); // 1 ms .. ~2.5 min
