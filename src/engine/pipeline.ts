@@ -8,32 +8,19 @@ import type { GemmaConfig } from "./config.ts";
 import { chunks, type Outputs } from "./model/gemma.ts";
 import type { ModelPart, PartSpec, SlotSegment } from "./model/part.ts";
 
-/** One call of a part's layers: `n` rows at positions pos.. of sequence `slot` (see Chunk for batchRows, outputs). */
-export interface LayerCall {
-  slot: number;
-  pos: number;
-  n: number;
-  batchRows: number;
-  outputs: Outputs;
-}
-
 /** A part of the model, wherever it runs. Returned arrays may be views that the next call overwrites. */
 export interface PartRunner {
   readonly spec: PartSpec;
   /** Scaled embeddings (n, dim) of tokens inside the part's vocabulary slice. */
   embed(tokens: number[]): Promise<Float32Array> | Float32Array;
-  /** The part's layers on hidden states (call.n, dim); the rows left (see Outputs). */
-  layers(x: Float32Array, call: LayerCall): Promise<Float32Array> | Float32Array;
-  /** The part's slice of the logits for one final hidden state (dim). */
-  head(h: Float32Array): Promise<Float32Array> | Float32Array;
+  /** One step over rows of several sequences (their hidden states one after another): see ModelPart.layersBatch. */
+  layersBatch(x: Float32Array, segs: SlotSegment[]): Promise<{ x: Float32Array; rows: number[] }> | { x: Float32Array; rows: number[] };
+  /** The part's slice of the logits for `m` final hidden states (m, dim). */
+  headRows(h: Float32Array, m: number): Promise<Float32Array> | Float32Array;
+  /** Copy positions [0, n) of slot `from` to slot `to`. */
+  copyKv(from: number, to: number, n: number): Promise<void> | void;
   /** Sequence `slot` ended: the part may forget its positions. */
   release(slot: number): Promise<void> | void;
-  /** Optional (every runner here has it): one step over rows of several sequences (see ModelPart.layersBatch). */
-  layersBatch?(x: Float32Array, segs: SlotSegment[]): Promise<{ x: Float32Array; rows: number[] }> | { x: Float32Array; rows: number[] };
-  /** Optional: the logits slice for `m` final hidden states (m, dim). */
-  headRows?(h: Float32Array, m: number): Promise<Float32Array> | Float32Array;
-  /** Optional: copy positions [0, n) of slot `from` to slot `to`. */
-  copyKv?(from: number, to: number, n: number): Promise<void> | void;
 }
 
 /** Tokens of one sequence in a forward step: at positions pos.. of `slot` (see Chunk for batchRows, outputs). */
@@ -56,12 +43,6 @@ export class LocalPart implements PartRunner {
   }
   embed(tokens: number[]): Float32Array {
     return this.part.embed(tokens);
-  }
-  layers(x: Float32Array, c: LayerCall): Float32Array {
-    return this.part.layers(x, c.slot, c.pos, c.n, c.batchRows, c.outputs);
-  }
-  head(h: Float32Array): Float32Array {
-    return this.part.head(h);
   }
   release(slot: number): void {
     this.part.release(slot);
@@ -93,7 +74,7 @@ export class Pipeline {
   readonly runners: PartRunner[];
   private readonly opts: Required<PipelineOptions>;
   private readonly x: Float32Array; //      (chunk, dim) embeddings gathered from several vocabulary parts
-  private readonly logits: Float32Array; // (vocabSize) slices gathered from several vocabulary parts
+  private logits = new Float32Array(0); // (rows, vocabSize) slices gathered from several vocabulary parts
 
   constructor(cfg: GemmaConfig, runners: PartRunner[], opts: PipelineOptions) {
     this.cfg = cfg;
@@ -105,7 +86,6 @@ export class Pipeline {
     cover("vocab", this.vocabParts.map((r) => r.spec.vocab!), cfg.vocabSize);
     const several = this.vocabParts.length > 1;
     this.x = new Float32Array(several ? opts.chunk * cfg.dim : 0);
-    this.logits = new Float32Array(several ? cfg.vocabSize : 0);
   }
 
   /** Process `tokens` at positions pos.. of sequence `slot` and return the logits of the last one. */
@@ -114,22 +94,11 @@ export class Pipeline {
     if (pos + tokens.length > this.opts.contextSize) {
       throw new RangeError(`context full: ${pos + tokens.length} tokens do not fit in a context of ${this.opts.contextSize}`);
     }
-    const { dim } = this.cfg;
     for (const c of chunks(tokens.length, this.opts.ubatch, this.opts.chunk)) {
-      let x = await this.embed(tokens.slice(c.start, c.start + c.n));
-      for (const part of this.layerParts) {
-        const n = x.length / dim;
-        if (n === 0) break;
-        x = await part.layers(x, { slot, pos: pos + c.start, n, batchRows: c.batchRows, outputs: c.outputs });
-      }
-      if (c.outputs === "last") return this.head(x.subarray(x.length - dim));
+      const logits = await this.step([{ slot, tokens: tokens.slice(c.start, c.start + c.n), pos: pos + c.start, batchRows: c.batchRows, outputs: c.outputs }]);
+      if (c.outputs === "last") return logits;
     }
     throw new Error("unreachable");
-  }
-
-  /** Whether every part runs batched steps. */
-  get batched(): boolean {
-    return this.runners.every((r) => r.layersBatch && r.headRows && r.copyKv);
   }
 
   /**
@@ -138,7 +107,6 @@ export class Pipeline {
    * segment order: one row for "last", every row for "all", none for "none".
    */
   async step(segs: TokenSegment[]): Promise<Float32Array> {
-    if (!this.batched) throw new Error("this model's parts do not run batched steps");
     const { dim, vocabSize } = this.cfg;
     const tokens = segs.flatMap((g) => g.tokens);
     if (!tokens.length || tokens.length > this.opts.chunk) throw new RangeError(`a step needs 1 to ${this.opts.chunk} tokens, got ${tokens.length}`);
@@ -151,18 +119,19 @@ export class Pipeline {
     let live = segs.map((g) => ({ slot: g.slot, pos: g.pos, n: g.tokens.length, batchRows: g.batchRows, outputs: g.outputs }));
     for (const part of this.layerParts) {
       if (!live.length) break;
-      const r = await part.layersBatch!(x, live);
+      const r = await part.layersBatch(x, live);
       x = r.x;
       live = live.flatMap((g, i) => (r.rows[i] ? [{ ...g, n: r.rows[i]! }] : []));
     }
     const m = x.length / dim;
     if (m === 0) return new Float32Array(0);
-    if (this.vocabParts.length === 1) return this.vocabParts[0]!.headRows!(x, m);
-    const out = new Float32Array(m * vocabSize);
+    if (this.vocabParts.length === 1) return this.vocabParts[0]!.headRows(x, m);
+    if (this.logits.length < m * vocabSize) this.logits = new Float32Array(m * vocabSize);
+    const out = this.logits.subarray(0, m * vocabSize);
     await Promise.all(
       this.vocabParts.map(async (part) => {
         const [v0, v1] = part.spec.vocab!;
-        const slice = await part.headRows!(x, m);
+        const slice = await part.headRows(x, m);
         for (let r = 0; r < m; r++) out.set(slice.subarray(r * (v1 - v0), (r + 1) * (v1 - v0)), r * vocabSize + v0);
       }),
     );
@@ -171,7 +140,7 @@ export class Pipeline {
 
   /** Copy positions [0, n) of slot `from` to slot `to` in every layer part (a shared prompt prefix). */
   async copyKv(from: number, to: number, n: number): Promise<void> {
-    await Promise.all(this.layerParts.map((p) => p.copyKv!(from, to, n)));
+    await Promise.all(this.layerParts.map((p) => p.copyKv(from, to, n)));
   }
 
   /** Sequence `slot` ended: tell every part. */
@@ -196,16 +165,7 @@ export class Pipeline {
     return this.x.subarray(0, ids.length * dim);
   }
 
-  private async head(h: Float32Array): Promise<Float32Array> {
-    if (this.vocabParts.length === 1) return this.vocabParts[0]!.head(h);
-    await Promise.all(
-      this.vocabParts.map(async (part) => {
-        const slice = await part.head(h);
-        this.logits.set(slice, part.spec.vocab![0]);
-      }),
-    );
-    return this.logits;
-  }
+
 }
 
 /** Check that ranges, sorted, cover [0, n) exactly once. */

@@ -9,7 +9,7 @@
 // subrequests, so a request's subrequests (10,000 on paid plans) do not grow with its tokens: one per shard
 // when it (re)connects.
 import type { WebSocket as CfWebSocket } from "@cloudflare/workers-types";
-import type { LayerCall, PartRunner } from "../engine/pipeline.ts";
+import type { PartRunner } from "../engine/pipeline.ts";
 import type { PartSpec, SlotSegment } from "../engine/model/part.ts";
 import { decodeFrame, encodeFrame, shardName, type ShardLoad, type ShardResponse, type ShardStatus } from "./shard-protocol.ts";
 
@@ -88,12 +88,6 @@ export class RemoteShard implements PartRunner {
 
   async embed(tokens: number[]): Promise<Float32Array> {
     return (await this.call({ op: "embed", tokens })).payload;
-  }
-  async layers(x: Float32Array, c: LayerCall): Promise<Float32Array> {
-    return (await this.call({ op: "layers", ...c }, x.subarray(0, c.n * this.load.cfg.dim))).payload;
-  }
-  async head(h: Float32Array): Promise<Float32Array> {
-    return (await this.call({ op: "head" }, h)).payload;
   }
   async layersBatch(x: Float32Array, segs: SlotSegment[]): Promise<{ x: Float32Array; rows: number[] }> {
     const n = segs.reduce((a, g) => a + g.n, 0);

@@ -107,10 +107,6 @@ export class ModelShard {
       switch (req.op) {
         case "embed":
           return reply({}, part.embed(req.tokens));
-        case "layers":
-          return reply({}, part.layers(payload, req.slot, req.pos, req.n, req.batchRows, req.outputs));
-        case "head":
-          return reply({}, part.head(payload));
         case "step": {
           const r = part.layersBatch(payload, req.segs);
           return reply({ rows: r.rows }, r.x);

@@ -5,7 +5,6 @@
 // (the largest here is one vocabulary slice's logits, 4 bytes x 85,376 rows for Gemma-2B at 100 MB, 0.34 MB;
 // a prefill chunk of 64 x 2048 hidden values is 0.5 MB); messages on an open WebSocket are not subrequests.
 import type { GemmaConfig } from "../engine/config.ts";
-import type { Outputs } from "../engine/model/gemma.ts";
 import type { PartSizing, PartSpec, SlotSegment } from "../engine/model/part.ts";
 
 /** A tensor of the part, as the GGUF header describes it (the shard never parses the header itself). */
@@ -35,8 +34,6 @@ export type ShardRequest =
   | { op: "load"; id: number; load: ShardLoad }
   | { op: "status"; id: number }
   | { op: "embed"; id: number; tokens: number[] }
-  | { op: "layers"; id: number; slot: number; pos: number; n: number; batchRows: number; outputs: Outputs }
-  | { op: "head"; id: number }
   /** A batched step over several sequences' rows (their hidden states one after another in the payload). */
   | { op: "step"; id: number; segs: SlotSegment[] }
   /** The LM head on `m` final hidden states. */
