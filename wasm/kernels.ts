@@ -751,7 +751,94 @@ function glibc_expf(x: f32): f32 {
  * f32, so multiply-then-add is the fused multiply-add); online softmax with glibc's expf; the V sum accumulated in f16
  * (a fused multiply-add per element, then rounding to f16). `scratch` holds 2*d f32. d % 4 == 0.
  */
-export function attend_f16(out: usize, q: usize, k: usize, v: usize, n: i32, stride: i32, offset: i32, d: i32, scratch: usize): void {
+// glibc's expm1f and tanhf (2.36, Sun's fdlibm in f32), as src/engine/numeric.ts: Gemma 2's soft-capping
+function glibc_expm1f(x: f32): f32 {
+  let hx = reinterpret<i32>(x);
+  const neg = hx < 0;
+  hx &= 0x7fffffff;
+  if (hx >= 0x4195b844) {
+    if (hx >= 0x42b17218) {
+      if (hx > 0x7f800000) return x;
+      if (hx == 0x7f800000) return neg ? -1 : x;
+      if (x > <f32>88.72167969) return Infinity;
+    }
+    if (neg) return -1;
+  }
+  let k: i32 = 0;
+  let c: f32 = 0;
+  if (hx > 0x3eb17218) {
+    let hi: f32, lo: f32;
+    if (hx < 0x3f851592) {
+      if (!neg) { hi = x - reinterpret<f32>(0x3f317180); lo = reinterpret<f32>(0x3717f7d1); k = 1; }
+      else { hi = x + reinterpret<f32>(0x3f317180); lo = -reinterpret<f32>(0x3717f7d1); k = -1; }
+    } else {
+      k = <i32>(reinterpret<f32>(0x3fb8aa3b) * x + (neg ? <f32>-0.5 : <f32>0.5));
+      const t = <f32>k;
+      hi = x - t * reinterpret<f32>(0x3f317180);
+      lo = t * reinterpret<f32>(0x3717f7d1);
+    }
+    x = hi - lo;
+    c = (hi - x) - lo;
+  } else if (hx < 0x33000000) {
+    return x;
+  }
+  const hfx: f32 = <f32>0.5 * x;
+  const hxs: f32 = x * hfx;
+  const q1 = reinterpret<f32>(0xbd088889), q2 = reinterpret<f32>(0x3ad00d01), q3 = reinterpret<f32>(0xb8a670cd);
+  const q4 = reinterpret<f32>(0x36867e54), q5 = reinterpret<f32>(0xb457edbb);
+  const r1: f32 = <f32>1 + hxs * (q1 + hxs * (q2 + hxs * (q3 + hxs * (q4 + hxs * q5))));
+  const t: f32 = <f32>3 - r1 * hfx;
+  let e: f32 = hxs * ((r1 - t) / (<f32>6 - x * t));
+  if (k == 0) return x - (x * e - hxs);
+  e = x * (e - c) - c;
+  e -= hxs;
+  if (k == -1) return <f32>0.5 * (x - e) - <f32>0.5;
+  if (k == 1) return x < <f32>-0.25 ? <f32>-2 * (e - (x + <f32>0.5)) : <f32>1 + <f32>2 * (x - e);
+  if (k <= -2 || k > 56) {
+    let y: f32 = <f32>1 - (e - x);
+    y = k == 128 ? y * <f32>2 * reinterpret<f32>(0x7f000000) : reinterpret<f32>(reinterpret<i32>(y) + (k << 23));
+    return y - <f32>1;
+  }
+  let y: f32;
+  if (k < 23) {
+    y = reinterpret<f32>(0x3f800000 - (0x1000000 >> k)) - (e - x);
+  } else {
+    y = x - (e + reinterpret<f32>((0x7f - k) << 23));
+    y += <f32>1;
+  }
+  return reinterpret<f32>(reinterpret<i32>(y) + (k << 23));
+}
+
+function glibc_tanhf(x: f32): f32 {
+  const jx = reinterpret<i32>(x);
+  const ix = jx & 0x7fffffff;
+  if (ix >= 0x7f800000) return isNaN(x) ? x : jx >= 0 ? <f32>1 : <f32>-1;
+  let z: f32;
+  if (ix < 0x41b00000) {
+    if (ix == 0) return x;
+    if (ix < 0x24000000) return x * (<f32>1 + x);
+    if (ix >= 0x3f800000) {
+      const t = glibc_expm1f(<f32>2 * abs<f32>(x));
+      z = <f32>1 - <f32>2 / (t + <f32>2);
+    } else {
+      const t = glibc_expm1f(<f32>-2 * abs<f32>(x));
+      z = -t / (t + <f32>2);
+    }
+  } else z = 1;
+  return jx >= 0 ? z : -z;
+}
+
+/** A score soft-capped as ggml's flash attention does it: cap * tanhf(s * (1 / cap)); cap 0: unchanged. */
+// @ts-ignore: decorator
+@inline function softcap_score(s: f32, cap: f32): f32 {
+  return cap == 0 ? s : cap * glibc_tanhf(s * (<f32>1.0 / cap));
+}
+
+/**
+ * One query head over the cells [a0, a1) then [b0, b1) of its KV head (model/ops.ts attendHead: the order
+ * llama.cpp visits a ring's cells), scores soft-capped by `cap` (0: none).
+ */
+export function attend_f16(out: usize, q: usize, k: usize, v: usize, a0: i32, a1: i32, b0: i32, b1: i32, stride: i32, offset: i32, d: i32, scratch: usize, cap: f32): void {
   const qh = scratch;
   const acc = scratch + (<usize>d << 2);
   for (let i = 0; i < d; i += 4) {
@@ -761,7 +848,7 @@ export function attend_f16(out: usize, q: usize, k: usize, v: usize, n: i32, str
   const np = d & ~31;
   let S: f32 = 0;
   let M: f32 = -Infinity;
-  for (let p = 0; p < n; p++) {
+  for (let r = 0; r < 2; r++) for (let p = r ? b0 : a0, end = r ? b1 : a1; p < end; p++) {
     const kb = k + (<usize>(p * stride + offset) << 1);
     const vb = v + (<usize>(p * stride + offset) << 1);
     let a0l = f32x4.splat(0), a0h = f32x4.splat(0), a1l = f32x4.splat(0), a1h = f32x4.splat(0);
@@ -781,7 +868,7 @@ export function attend_f16(out: usize, q: usize, k: usize, v: usize, n: i32, str
     }
     let sd: f64 = <f64>reduce32(a0l, a0h, a1l, a1h, a2l, a2h, a3l, a3h);
     for (let i = np; i < d; i++) sd += <f64>(f16_to_f32(<u32>load<u16>(kb + (<usize>i << 1))) * load<f32>(qh + (<usize>i << 2)));
-    const s = <f32>sd;
+    const s = softcap_score(<f32>sd, cap);
     let ms: f32 = 1;
     let vs: f32 = 1;
     if (s > M) {
@@ -844,7 +931,12 @@ function v_expf1(x: f32): f32 {
  * softmax per tile (ggml_v_expf; each 8 summed as hsum8, the 8s summed in double), V accumulated in f32 by FMA.
  * scratch: (nq*d + 2*64*d + 64 + 2*nq) f32. d % 4 == 0.
  */
-export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: usize, pos0: i32, nq: i32, stride: i32, offset: i32, d: i32, scratch: usize): void {
+/**
+ * The `nq` query rows at positions pos0.. of one head (model/ops.ts attendHeadTiled) over a KV layer of `cells`
+ * rows (position p in cell p % cells) of which each row sees the last `window` positions (0: all), scores
+ * soft-capped by `cap` (0: none).
+ */
+export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: usize, pos0: i32, nq: i32, cells: i32, window: i32, stride: i32, offset: i32, d: i32, scratch: usize, cap: f32): void {
   const acc = scratch; //                                   nq x d
   const kt = acc + (<usize>(nq * d) << 2); //               d x 64 (keys transposed)
   const vf = kt + (<usize>(d * 64) << 2); //                64 x d
@@ -856,9 +948,9 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
     store<f32>(sArr + (<usize>r << 2), 0);
   }
   memory.fill(acc, 0, <usize>(nq * d) << 2);
-  const last = pos0 + nq; // positions 0..last-1 are visible to someone
-  for (let t0 = 0; t0 < last; t0 += 64) {
-    const mt = min(64, last - t0);
+  const filled = min(cells, pos0 + nq); // cells written so far
+  for (let t0 = 0; t0 < filled; t0 += 64) {
+    const mt = min(64, filled - t0);
     // the tile in f32: keys transposed (d x 64, zero past mt), values as rows
     for (let j = 0; j < 64; j++) {
       const base = <usize>((t0 + j) * stride + offset) << 1;
@@ -868,14 +960,19 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
       if (j < mt) for (let i = 0; i < d; i++) store<f32>(vf + (<usize>(j * d + i) << 2), f16_to_f32(<u32>load<u16>(v + base + (<usize>i << 1))));
     }
     for (let r = 0; r < nq; r++) {
-      const visible = pos0 + r + 1 - t0; // positions of this tile the row sees
-      if (visible <= 0) continue;
-      const m = min(64, visible);
+      // the cells this row sees: [a0, a1) and [b0, b1) (model/ops.ts visibleCells), relative to the tile
+      const qp = pos0 + r;
+      const lo = window > 0 ? max(0, qp - window + 1) : 0;
+      const qc = qp % cells, lc = lo % cells;
+      const a0 = (lc <= qc ? lc : 0) - t0, a1 = qc + 1 - t0;
+      const b0 = (lc <= qc ? 0 : lc) - t0, b1 = (lc <= qc ? 0 : cells) - t0;
+      if (max(a0, 0) >= min(a1, mt) && max(b0, 0) >= min(b1, mt)) continue; // sees nothing of this tile
       const qr = q + (<usize>(r * qStride) << 2);
       // scores: 16 groups of 4 positions, each an FMA chain over the head dimension
       let tileMax: f32 = -Infinity;
       for (let j = 0; j < 64; j += 4) {
-        if (j >= m) {
+        const any = j < mt && ((j + 4 > a0 && j < a1) || (j + 4 > b0 && j < b1));
+        if (!any) {
           v128.store(kq + (<usize>j << 2), f32x4.splat(-Infinity));
           continue;
         }
@@ -883,13 +980,17 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
         for (let i = 0; i < d; i++) s = fma4(f32x4.splat(load<f32>(qr + (<usize>i << 2))), v128.load(kt + (<usize>(i * 64 + j) << 2)), s);
         v128.store(kq + (<usize>j << 2), s);
         for (let l = 0; l < 4; l++) {
-          if (j + l >= m) store<f32>(kq + (<usize>(j + l) << 2), -Infinity);
+          const jl = j + l;
+          const pp = kq + (<usize>jl << 2);
+          if (jl >= mt || !((jl >= a0 && jl < a1) || (jl >= b0 && jl < b1))) store<f32>(pp, -Infinity);
           else {
-            const x = load<f32>(kq + (<usize>(j + l) << 2));
+            const x = softcap_score(load<f32>(pp), cap);
+            store<f32>(pp, x);
             if (x > tileMax) tileMax = x;
           }
         }
       }
+      if (tileMax == -Infinity) continue; // nothing of this tile is seen
       const mp = mArr + (<usize>r << 2), sp = sArr + (<usize>r << 2);
       const mOld = load<f32>(mp);
       const mNew: f32 = max(mOld, tileMax);
@@ -912,8 +1013,10 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
       }
       store<f32>(sp, <f32>(<f64>load<f32>(sp) + sum));
       // V: per element an FMA chain over the tile's visible positions
-      for (let j = 0; j < m; j++) {
-        const pj = f32x4.splat(load<f32>(kq + (<usize>j << 2)));
+      for (let j = 0; j < mt; j++) {
+        const pv = load<f32>(kq + (<usize>j << 2));
+        if (pv == 0) continue; // a masked cell (adding 0 * v changes nothing)
+        const pj = f32x4.splat(pv);
         const vr = vf + (<usize>(j * d) << 2);
         for (let i = 0; i < d; i += 4) v128.store(ar + (<usize>i << 2), fma4(pj, v128.load(vr + (<usize>i << 2)), v128.load(ar + (<usize>i << 2))));
       }

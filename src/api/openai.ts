@@ -192,9 +192,12 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
 export function openAiRoutes(app: Hono<AppEnv>) {
   app.post("/v1/chat/completions", (c) => complete(c, true));
   app.post("/v1/completions", (c) => complete(c, false));
-  app.get("/v1/models", (c) => {
+  app.get("/v1/models", async (c) => {
     const { modelId, created } = c.get("config");
-    return c.json({ object: "list", data: [{ id: modelId, object: "model", created, owned_by: "gemma-edge" }] });
+    // once the model is loaded, what it is (llama.cpp's server adds the same kind of "meta")
+    const s = await c.get("service").status().catch(() => undefined);
+    const meta = s?.status === "ready" ? { meta: { architecture: s.architecture, context_size: s.context_size } } : {};
+    return c.json({ object: "list", data: [{ id: modelId, object: "model", created, owned_by: "gemma-edge", ...meta }] });
   });
   app.get("/v1/models/:id", (c) => {
     const { modelId, created } = c.get("config");

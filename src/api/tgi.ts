@@ -167,6 +167,8 @@ export function tgiRoutes(app: Hono<AppEnv>) {
       model_dtype: "gguf",
       model_device_type: "wasm",
       model_pipeline_tag: "text-generation",
+      model_architecture: info.architecture,
+      kv_bytes_per_sequence: info.kvBytesPerSequence,
       max_concurrent_requests: maxQueue + (c.get("config").maxBatchSize ?? 1),
       max_best_of: 1,
       max_stop_sequences: 4,

@@ -188,7 +188,8 @@ export class BatchScheduler {
       if (this.opts.promptCache && seq.req.cachePrompt !== false) {
         for (const s of this.slots) {
           if (s.state === "free") continue;
-          const n = commonPrefix(s.tokens, prompt, limit);
+          let n = commonPrefix(s.tokens, prompt, limit);
+          if (n > 0 && this.model.canReuse && !this.model.canReuse(s.tokens.length, n)) n = 0; // its rings have moved on
           if (n > bestLen) (best = s), (bestLen = n);
         }
       }

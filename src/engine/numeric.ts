@@ -256,3 +256,91 @@ export function vExpf(x: number): number {
   const s2 = bitsToF32(e - g);
   return Math.fround(fma(s2, j, s2) * s1);
 }
+
+// ---- tanhf as glibc computes it (sysdeps/ieee754/flt-32: s_tanhf.c over s_expm1f.c, Sun's fdlibm, every
+// ---- step in f32). ggml's tanh (Gemma 2's soft-capping of attention scores and logits) calls it.
+
+const fr = Math.fround;
+const f32i = new Int32Array(f32.buffer);
+const floatBits = (x: number) => ((f32[0] = x), f32i[0]!);
+const floatOfBits = (b: number) => ((f32i[0] = b | 0), f32[0]!);
+const EXPM1F = {
+  ln2hi: fr(6.9313812256e-1), ln2lo: fr(9.0580006145e-6), invln2: fr(1.4426950216),
+  q1: fr(-3.3333335072e-2), q2: fr(1.5873016091e-3), q3: fr(-7.9365076090e-5), q4: fr(4.0082177293e-6), q5: fr(-2.0109921195e-7),
+};
+
+/** expm1f(x) for an f32 x, bit for bit as glibc's (2.36). */
+export function expm1f(x: number): number {
+  const E = EXPM1F;
+  let hx = floatBits(x);
+  const neg = hx < 0;
+  hx &= 0x7fffffff;
+  if (hx >= 0x4195b844) { // |x| >= 27 ln2
+    if (hx >= 0x42b17218) { // |x| >= 88.72
+      if (hx > 0x7f800000) return x; // NaN
+      if (hx === 0x7f800000) return neg ? -1 : x;
+      if (x > 88.72167969) return Infinity;
+    }
+    if (neg) return -1;
+  }
+  let k: number, c = 0;
+  if (hx > 0x3eb17218) { // |x| > ln2 / 2: x = k ln2 + r
+    let hi: number, lo: number;
+    if (hx < 0x3f851592) { // and |x| < 1.5 ln2
+      if (!neg) (hi = fr(x - E.ln2hi)), (lo = E.ln2lo), (k = 1);
+      else (hi = fr(x + E.ln2hi)), (lo = -E.ln2lo), (k = -1);
+    } else {
+      k = Math.trunc(fr(fr(E.invln2 * x) + (neg ? -0.5 : 0.5)));
+      hi = fr(x - fr(k * E.ln2hi));
+      lo = fr(k * E.ln2lo);
+    }
+    x = fr(hi - lo);
+    c = fr(fr(hi - x) - lo);
+  } else if (hx < 0x33000000) {
+    return x; // |x| < 2^-25
+  } else k = 0;
+  const hfx = fr(0.5 * x);
+  const hxs = fr(x * hfx);
+  const r1 = fr(1 + fr(hxs * fr(E.q1 + fr(hxs * fr(E.q2 + fr(hxs * fr(E.q3 + fr(hxs * fr(E.q4 + fr(hxs * E.q5))))))))));
+  const t = fr(3 - fr(r1 * hfx));
+  let e = fr(hxs * fr(fr(r1 - t) / fr(6 - fr(x * t))));
+  if (k === 0) return fr(x - fr(fr(x * e) - hxs));
+  e = fr(fr(x * fr(e - c)) - c);
+  e = fr(e - hxs);
+  if (k === -1) return fr(fr(0.5 * fr(x - e)) - 0.5);
+  if (k === 1) return x < -0.25 ? fr(-2 * fr(e - fr(x + 0.5))) : fr(1 + fr(2 * fr(x - e)));
+  if (k <= -2 || k > 56) {
+    let y = fr(1 - fr(e - x));
+    y = k === 128 ? fr(fr(y * 2) * 2 ** 127) : floatOfBits(floatBits(y) + (k << 23));
+    return fr(y - 1);
+  }
+  let y: number;
+  if (k < 23) {
+    const t1 = floatOfBits(0x3f800000 - (0x1000000 >> k)); // 1 - 2^-k
+    y = fr(t1 - fr(e - x));
+  } else {
+    const t1 = floatOfBits((0x7f - k) << 23); // 2^-k
+    y = fr(fr(x - fr(e + t1)) + 1);
+  }
+  return floatOfBits(floatBits(y) + (k << 23));
+}
+
+/** tanhf(x) for an f32 x, bit for bit as glibc's (2.36). */
+export function tanhf(x: number): number {
+  const jx = floatBits(x);
+  const ix = jx & 0x7fffffff;
+  if (ix >= 0x7f800000) return Number.isNaN(x) ? x : jx >= 0 ? 1 : -1;
+  let z: number;
+  if (ix < 0x41b00000) { // |x| < 22
+    if (ix === 0) return x;
+    if (ix < 0x24000000) return fr(x * fr(1 + x)); // |x| < 2^-55
+    if (ix >= 0x3f800000) { // |x| >= 1
+      const t = expm1f(fr(2 * Math.abs(x)));
+      z = fr(1 - fr(2 / fr(t + 2)));
+    } else {
+      const t = expm1f(fr(-2 * Math.abs(x)));
+      z = fr(-t / fr(t + 2));
+    }
+  } else z = 1;
+  return jx >= 0 ? z : -z;
+}

@@ -73,6 +73,9 @@ export class Pipeline {
   readonly vocabParts: PartRunner[];
   readonly runners: PartRunner[];
   private readonly opts: Required<PipelineOptions>;
+  get contextSize(): number {
+    return this.opts.contextSize;
+  }
   private readonly x: Float32Array; //      (chunk, dim) embeddings gathered from several vocabulary parts
   private logits = new Float32Array(0); // (rows, vocabSize) slices gathered from several vocabulary parts
 

@@ -7,6 +7,7 @@ import type { ByteSource } from "../engine/byte-source.ts";
 import { ChatTemplateError } from "../engine/chat-template.ts";
 import { encodePrompt } from "../engine/generate.ts";
 import type { LoadOptions, RunnableModel } from "../engine/model/load.ts";
+import { KvCache } from "../engine/model/kv-cache.ts";
 import { BatchScheduler, singleSequenceBatch, SINGLE_SEQUENCE, type BatchEvent } from "../engine/batching.ts";
 import { ServiceFailure, type ModelInfo, type ModelService, type ModelStatus, type ServiceEvent, type ServiceRequest, type ShardReport } from "../service/contract.ts";
 import { ServiceMetrics } from "./service-metrics.ts";
@@ -134,7 +135,10 @@ export class LocalModelService implements ModelService {
     const base = { model: this.modelId, queue_length: (this.scheduler?.queued ?? 0) + (this.scheduler?.active ?? 0), ...(shards ? { shards } : {}) };
     if (this.model) {
       const total = this.progress.total;
-      return { ...base, status: "ready", progress: 1, loaded_bytes: total, total_bytes: total, context_size: this.model.contextSize };
+      return {
+        ...base, status: "ready", progress: 1, loaded_bytes: total, total_bytes: total, context_size: this.model.contextSize,
+        architecture: this.model.cfg.arch, kv_bytes_per_sequence: KvCache.bytes(this.model.cfg, this.model.contextSize), kv_slots: this.model.batch?.slots ?? 1,
+      };
     }
     const { loaded, total } = this.progress;
     const progress = total ? loaded / total : 0;
@@ -149,7 +153,7 @@ export class LocalModelService implements ModelService {
 
   async info(): Promise<ModelInfo> {
     const m = await this.load();
-    return { model: this.modelId, contextSize: m.contextSize, vocabSize: m.cfg.vocabSize, architecture: "gemma" };
+    return { model: this.modelId, contextSize: m.contextSize, vocabSize: m.cfg.vocabSize, architecture: m.cfg.arch, kvBytesPerSequence: KvCache.bytes(m.cfg, m.contextSize) };
   }
 
   async tokenize(text: string): Promise<{ ids: number[]; pieces: string[] }> {

@@ -55,6 +55,14 @@ export interface ModelStatus {
   /** While loading: "downloading" (into R2 from the model source, see pull-through.ts) or "loading" (into memory). */
   phase?: "downloading" | "loading";
   context_size?: number;
+  /** When ready: general.architecture of the file (gemma, gemma2, gemma3). */
+  architecture?: string;
+  /**
+   * When ready: bytes of keys and values one sequence needs for the whole context (sliding-window layers keep
+   * a ring of their window), and the number of sequence slots that hold them.
+   */
+  kv_bytes_per_sequence?: number;
+  kv_slots?: number;
   queue_length: number;
   /** The parts the model runs in (one for a model that fits its host; see engine/shard-plan.ts). */
   shards?: ShardReport[];
@@ -78,6 +86,8 @@ export interface ModelInfo {
   contextSize: number;
   vocabSize: number;
   architecture: string;
+  /** See ModelStatus.kv_bytes_per_sequence. */
+  kvBytesPerSequence: number;
 }
 
 /** What the HTTP layer needs from a model, wherever it runs. */

@@ -3,6 +3,7 @@
 // not the embedding of the last token, decide the next token (with N(0, 0.02) weights every implementation,
 // right or wrong, repeats the prompt and a comparison proves nothing).
 import { GEMMA_CHAT_TEMPLATE } from "../engine/chat-template.ts";
+import type { Architecture } from "../engine/config.ts";
 import { GGML_TYPE, ggmlTypeName, typeLayout } from "../engine/ggml-types.ts";
 import { WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
 
@@ -15,6 +16,8 @@ import { gemmaMetadata } from "./gemma-metadata.ts";
 import { buildVocab } from "./synthetic-vocab.ts";
 
 export interface TestModelShape {
+  /** Default "gemma" (Gemma 1). */
+  arch?: Architecture;
   vocabSize: number;
   dim: number;
   hiddenDim: number;
@@ -25,6 +28,13 @@ export interface TestModelShape {
   contextLength: number;
   /** RoPE on only the first ropeDims dimensions of each head (written as gemma.rope.dimension_count). */
   ropeDims?: number;
+  /** Gemma 2 and 3: what the converter writes (see gemma-metadata.ts). */
+  window?: number;
+  attnSoftcap?: number;
+  finalSoftcap?: number;
+  ropeBase?: number;
+  ropeBaseLocal?: number;
+  ropeScaling?: number;
 }
 
 export const SHAPES: Record<string, TestModelShape> = {
@@ -35,6 +45,29 @@ export const SHAPES: Record<string, TestModelShape> = {
   // every matrix a multiple of 256 columns (K-quant super-blocks)
   "tiny-k": { vocabSize: 1024, dim: 256, hiddenDim: 512, nLayers: 3, nHeads: 4, nKvHeads: 1, headDim: 64, contextLength: 512 },
   "gemma-2b": { vocabSize: 256000, dim: 2048, hiddenDim: 16384, nLayers: 18, nHeads: 8, nKvHeads: 1, headDim: 256, contextLength: 8192 },
+  // Gemma 2: 4 layers (local, global, local, global), a 16-position window, soft-caps low enough to bend scores
+  "tiny-gemma2": {
+    arch: "gemma2", vocabSize: 1024, dim: 128, hiddenDim: 256, nLayers: 4, nHeads: 4, nKvHeads: 2, headDim: 32, contextLength: 512,
+    window: 16, attnSoftcap: 8, finalSoftcap: 5,
+  },
+  // Gemma 3: 6 layers (5 local, 1 global), a 16-position window, RoPE bases 1M (global) and 10k (local)
+  "tiny-gemma3": {
+    arch: "gemma3", vocabSize: 1024, dim: 128, hiddenDim: 256, nLayers: 6, nHeads: 4, nKvHeads: 1, headDim: 32, contextLength: 512,
+    window: 16, ropeBase: 1000000, ropeBaseLocal: 10000,
+  },
+  // real shapes, for benchmarks (Gemma 2 2B; Gemma 3 1B and 270M: hidden sizes that are not multiples of 256)
+  "gemma-2-2b": {
+    arch: "gemma2", vocabSize: 256000, dim: 2304, hiddenDim: 9216, nLayers: 26, nHeads: 8, nKvHeads: 4, headDim: 256, contextLength: 8192,
+    window: 4096, attnSoftcap: 50, finalSoftcap: 30,
+  },
+  "gemma-3-1b": {
+    arch: "gemma3", vocabSize: 262144, dim: 1152, hiddenDim: 6912, nLayers: 26, nHeads: 4, nKvHeads: 1, headDim: 256, contextLength: 32768,
+    window: 512, ropeBase: 1000000, ropeBaseLocal: 10000,
+  },
+  "gemma-3-270m": {
+    arch: "gemma3", vocabSize: 262144, dim: 640, hiddenDim: 2048, nLayers: 18, nHeads: 4, nKvHeads: 1, headDim: 256, contextLength: 32768,
+    window: 512, ropeBase: 1000000, ropeBaseLocal: 10000,
+  },
 };
 
 export const WEIGHT_TYPES: Record<string, number> = {
@@ -83,8 +116,9 @@ export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
     out.push({ name, dims: [cols, rows], type, data: () => randomRows(name, o.seed, rows, cols, type, std) });
   };
   // Norm weights as stored in GGUF (1 + w already applied by llama.cpp's converter): around `mean`.
-  const norm = (name: string, mean: number) =>
-    out.push({ name, dims: [s.dim], type: GGML_TYPE.F32, data: () => randomRows(name, o.seed, 1, s.dim, GGML_TYPE.F32, 0.1 * mean, mean) });
+  const norm = (name: string, mean: number, n = s.dim) =>
+    out.push({ name, dims: [n], type: GGML_TYPE.F32, data: () => randomRows(name, o.seed, 1, n, GGML_TYPE.F32, 0.1 * mean, mean) });
+  const arch = s.arch ?? "gemma";
 
   const GAIN = 16; // residual-branch gain: the layers, not the last token's embedding, decide
   mat("token_embd.weight", s.vocabSize, s.dim, 1 / Math.sqrt(s.dim));
@@ -95,10 +129,14 @@ export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
     mat(`${p}attn_k.weight`, kvDim, s.dim, 1 / Math.sqrt(s.dim));
     mat(`${p}attn_v.weight`, kvDim, s.dim, 1 / Math.sqrt(s.dim));
     mat(`${p}attn_output.weight`, s.dim, qDim, GAIN / Math.sqrt(qDim));
+    // Gemma 3's QK-norm; Gemma 2 and 3's norms after each block (they undo GAIN: a mean of 4 makes up for it)
+    if (arch === "gemma3") norm(`${p}attn_q_norm.weight`, 2, s.headDim), norm(`${p}attn_k_norm.weight`, 2, s.headDim);
+    if (arch !== "gemma") norm(`${p}post_attention_norm.weight`, 4);
     norm(`${p}ffn_norm.weight`, 1);
     mat(`${p}ffn_gate.weight`, s.hiddenDim, s.dim, 1 / Math.sqrt(s.dim));
     mat(`${p}ffn_up.weight`, s.hiddenDim, s.dim, 1 / Math.sqrt(s.dim));
     mat(`${p}ffn_down.weight`, s.dim, s.hiddenDim, GAIN / Math.sqrt(s.hiddenDim));
+    if (arch !== "gemma") norm(`${p}post_ffw_norm.weight`, 4);
   }
   norm("output_norm.weight", 4); // sharper next-token distributions: clear greedy choices
   return out;
@@ -110,8 +148,10 @@ export function testModelMetadata(o: TestModelOptions): MetaEntry[] {
   const U32 = GGUF_VALUE.UINT32;
   const m: MetaEntry[] = [
     ...gemmaMetadata({
-      name: o.name ?? "gemma-edge test model", weightType: o.type, fileType: o.mix?.fileType, contextLength: s.contextLength, dim: s.dim, nLayers: s.nLayers,
-      hiddenDim: s.hiddenDim, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: s.headDim, rmsEps: 1e-6, ropeDims: s.ropeDims,
+      arch: s.arch, name: o.name ?? "gemma-edge test model", weightType: o.type, fileType: o.mix?.fileType, contextLength: s.contextLength, dim: s.dim,
+      nLayers: s.nLayers, hiddenDim: s.hiddenDim, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: s.headDim, rmsEps: 1e-6, ropeDims: s.ropeDims,
+      window: s.window, attnSoftcap: s.attnSoftcap, finalSoftcap: s.finalSoftcap, ropeBase: s.ropeBase, ropeBaseLocal: s.ropeBaseLocal,
+      ropeScaling: s.ropeScaling,
     }),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
     { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: v.tokens } },

@@ -41,6 +41,14 @@ export function getLlamaCpp(): Promise<Llama> {
   return llama;
 }
 
+/**
+ * Context options of the reference: one sequence, one thread, and flash attention on as llama.cpp's own default
+ * ("auto", which the CPU backend resolves to on). node-llama-cpp turns it off by itself for Gemma 2 files (it
+ * believes the two incompatible; llama.cpp runs Gemma 2's soft-capping inside flash attention), which would make
+ * the reference compute Gemma 2's attention as no llama.cpp server or CLI does.
+ */
+const CONTEXT = { sequences: 1, threads: 1, flashAttention: true } as const;
+
 export class LlamaCppModel {
   readonly model: LlamaModel;
   private constructor(model: LlamaModel) {
@@ -55,8 +63,8 @@ export class LlamaCppModel {
     return Array.from(this.model.tokenize(text, false) as number[]);
   }
   /** Greedy continuation of `promptIds` (stops at an end-of-generation token, which is included). */
-  async greedy(promptIds: number[], maxTokens: number): Promise<number[]> {
-    const ctx = await this.model.createContext({ contextSize: 512, sequences: 1, threads: 1 });
+  async greedy(promptIds: number[], maxTokens: number, contextSize = 512): Promise<number[]> {
+    const ctx = await this.model.createContext({ contextSize, ...CONTEXT });
     try {
       const seq = ctx.getSequence();
       const out: number[] = [];
@@ -72,7 +80,7 @@ export class LlamaCppModel {
   }
   /** llama.cpp's probabilities of its `k` most likely next tokens after `promptIds`, most likely first. */
   async nextTokenProbabilities(promptIds: number[], k: number): Promise<[number, number][]> {
-    const ctx = await this.model.createContext({ contextSize: 512, sequences: 1, threads: 1 });
+    const ctx = await this.model.createContext({ contextSize: 512, ...CONTEXT });
     try {
       const seq = ctx.getSequence() as unknown as {
         evaluateWithMetadata(t: number[], m: { probabilities: true }, o: { temperature: 0 }): AsyncIterable<{ probabilities: Map<number, number> }>;

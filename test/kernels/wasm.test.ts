@@ -9,7 +9,7 @@ import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
 import { encodeRow } from "../../src/engine/quant.ts";
-import { attendHead, attendHeadTiled, geglu } from "../../src/engine/model/ops.ts";
+import { attendHead, attendHeadTiled, geglu, visibleCells } from "../../src/engine/model/ops.ts";
 import { f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
@@ -150,8 +150,13 @@ describe.each(VARIANTS)("wasm-%s GeGLU equals the TypeScript geglu bit for bit",
 });
 
 describe.each(VARIANTS)("wasm-%s attention equals the TypeScript attention bit for bit", (variant) => {
-  it.each([[32, 1], [32, 7], [64, 40], [256, 130], [40, 9]])("head_dim %i over %i positions", async (d, n) => {
-    const rand = mulberry32(d * 7 + n);
+  // [head_dim, cells, query position, window (0: all), soft-cap]: a global layer, a sliding window inside the
+  // cells, a ring that has wrapped (the newest positions in the low cells), soft-capped scores (Gemma 2)
+  it.each([
+    [32, 1, 0, 0, 0], [32, 7, 6, 0, 0], [64, 40, 39, 0, 0], [256, 130, 129, 0, 0], [40, 9, 8, 0, 0],
+    [64, 40, 39, 16, 0], [64, 48, 100, 20, 0], [32, 64, 63, 0, 50], [64, 48, 131, 30, 50],
+  ])("head_dim %i over %i cells, query at %i, window %i, soft-cap %i", async (d, n, qPos, window, cap) => {
+    const rand = mulberry32(d * 7 + n + qPos * 3 + window + cap);
     const stride = 2 * d; // two KV heads, the second one attended
     const b = await wasmBackend(variant);
     const qOff = b.reserve(d * 4), kOff = b.reserve(n * stride * 2), vOff = b.reserve(n * stride * 2), oOff = b.reserve(d * 4);
@@ -164,18 +169,24 @@ describe.each(VARIANTS)("wasm-%s attention equals the TypeScript attention bit f
       k[i] = f32ToF16((rand() * 2 - 1) * 2);
       v[i] = f32ToF16((rand() * 2 - 1) * (i % 7 === 0 ? 3e-5 : 4)); // subnormal-range values too
     }
-    b.attendHead!(out, q, k, v, n, stride, d);
+    const vis = visibleCells(qPos, n, window);
+    b.attendHead!(out, q, k, v, vis, stride, d, cap);
     const want = new Float32Array(d);
-    attendHead(want, Float32Array.from(q), Uint16Array.from(k), Uint16Array.from(v), n, stride, d, new Float32Array(d));
+    attendHead(want, Float32Array.from(q), Uint16Array.from(k), Uint16Array.from(v), vis, stride, d, new Float32Array(d), cap);
     expect(Array.from(out)).toEqual(Array.from(want));
   });
 });
 
 describe.each(VARIANTS)("wasm-%s tiled attention equals the TypeScript tiled attention bit for bit", (variant) => {
-  // [head_dim, rows in the batch, positions already cached]: tiles of 64 keys, partial last tiles, rows past a tile edge
-  it.each([[32, 64, 0], [64, 70, 60], [256, 65, 3], [40, 100, 130]])("head_dim %i, %i rows after %i cached", async (d, nq, pos0) => {
-    const rand = mulberry32(d * 13 + nq + pos0);
-    const n = pos0 + nq, stride = 2 * d, qStride = 2 * d; // two heads in the query rows and the cache; the second attended
+  // [head_dim, rows in the batch, positions already cached, cells (0: one per position), window, soft-cap]: tiles of
+  // 64 keys, partial last tiles, rows past a tile edge; sliding windows that leave whole tiles unseen; a ring
+  // that wraps within the batch; soft-capped scores
+  it.each([
+    [32, 64, 0, 0, 0, 0], [64, 70, 60, 0, 0, 0], [256, 65, 3, 0, 0, 0], [40, 100, 130, 0, 0, 0],
+    [64, 70, 140, 0, 40, 0], [32, 64, 200, 192, 100, 0], [64, 66, 10, 0, 0, 50], [32, 80, 150, 192, 64, 30],
+  ])("head_dim %i, %i rows after %i cached, cells %i, window %i, soft-cap %i", async (d, nq, pos0, ring, window, cap) => {
+    const rand = mulberry32(d * 13 + nq + pos0 + ring + window + cap);
+    const n = ring || pos0 + nq, stride = 2 * d, qStride = 2 * d; // two heads in the query rows and the cache; the second attended
     const b = await wasmBackend(variant);
     const qOff = b.reserve(nq * qStride * 4), kOff = b.reserve(n * stride * 2), vOff = b.reserve(n * stride * 2);
     const oOff = b.reserve(nq * qStride * 4);
@@ -190,11 +201,12 @@ describe.each(VARIANTS)("wasm-%s tiled attention equals the TypeScript tiled att
       v[i] = f32ToF16((rand() * 2 - 1) * (i % 7 === 0 ? 3e-5 : 4));
     }
     out.fill(Number.NaN);
-    b.attendHeadTiled!(out.subarray(d), q.subarray(d), qStride, k, v, pos0, nq, stride, d, d);
+    b.attendHeadTiled!(out.subarray(d), q.subarray(d), qStride, k, v, pos0, nq, n, window, stride, d, d, cap);
     const kc = Uint16Array.from(k), vc = Uint16Array.from(v);
     for (let r = 0; r < nq; r++) {
       const want = new Float32Array(d);
-      attendHeadTiled(want, Float32Array.from(q.subarray(r * qStride + d, r * qStride + 2 * d)), kc, vc, pos0 + r + 1, stride, d, new Float32Array(d));
+      const vis = visibleCells(pos0 + r, n, window);
+      attendHeadTiled(want, Float32Array.from(q.subarray(r * qStride + d, r * qStride + 2 * d)), kc, vc, vis, Math.min(n, pos0 + nq), stride, d, new Float32Array(d), cap);
       expect(Array.from(out.subarray(r * qStride + d, r * qStride + 2 * d)), `row ${r}`).toEqual(Array.from(want));
       expect(Number.isNaN(out[r * qStride]!), `row ${r} first head untouched`).toBe(true);
     }

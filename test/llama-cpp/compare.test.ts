@@ -10,7 +10,7 @@ import { loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { TOKENIZER_CORPUS } from "../helpers/corpus.ts";
 import { LlamaCppModel } from "../helpers/llama-cpp.ts";
 import { testModel } from "../helpers/models.ts";
-import type { TestModelShape } from "../../src/tools/make-test-model.ts";
+import { SHAPES, type TestModelShape } from "../../src/tools/make-test-model.ts";
 
 const PROMPTS = [
   "Hello world",
@@ -61,6 +61,17 @@ CASES.push([{ ...ODD, ropeDims: 32 }, "q8_0"]);
 // K-quants (off-the-shelf files are mostly Q4_K_M): all-Q4_K, all-Q5_K, all-Q6_K and llama.cpp's Q4_K_M mix
 // (Q4_K repacked, so prompts take its gemm and gemv orders; Q5_K and Q6_K vec_dot's)
 for (const type of ["q4_k", "q5_k", "q6_k", "q4_k_m"]) CASES.push(["tiny-k", type]);
+// Gemma 2 and Gemma 3 (post-norms, soft-caps, sliding-window layers with a 16-position window that the longer
+// prompts pass, Gemma 3's QK-norm and two RoPE bases), and shapes with 256-column rows for the K-quant mix
+const K_SHAPE = { dim: 256, hiddenDim: 512, headDim: 64 };
+for (const arch of ["tiny-gemma2", "tiny-gemma3"]) {
+  for (const type of ["f16", "q8_0", "q4_0"]) CASES.push([arch, type]);
+  CASES.push([{ ...SHAPES[arch]!, ...K_SHAPE }, "q4_k_m"]);
+}
+// Gemma 3 with linear RoPE scaling on its global layers (as the 4B and larger), soft-capped final logits, GQA
+CASES.push([{ ...SHAPES["tiny-gemma3"]!, ropeScaling: 8, finalSoftcap: 6, nKvHeads: 2 }, "q8_0"]);
+// Gemma 2 with the soft-caps and window llama.cpp assumes when the file has none (50, 30, 4096)
+CASES.push([{ ...SHAPES["tiny-gemma2"]!, attnSoftcap: undefined, finalSoftcap: undefined, window: undefined }, "q4_0"]);
 
 describe.each(CASES)("greedy generation matches llama.cpp: %j %s", (shape, type) => {
   let ref: LlamaCppModel;
@@ -105,3 +116,59 @@ describe("a generation that ends at the end-of-generation token", () => {
     }
   });
 });
+
+describe.each([["tiny-gemma2", "f16"], ["tiny-gemma3", "q8_0"]])("%s %s: past the sliding-window ring", (shape, type) => {
+  // llama.cpp keeps a local layer's KV in a ring of 768 cells here (window 16 + its micro-batch of 513, rounded up
+  // to 256), so with a context of 1024 a long prompt wraps it: within the prompt's second micro-batch, and then
+  // decode by decode. The same ring gives the same order of cells in attention, so the tokens stay identical.
+  it("a 700-token prompt decoding past position 768, and a 900-token prompt that wraps while it is read", async () => {
+    const file = await testModel({ ...SHAPES[shape]!, contextLength: 1024 }, type);
+    const ref = await LlamaCppModel.load(file.path);
+    try {
+      const m = await loadModel(new MemoryByteSource(file.bytes), await loadWasmBackend(), { contextSize: 1024 });
+      expect(m.cache.cells).toContain(768);
+      const words = "the quick brown fox jumps over the lazy dog while a model answers questions at the edge ".repeat(60).split(" ");
+      for (const [len, gen] of [[700, 100], [900, 24]] as const) {
+        const ids = [m.tokenizer.bosId, ...m.tokenizer.encode(words.join(" ")).slice(0, len - 1)];
+        const ours: number[] = [];
+        for await (const ev of generate(m, { prompt: { ids }, maxTokens: gen, sampling: { temperature: 0 } })) {
+          if (ev.type === "token") ours.push(ev.id);
+          else if (typeof ev.stoppedBy === "number") ours.pop();
+        }
+        expect(ours, `${len}-token prompt`).toEqual(await ref.greedy(ids, gen, 1024));
+      }
+    } finally {
+      await ref.dispose();
+    }
+  });
+});
+
+describe.each([["tiny-gemma2", "f16"], ["tiny-gemma3", "q4_0"], [{ ...SHAPES["tiny-gemma3"]!, finalSoftcap: 6 }, "q8_0"]])(
+  "%j %s: the next-token distribution is llama.cpp's",
+  (shape, type) => {
+    // soft-capping the final logits leaves the greedy token as it is (tanh is monotonic) but flattens the
+    // distribution: the probabilities show it. llama.cpp's come from its f32 softmax, ours in double: 1e-4 relative.
+    it("the top 8 tokens and their probabilities", async () => {
+      const file = await testModel(shape, type);
+      const ref = await LlamaCppModel.load(file.path);
+      try {
+        const m = await loadModel(new MemoryByteSource(file.bytes), await loadWasmBackend(), { contextSize: 512 });
+        for (const prompt of [PROMPTS[1]!, PROMPTS[7]!]) {
+          const ids = m.tokenizer.encode(prompt, { addBos: true });
+          const theirs = await ref.nextTokenProbabilities(ids, 8);
+          const logits = await m.forward(ids, 0);
+          const max = logits.reduce((a, b) => Math.max(a, b), -Infinity);
+          const z = logits.reduce((a, b) => a + Math.exp(b - max), 0);
+          // llama.cpp's top 8 are ours too, each with its probability (near-ties may swap places between the two softmaxes)
+          const ourTop = [...logits].map((l, i) => [i, l] as const).sort((a, b) => b[1] - a[1]).slice(0, 12).map((e) => e[0]);
+          for (const [id, p] of theirs) {
+            expect(ourTop).toContain(id);
+            expect(Math.abs(Math.exp(logits[id]! - max) / z - p) / p, `token ${id}`).toBeLessThan(1e-4);
+          }
+        }
+      } finally {
+        await ref.dispose();
+      }
+    });
+  },
+);

@@ -18,7 +18,7 @@ function fake(script: ServiceEvent[]): ModelService & { requests: ServiceRequest
       return { status: "ready", model: "fake", progress: 1, loaded_bytes: 1, total_bytes: 1, queue_length: 0 };
     },
     async info() {
-      return { model: "fake", contextSize: 64, vocabSize: 10, architecture: "gemma" };
+      return { model: "fake", contextSize: 64, vocabSize: 10, architecture: "gemma", kvBytesPerSequence: 4096 };
     },
     async tokenize(text) {
       return { ids: [...text].map((_, i) => i), pieces: [...text] };

@@ -10,15 +10,19 @@ import { loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { testModel } from "../helpers/models.ts";
 
 /** Tensor infos of a Gemma-2B-shaped Q4_0 file (no bytes needed to plan). */
-const G2B: GemmaConfig = { dim: 2048, hiddenDim: 16384, nLayers: 18, nHeads: 8, nKvHeads: 1, headDim: 256, vocabSize: 256000, seqLen: 8192, normEps: 1e-6, ropeTheta: 10000, ropeDims: 256 };
+const G2B: GemmaConfig = { dim: 2048, hiddenDim: 16384, nLayers: 18, nHeads: 8, nKvHeads: 1, headDim: 256, vocabSize: 256000, seqLen: 8192, normEps: 1e-6, ropeTheta: 10000, ropeDims: 256,
+  arch: "gemma", ropeScale: 1, ropeThetaLocal: 10000, ropeScaleLocal: 1, window: 0, local: new Array(18).fill(false), qScale: 1 / 16,
+  attnSoftcap: 0, finalSoftcap: 0, postNorms: false, qkNorm: false,
+};
 const G2B_SHAPES: Record<string, [number, number]> = {
   token_embd: [2048, 256000], attn_q: [2048, 2048], attn_k: [2048, 256], attn_v: [2048, 256], attn_output: [2048, 2048],
   ffn_gate: [2048, 16384], ffn_up: [2048, 16384], ffn_down: [16384, 2048],
 };
-function g2bLookup(name: string): GgufTensorInfo {
+function g2bLookup(name: string): GgufTensorInfo | undefined {
   const role = name.replace(/^blk\.\d+\./, "").replace(/\.weight$/, "");
   if (role.endsWith("norm")) return { name, type: GGML_TYPE.F32, dims: [2048], offset: 0, nbytes: 2048 * 4 } as GgufTensorInfo;
-  const d = G2B_SHAPES[role]!;
+  const d = G2B_SHAPES[role];
+  if (!d) return undefined;
   return { name, type: GGML_TYPE.Q4_0, dims: d, offset: 0, nbytes: (d[0] * d[1] * 18) / 32 } as GgufTensorInfo;
 }
 

@@ -19,17 +19,18 @@ describe("GET /health, /v1/models, /info", () => {
     const r = await call("/health");
     expect(r.status).toBe(200);
     const b = (await r.json()) as Record<string, unknown>;
-    expect(b).toMatchObject({ status: "ready", model: MODEL, progress: 1, context_size: 512 });
+    // the tiny Gemma 1 model: 2 layers x keys and values x 512 positions x 1 KV head of 32, f16
+    expect(b).toMatchObject({ status: "ready", model: MODEL, progress: 1, context_size: 512, architecture: "gemma", kv_bytes_per_sequence: 2 * 2 * 512 * 32 * 2 });
     expect(b.total_bytes).toBeGreaterThan(0);
     expect(b.loaded_bytes).toBe(b.total_bytes);
   });
   it("/v1/models lists the model in OpenAI's list shape", async () => {
     const b = await (await call("/v1/models")).json();
-    expect(b).toMatchObject({ object: "list", data: [{ id: MODEL, object: "model", owned_by: "gemma-edge" }] });
+    expect(b).toMatchObject({ object: "list", data: [{ id: MODEL, object: "model", owned_by: "gemma-edge", meta: { architecture: "gemma", context_size: 512 } }] });
   });
   it("/info answers TGI's info shape", async () => {
     const b = (await (await call("/info")).json()) as Record<string, unknown>;
-    expect(b).toMatchObject({ model_id: MODEL, max_total_tokens: 512, max_input_tokens: 511, max_stop_sequences: 4, max_best_of: 1 });
+    expect(b).toMatchObject({ model_id: MODEL, max_total_tokens: 512, max_input_tokens: 511, max_stop_sequences: 4, max_best_of: 1, model_architecture: "gemma" });
   });
 });
 

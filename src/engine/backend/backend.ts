@@ -48,14 +48,19 @@ export interface Backend {
   /** Row `row` of `w` as f32 values into `out` (cols long; the embedding lookup). */
   dequantizeRow(w: Weight, row: number, out: Float32Array): void;
   /**
-   * Optional: `attendHead` of model/ops.ts (the same bits) in the backend's own kernels. All arrays are arena views.
+   * Optional: `attendHead` of model/ops.ts (the same bits) in the backend's own kernels: the cells `vis` ([a0, a1)
+   * then [b0, b1)), scores soft-capped by `softcap` (0: none). All arrays are arena views.
    */
-  attendHead?(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void;
+  attendHead?(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap: number): void;
   /**
    * Optional: `attendHeadTiled` for the `nq` rows of one head of a batch at once (row r at element r*qStride of
-   * `q` and `out`, position pos0 + r).
+   * `q` and `out`, position pos0 + r) over a KV layer of `cells` rows (position p in cell p % cells), each row
+   * seeing the last `window` positions (0: all).
    */
-  attendHeadTiled?(out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, stride: number, offset: number, d: number): void;
+  attendHeadTiled?(
+    out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, cells: number, window: number,
+    stride: number, offset: number, d: number, softcap: number,
+  ): void;
   /** Optional: `geglu` of model/ops.ts (the same bits) in the backend's own kernels. All arrays are arena views. */
   geglu?(out: Float32Array, gate: Float32Array, up: Float32Array): void;
   /**

@@ -21,8 +21,8 @@ interface KernelExports {
   repack_q4_0_x4(w: number, rows: number, cols: number, tmp: number): void;
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
-  attend_f16(out: number, q: number, k: number, v: number, n: number, stride: number, offset: number, d: number, scratch: number): void;
-  attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, stride: number, offset: number, d: number, scratch: number): void;
+  attend_f16(out: number, q: number, k: number, v: number, a0: number, a1: number, b0: number, b1: number, stride: number, offset: number, d: number, scratch: number, cap: number): void;
+  attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, cells: number, window: number, stride: number, offset: number, d: number, scratch: number, cap: number): void;
   matmul_k(kind: number, repacked: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
   geglu(out: number, gate: number, up: number, n: number, table: number): void;
   init_fused_madd(a: number, b: number, c: number): number;
@@ -238,10 +238,13 @@ export class WasmBackend implements Backend {
     return a.byteOffset;
   }
 
-  attendHeadTiled(out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, stride: number, offset: number, d: number): void {
+  attendHeadTiled(
+    out: Float32Array, q: Float32Array, qStride: number, k: Uint16Array, v: Uint16Array, pos0: number, nq: number, cells: number, window: number,
+    stride: number, offset: number, d: number, softcap = 0,
+  ): void {
     const need = 4 * (nq * d + 128 * d + 64 + 2 * nq);
     if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`tiled attention needs head_dim % 4 == 0 and ${need} bytes of scratch`);
-    this.k.attend_tiled(this.ptr(out), this.ptr(q), qStride, this.ptr(k), this.ptr(v), pos0, nq, stride, offset, d, this.scratch);
+    this.k.attend_tiled(this.ptr(out), this.ptr(q), qStride, this.ptr(k), this.ptr(v), pos0, nq, cells, window, stride, offset, d, this.scratch, softcap);
   }
 
   geglu(out: Float32Array, gate: Float32Array, up: Float32Array): void {
@@ -252,10 +255,10 @@ export class WasmBackend implements Backend {
     this.k.geglu(this.ptr(out), this.ptr(gate), this.ptr(up), out.length, this.geluTable);
   }
 
-  attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, n: number, stride: number, offset: number): void {
+  attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap = 0): void {
     const d = q.length;
     if (d % 4 !== 0 || 8 * d > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and scratch for it (head_dim ${d})`);
-    this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), n, stride, offset, d, this.scratch);
+    this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, this.scratch, softcap);
   }
 
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows = n): void {

@@ -2,11 +2,13 @@
 // matrix kernels live in the backend. A Gemma holds a *part* of the model: any range of layers and/or a slice of
 // the vocabulary (the tied embedding / LM head). The whole model is the part that holds all of both; a sharded
 // model is several parts in several hosts that pass the hidden state along. pipeline.ts drives the steps below
-// (embed, layers, head) over the chunks that chunks() cuts a prompt into.
+// (embed, layers, head) over the chunks that chunks() cuts a prompt into. What each architecture computes is
+// described in config.ts; this file executes that description (its flags: postNorms, qkNorm, local, softcaps).
 import type { Backend, Weight } from "../backend/backend.ts";
 import type { GemmaConfig } from "../config.ts";
 import { f32ToF16 } from "../numeric.ts";
-import { attendHead, attendHeadTiled, FA_TILED_MIN_ROWS, geglu, rmsNorm, Rope } from "./ops.ts";
+import { tanhf } from "../numeric.ts";
+import { attendHead, attendHeadTiled, FA_TILED_MIN_ROWS, geglu, rmsNorm, Rope, visibleCells } from "./ops.ts";
 import type { KvCache } from "./kv-cache.ts";
 
 export interface LayerWeights {
@@ -19,6 +21,10 @@ export interface LayerWeights {
   wGate: Weight; //          (hiddenDim, dim)
   wUp: Weight; //            (hiddenDim, dim)
   wDown: Weight; //          (dim, hiddenDim)
+  attnPostNorm?: Float32Array; // (dim) Gemma 2 and 3
+  ffnPostNorm?: Float32Array; //  (dim) Gemma 2 and 3
+  qNorm?: Float32Array; //        (headDim) Gemma 3
+  kNorm?: Float32Array; //        (headDim) Gemma 3
 }
 
 export interface GemmaWeights {
@@ -100,7 +106,7 @@ export type TraceFn = (name: string, values: Float32Array) => void;
 export class Gemma {
   /** Debugging: when set, every intermediate of the forward pass is passed here (copy it to keep it). */
   trace: TraceFn | undefined;
-  private ropeTable: Rope | undefined;
+  private ropeTables: (Rope | undefined)[] = [];
   private readonly maxPositions: number;
   private readonly accHead: Float32Array;
   private readonly embScale: number;
@@ -122,9 +128,16 @@ export class Gemma {
     this.embScale = Math.fround(Math.sqrt(cfg.dim));
   }
 
-  /** RoPE's cos/sin table, made when a part with layers first needs it (a vocabulary slice never does). */
+  /** RoPE's cos/sin table of global layers, made when first needed (a vocabulary slice never needs one). */
   get rope(): Rope {
-    return (this.ropeTable ??= new Rope(this.cfg.headDim, this.cfg.ropeDims, this.cfg.ropeTheta, this.maxPositions));
+    return this.ropeOf(false);
+  }
+
+  /** The RoPE table of global or of local (sliding-window) layers: their own base and scale. */
+  ropeOf(local: boolean): Rope {
+    const { headDim, ropeDims, ropeTheta, ropeScale, ropeThetaLocal, ropeScaleLocal } = this.cfg;
+    const i = local ? 1 : 0;
+    return (this.ropeTables[i] ??= new Rope(headDim, ropeDims, local ? ropeThetaLocal : ropeTheta, this.maxPositions, local ? ropeScaleLocal : ropeScale));
   }
 
   /** Token embeddings scaled by sqrt(dim) into act.x (the shared matrix itself is never scaled). */
@@ -161,14 +174,12 @@ export class Gemma {
    * the rows left stay in act.x in segment order.
    */
   layersBatch(segs: RowSegment[], from = 0, to = this.cfg.nLayers): number[] {
-    const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps, nLayers } = this.cfg;
+    const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps, nLayers, qScale, attnSoftcap } = this.cfg;
     const { x, xb, q, k, v, att, hb, hb2 } = this.act;
     const b = this.backend;
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;
-    const qScale = Math.fround(1 / Math.fround(Math.sqrt(headDim)));
     const headsPerKv = nHeads / nKvHeads;
-    const rope = this.rope;
     // per segment: its first row in act.x, its rows, and the micro-batch row count that picks kernels
     let live = segs.map((s, i) => ({ i, row: 0, n: s.n, rows: s.batchRows }));
     let at = 0;
@@ -202,10 +213,21 @@ export class Gemma {
       mm(q, qDim, w.wq, xb, dim);
       mm(k, kvDim, w.wk, xb, dim);
       mm(v, kvDim, w.wv, xb, dim);
+      if (w.qNorm && w.kNorm) {
+        // QK-norm: each head of q and of k RMS-normed (Gemma 3)
+        rmsNorm(q.subarray(0, total * qDim), q.subarray(0, total * qDim), w.qNorm, normEps);
+        rmsNorm(k.subarray(0, total * kvDim), k.subarray(0, total * kvDim), w.kNorm, normEps);
+        this.trace?.(`Qcur_normed-${l}`, q.subarray(0, total * qDim));
+        this.trace?.(`Kcur_normed-${l}`, k.subarray(0, total * kvDim));
+      }
+      const local = this.cfg.local[l]!;
+      const window = local ? this.cfg.window : 0;
+      const rope = this.ropeOf(local);
       for (const s of live) {
         const { cache, pos } = segs[s.i]!;
-        const kc = cache.k[l]!; // (seqLen, kvDim) f16
+        const kc = cache.k[l]!; // (cells, kvDim) f16: position p in cell p % cells
         const vc = cache.v[l]!;
+        const cells = cache.cells[l]!;
         for (let j = 0; j < s.n; j++) {
           const t = s.row + j;
           const qt = q.subarray(t * qDim, (t + 1) * qDim);
@@ -214,7 +236,7 @@ export class Gemma {
           rope.apply(kt, nKvHeads, pos + j);
           for (let i = 0; i < qDim; i++) qt[i] = Math.fround(qt[i]! * qScale);
           // cache k and v of this position as f16
-          const base = (pos + j) * kvDim;
+          const base = ((pos + j) % cells) * kvDim;
           for (let i = 0; i < kvDim; i++) {
             kc[base + i] = f32ToF16(kt[i]!);
             vc[base + i] = f32ToF16(v[t * kvDim + i]!);
@@ -223,28 +245,31 @@ export class Gemma {
       }
       this.trace?.(`Qcur_scaled-${l}`, q.subarray(0, total * qDim));
       this.trace?.(`Vcur-${l}`, v.subarray(0, total * kvDim));
-      // each query head attends over positions 0..pos+t of its own sequence (causal); query heads share KV heads
-      // in groups. llama.cpp computes micro-batches of 64+ tokens another way (tiled); the arithmetic follows it.
+      // each query head attends over positions 0..pos+t of its own sequence (causal), on a local layer only the
+      // last `window` of them; query heads share KV heads in groups. llama.cpp computes micro-batches of 64+ tokens
+      // another way (tiled); the arithmetic follows it.
       for (const s of live) {
         const { cache, pos } = segs[s.i]!;
         const kc = cache.k[l]!, vc = cache.v[l]!;
+        const cells = cache.cells[l]!;
+        const filled = Math.min(cells, pos + s.n);
         const tiled = s.rows >= FA_TILED_MIN_ROWS;
         if (tiled && b.attendHeadTiled && headDim % 4 === 0) {
           for (let h = 0; h < nHeads; h++) {
             const kvh = Math.floor(h / headsPerKv);
-            b.attendHeadTiled(att.subarray(s.row * qDim + h * headDim), q.subarray(s.row * qDim + h * headDim), qDim, kc, vc, pos, s.n, kvDim, kvh * headDim, headDim);
+            b.attendHeadTiled(att.subarray(s.row * qDim + h * headDim), q.subarray(s.row * qDim + h * headDim), qDim, kc, vc, pos, s.n, cells, window, kvDim, kvh * headDim, headDim, attnSoftcap);
           }
         } else {
-          const attend = tiled ? attendHeadTiled : b.attendHead && headDim % 4 === 0 ? b.attendHead.bind(b) : attendHead;
           for (let j = 0; j < s.n; j++) {
             const t = s.row + j;
+            const vis = visibleCells(pos + j, cells, window);
             for (let h = 0; h < nHeads; h++) {
               const kvh = Math.floor(h / headsPerKv);
-              attend(
-                att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
-                q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim),
-                kc, vc, pos + j + 1, kvDim, kvh * headDim, this.accHead,
-              );
+              const o = att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
+              const qh = q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
+              if (tiled) attendHeadTiled(o, qh, kc, vc, vis, filled, kvDim, kvh * headDim, this.accHead, attnSoftcap);
+              else if (b.attendHead && headDim % 4 === 0) b.attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, attnSoftcap);
+              else attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, this.accHead, attnSoftcap);
             }
           }
         }
@@ -252,8 +277,12 @@ export class Gemma {
       this.trace?.(`kqv_out-${l}`, att.subarray(0, total * qDim));
       const final = l === nLayers - 1;
       if (final && segs.every((s) => s.outputs === "none")) return segs.map(() => 0); // nothing reads this output
-      // x += wo(att)
+      // x += wo(att), normed first in Gemma 2 and 3
       mm(xb, dim, w.wo, att, qDim);
+      if (w.attnPostNorm) {
+        rmsNorm(xb.subarray(0, total * dim), xb.subarray(0, total * dim), w.attnPostNorm, normEps);
+        this.trace?.(`attn_post_norm-${l}`, xb.subarray(0, total * dim));
+      }
       for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
       if (final) {
         // only the rows whose outputs are wanted go on (llama.cpp's inp_out_ids): all, the last one, or none
@@ -285,6 +314,7 @@ export class Gemma {
       (b.geglu ? b.geglu.bind(b) : geglu)(hb.subarray(0, total * hiddenDim), hb.subarray(0, total * hiddenDim), hb2.subarray(0, total * hiddenDim));
       this.trace?.(`ffn_geglu-${l}`, hb.subarray(0, total * hiddenDim));
       mm(xb, dim, w.wDown, hb, hiddenDim);
+      if (w.ffnPostNorm) rmsNorm(xb.subarray(0, total * dim), xb.subarray(0, total * dim), w.ffnPostNorm, normEps);
       for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
       this.trace?.(`l_out-${l}`, xo);
     }
@@ -311,6 +341,12 @@ export class Gemma {
     this.trace?.("result_norm", xb);
     const logits = this.act.logits.subarray(0, m * slice);
     this.backend.matmul(logits, tokenEmbd, xb, m, 1);
+    const cap = this.cfg.finalSoftcap;
+    if (cap) {
+      // final soft-capping as three ggml ops: scale by 1 / cap, tanh, scale by cap (Gemma 2)
+      const inv = Math.fround(1 / cap);
+      for (let i = 0; i < logits.length; i++) logits[i] = Math.fround(cap * tanhf(Math.fround(logits[i]! * inv)));
+    }
     this.trace?.("result_output", logits);
     return logits;
   }

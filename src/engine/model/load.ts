@@ -10,7 +10,7 @@ import { GgufError, metaString, readGguf, type GgufFile, type GgufTensorInfo } f
 import { LocalPart, Pipeline, type TokenSegment } from "../pipeline.ts";
 import { Tokenizer } from "../tokenizer.ts";
 import type { Gemma } from "./gemma.ts";
-import type { KvCache } from "./kv-cache.ts";
+import { canReuse, type KvCache } from "./kv-cache.ts";
 import { checkedMatrix, checkedVector, LAYER_MATRICES, loadPart, type ModelPart } from "./part.ts";
 
 export { readVector } from "./part.ts";
@@ -58,6 +58,11 @@ export interface BatchModel {
   step(segs: TokenSegment[]): Promise<Float32Array>;
   /** Copy the KV of positions [0, n) of slot `from` to slot `to`. */
   copyKv(from: number, to: number, n: number): Promise<void>;
+  /**
+   * Whether the first `prefix` positions of a slot that holds `length` can be continued from (sliding-window
+   * rings keep only their last positions: kv-cache.ts canReuse); absent: always.
+   */
+  canReuse?(length: number, prefix: number): boolean;
   release(slot: number): Promise<void>;
 }
 
@@ -155,6 +160,7 @@ export function pipelineBatch(pipeline: Pipeline, sequences: number, maxStepToke
     slots: sequences, maxStepTokens, maxOutputs: Math.min(sequences, maxStepTokens),
     step: (segs) => pipeline.step(segs),
     copyKv: (from, to, n) => pipeline.copyKv(from, to, n),
+    canReuse: (length, prefix) => canReuse(pipeline.cfg, pipeline.contextSize, length, prefix),
     release: (slot) => pipeline.release(slot),
   };
 }

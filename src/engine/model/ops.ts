@@ -1,7 +1,7 @@
 // Element-wise pieces of the forward pass, each rounding the way ggml's CPU ops do (f32 math, f16 where
 // ggml keeps f16), so that greedy decoding agrees with llama.cpp token for token.
 import { vecDot32Lanes } from "../backend/ggml-order.ts";
-import { cosf, expf, f16ToF32, f32ToF16, sinf, vExpf } from "../numeric.ts";
+import { cosf, expf, f16ToF32, f32ToF16, sinf, tanhf, vExpf } from "../numeric.ts";
 
 const fr = Math.fround;
 
@@ -32,23 +32,27 @@ export class Rope {
   /** Rotated dimensions at the start of each head (ggml's n_dims); the rest pass through. */
   private readonly dims: number;
   private readonly thetaScale: number;
+  /** Linear RoPE scaling: every angle times this (ggml's freq_scale; 1: none). */
+  private readonly freqScale: number;
 
-  constructor(headDim: number, dims: number, theta: number, maxPos: number) {
+  constructor(headDim: number, dims: number, theta: number, maxPos: number, freqScale = 1) {
+    this.freqScale = freqScale;
     this.headDim = headDim;
     this.dims = dims;
     const half = dims / 2;
     this.cos = new Float32Array(maxPos * half);
     this.sin = new Float32Array(maxPos * half);
     this.ready = new Uint8Array(maxPos);
-    this.thetaScale = fr(Math.pow(theta, -2 / dims));
+    this.thetaScale = fr(Math.pow(theta, fr(-2 / dims)));
   }
 
   private row(pos: number): void {
     const half = this.dims / 2;
     let t = pos;
     for (let i = 0; i < half; i++) {
-      this.cos[pos * half + i] = cosf(t);
-      this.sin[pos * half + i] = sinf(t);
+      const a = this.freqScale === 1 ? t : fr(this.freqScale * t); // ggml's rope_yarn without YaRN
+      this.cos[pos * half + i] = cosf(a);
+      this.sin[pos * half + i] = sinf(a);
       t = fr(t * this.thetaScale);
     }
     this.ready[pos] = 1;
@@ -108,19 +112,39 @@ export function geglu(out: Float32Array, gate: Float32Array, up: Float32Array): 
 }
 
 /**
- * Attention of one query head over `n` cached positions, as ggml's CPU flash attention with an f16 KV cache:
- * q rounded to f16, scores in f32, online softmax, the weighted sum of V accumulated in f16.
- * `k`/`v` are f16 bit patterns, position p of this KV head at p*stride + offset.
+ * The cells of a KV layer of `cells` rows (position p in cell p % cells) that a query at position `q` sees, in
+ * the order llama.cpp's flash attention visits them (cell order): [a0, a1), then [b0, b1). It sees positions
+ * q - window + 1 .. q (`window` 0: all from 0). On a ring that has wrapped, the newest positions sit in the low
+ * cells and come first.
+ */
+export function visibleCells(q: number, cells: number, window: number): [number, number, number, number] {
+  const lo = window > 0 ? Math.max(0, q - window + 1) : 0;
+  const qc = q % cells, lc = lo % cells;
+  if (q - lo + 1 > cells) throw new RangeError(`a window of ${q - lo + 1} positions does not fit ${cells} cells`);
+  return lc <= qc ? [lc, qc + 1, 0, 0] : [0, qc + 1, lc, cells];
+}
+
+/** A score as ggml's flash attention soft-caps it: cap * tanh(s / cap) in f32 (scale = 1 / cap first). */
+export function softcapScore(s: number, cap: number): number {
+  return cap === 0 ? s : fr(cap * tanhf(fr(s * fr(1 / cap))));
+}
+
+/**
+ * Attention of one query head over the cached cells `vis` ([a0, a1) then [b0, b1), see visibleCells), as
+ * ggml's CPU flash attention with an f16 KV cache: q rounded to f16, scores in f32 (soft-capped when `softcap`),
+ * online softmax, the weighted sum of V accumulated in f16. `k`/`v` are f16 bit patterns, cell c of this KV head
+ * at c*stride + offset.
  */
 export function attendHead(
   out: Float32Array,
   q: Float32Array,
   k: Uint16Array,
   v: Uint16Array,
-  n: number,
+  vis: ArrayLike<number>,
   stride: number,
   offset: number,
   acc: Float32Array,
+  softcap = 0,
 ): void {
   const d = q.length;
   const qh = new Float32Array(d);
@@ -129,10 +153,10 @@ export function attendHead(
   let S = 0;
   let M = -Infinity;
   acc.fill(0);
-  for (let p = 0; p < n; p++) {
+  for (let r = 0; r < 4; r += 2) for (let p = vis[r]!; p < vis[r + 1]!; p++) {
     const base = p * stride + offset;
     for (let i = 0; i < d; i++) kf[i] = f16ToF32(k[base + i]!);
-    const s = vecDot32Lanes(d, kf, 0, qh, 0, true); // ggml_vec_dot_f16
+    const s = softcapScore(vecDot32Lanes(d, kf, 0, qh, 0, true), softcap); // ggml_vec_dot_f16
     let ms = 1;
     let vs = 1;
     if (s > M) {
@@ -156,38 +180,43 @@ const FA_TILE_KV = 64; // GGML_FA_TILE_KV
 
 /**
  * The same attention as `attendHead`, as ggml's tiled flash attention computes it for batches of 64+ query rows:
- * q stays f32, scores are FMA chains over the head dimension, keys come in tiles of 64 positions with a softmax
- * per tile (ggml_v_expf, sums in double), and V is accumulated in f32.
+ * q stays f32, scores are FMA chains over the head dimension, the `filled` cells come in tiles of 64 with a
+ * softmax per tile (ggml_v_expf, sums in double; a tile the query sees none of is skipped), and V is
+ * accumulated in f32.
  */
 export function attendHeadTiled(
   out: Float32Array,
   q: Float32Array,
   k: Uint16Array,
   v: Uint16Array,
-  n: number,
+  vis: ArrayLike<number>,
+  filled: number,
   stride: number,
   offset: number,
   acc: Float32Array,
+  softcap = 0,
 ): void {
   const d = q.length;
   const kq = new Float32Array(FA_TILE_KV);
   let S = 0;
   let M = -Infinity;
   acc.fill(0);
-  for (let t0 = 0; t0 < n; t0 += FA_TILE_KV) {
-    const m = Math.min(FA_TILE_KV, n - t0); // visible positions in this tile; the rest are masked
+  const seen = (c: number) => (c >= vis[0]! && c < vis[1]!) || (c >= vis[2]! && c < vis[3]!);
+  for (let t0 = 0; t0 < filled; t0 += FA_TILE_KV) {
     let tileMax = -Infinity;
     for (let j = 0; j < FA_TILE_KV; j++) {
-      if (j >= m) {
+      if (t0 + j >= filled || !seen(t0 + j)) {
         kq[j] = -Infinity;
         continue;
       }
       const base = (t0 + j) * stride + offset;
       let s = 0;
       for (let i = 0; i < d; i++) s = fr(q[i]! * f16ToF32(k[base + i]!) + s);
+      s = softcapScore(s, softcap);
       kq[j] = s;
       if (s > tileMax) tileMax = s;
     }
+    if (tileMax === -Infinity) continue; // nothing of this tile is seen
     const mNew = Math.max(M, tileMax);
     if (mNew > M) {
       const ms = expf(fr(M - mNew));
@@ -203,9 +232,10 @@ export function attendHeadTiled(
     }
     S = fr(S + sum);
     // VKQ += softmax row x V tile: per output element an FMA chain over the tile's positions
-    for (let j = 0; j < m; j++) {
-      const base = (t0 + j) * stride + offset;
+    for (let j = 0; j < FA_TILE_KV; j++) {
       const p = kq[j]!;
+      if (p === 0) continue; // a masked cell (adding 0 * v changes nothing)
+      const base = (t0 + j) * stride + offset;
       for (let i = 0; i < d; i++) acc[i] = fr(p * f16ToF32(v[base + i]!) + acc[i]!);
     }
   }

@@ -10,7 +10,7 @@ import { GGML_TYPE, ggmlTypeName, isSupportedType, typeLayout } from "../ggml-ty
 import { GgufError, type GgufTensorInfo } from "../gguf.ts";
 import { dequantizeRow } from "../quant.ts";
 import { Gemma, type Activations, type GemmaWeights, type LayerWeights, type Outputs } from "./gemma.ts";
-import { KvCache } from "./kv-cache.ts";
+import { canReuse, KvCache } from "./kv-cache.ts";
 
 /** What a part holds: layers [from, to) and/or rows [from, to) of token_embd. */
 export interface PartSpec {
@@ -43,6 +43,14 @@ export interface PartTensor extends Weight {
 
 export const LAYER_MATRICES = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] as const;
 export const LAYER_VECTORS = ["attn_norm", "ffn_norm"] as const;
+
+/** The norm vectors of each layer of `cfg`'s architecture: [name, length, the LayerWeights field]. */
+export function layerVectors(cfg: GemmaConfig): [string, number, keyof LayerWeights][] {
+  const v: [string, number, keyof LayerWeights][] = [["attn_norm", cfg.dim, "attnNorm"], ["ffn_norm", cfg.dim, "ffnNorm"]];
+  if (cfg.postNorms) v.push(["post_attention_norm", cfg.dim, "attnPostNorm"], ["post_ffw_norm", cfg.dim, "ffnPostNorm"]);
+  if (cfg.qkNorm) v.push(["attn_q_norm", cfg.headDim, "qNorm"], ["attn_k_norm", cfg.headDim, "kNorm"]);
+  return v;
+}
 
 /** The [rows, cols] of each Gemma matrix (ne1, ne0 in the file). */
 function matrixShape(cfg: GemmaConfig, role: string): [number, number] {
@@ -82,9 +90,9 @@ export function checkedMatrix(cfg: GemmaConfig, lookup: TensorLookup, name: stri
   return info;
 }
 
-/** A norm vector, checked. */
-export function checkedVector(cfg: GemmaConfig, lookup: TensorLookup, name: string): GgufTensorInfo {
-  const info = checkedTensor(lookup, name, [cfg.dim]);
+/** A norm vector of `n` values (default dim), checked. */
+export function checkedVector(cfg: GemmaConfig, lookup: TensorLookup, name: string, n = cfg.dim): GgufTensorInfo {
+  const info = checkedTensor(lookup, name, [n]);
   if (info.type !== GGML_TYPE.F32 && info.type !== GGML_TYPE.F16 && info.type !== GGML_TYPE.BF16) {
     throw new GgufError(`tensor "${name}" has type ${ggmlTypeName(info.type)}; norm weights must be F32, F16 or BF16`);
   }
@@ -102,10 +110,11 @@ export function partTensors(cfg: GemmaConfig, lookup: TensorLookup, spec: PartSp
     const [rows, cols] = matrixShape(cfg, role);
     out.push({ name, kind: "matrix", type: info.type, rows, cols, offset: info.offset, nbytes: info.nbytes, repacked: isRepacked(info.type, rows) });
   };
-  const vector = (name: string) => {
-    const info = checkedVector(cfg, lookup, name);
-    out.push({ name, kind: "vector", type: info.type, rows: 1, cols: cfg.dim, offset: info.offset, nbytes: info.nbytes, repacked: false });
+  const vector = (name: string, n = cfg.dim) => {
+    const info = checkedVector(cfg, lookup, name, n);
+    out.push({ name, kind: "vector", type: info.type, rows: 1, cols: n, offset: info.offset, nbytes: info.nbytes, repacked: false });
   };
+  if (lookup("output.weight")) throw new GgufError(`the file has its own "output.weight" (an LM head not tied to token_embd), which this engine does not support`);
   if (spec.vocab) {
     // rows [v0, v1) of the embedding: whole rows, so a slice is a byte range of the tensor
     const info = checkedMatrix(cfg, lookup, "token_embd.weight", "token_embd");
@@ -119,7 +128,7 @@ export function partTensors(cfg: GemmaConfig, lookup: TensorLookup, spec: PartSp
   if (spec.layers) {
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) {
       for (const m of LAYER_MATRICES) matrix(`blk.${l}.${m}.weight`, m);
-      for (const v of LAYER_VECTORS) vector(`blk.${l}.${v}.weight`);
+      for (const [v, n] of layerVectors(cfg)) vector(`blk.${l}.${v}.weight`, n);
     }
   }
   if (spec.vocab) vector("output_norm.weight");
@@ -200,7 +209,9 @@ export function partBytes(
   const counter = new CountingBackend(scratch);
   const r = reservePart(counter as unknown as Backend, cfg, tensors, spec, sizing);
   const weights = tensors.reduce((s, t) => s + alignUp(t.kind === "vector" ? t.cols * 4 : t.nbytes), 0);
-  const kv = r.caches.length * (spec.layers ? (spec.layers[1] - spec.layers[0]) * 2 * alignUp(KvCache.layerBytes(cfg, sizing.contextSize) / 2) : 0);
+  let kv = 0;
+  if (spec.layers) for (let l = spec.layers[0]; l < spec.layers[1]; l++) kv += 2 * alignUp(KvCache.layerBytes(cfg, l, sizing.contextSize) / 2);
+  kv *= r.caches.length;
   const activations = Object.values(r.act).reduce((s, a) => s + alignUp(a.n * 4), 0);
   const scratchBytes = alignUp(r.scratch.bytes);
   return { weights, kv, activations, scratch: scratchBytes, total: counter.size };
@@ -299,12 +310,8 @@ export class ModelPart {
     const a = this.caches[from], b = this.caches[to];
     if (!a || !b) throw new RangeError(`sequence slots ${from} and ${to} must exist (this part has ${this.caches.length})`);
     if (n > this.filled[from]!) throw new RangeError(`slot ${from} holds ${this.filled[from]} positions, not ${n}`);
-    const kvDim = this.gemma.cfg.nKvHeads * this.gemma.cfg.headDim;
-    for (const l of a.k.keys()) {
-      if (!a.k[l]) continue;
-      b.k[l]!.set(a.k[l]!.subarray(0, n * kvDim));
-      b.v[l]!.set(a.v[l]!.subarray(0, n * kvDim));
-    }
+    if (!canReuse(this.gemma.cfg, a.seqLen, this.filled[from]!, n)) throw new RangeError(`slot ${from} no longer holds the sliding-window positions before ${n} (its rings have moved on)`);
+    b.copyFrom(a, n, this.filled[from]!);
     this.filled[to] = n;
   }
 
@@ -361,11 +368,13 @@ export async function loadPart(
   if (spec.layers) {
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) {
       const p = `blk.${l}.`;
-      layers[l] = {
+      const lw: LayerWeights = {
         attnNorm: v(`${p}attn_norm.weight`), wq: m(`${p}attn_q.weight`), wk: m(`${p}attn_k.weight`), wv: m(`${p}attn_v.weight`),
         wo: m(`${p}attn_output.weight`), ffnNorm: v(`${p}ffn_norm.weight`), wGate: m(`${p}ffn_gate.weight`), wUp: m(`${p}ffn_up.weight`),
         wDown: m(`${p}ffn_down.weight`),
       };
+      for (const [name, , field] of layerVectors(cfg)) (lw as unknown as Record<string, Float32Array>)[field] = v(`${p}${name}.weight`);
+      layers[l] = lw;
     }
   }
   const gw: GemmaWeights = {

@@ -343,6 +343,9 @@ export interface WebGpuModel extends RunnableModel {
 export async function loadModelWebGpu(src: ByteSource, device: GPUDevice, opts: WebGpuOptions = {}): Promise<WebGpuModel> {
   const header = await readModelHeader(src, opts);
   const { cfg, contextSize, maxBatch } = header;
+  if (cfg.arch !== "gemma") {
+    throw new Error(`the WebGPU backend runs architecture "gemma" (Gemma 1) only so far; this file is "${cfg.arch}": use the WebAssembly backend`);
+  }
   const maxBinding = Math.min(opts.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
   const features: KernelFeatures = {
     dot4I8Packed: opts.dot4I8Packed ?? false,
