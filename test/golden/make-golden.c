@@ -1,6 +1,6 @@
 // Golden values from the reference implementations the engine must reproduce bit for bit:
 // ggml's reference quantizers (quantize_row_q4_0_ref / quantize_row_q8_0_ref from the libggml-base.so that
-// node-llama-cpp ships), ggml's f32->f16/bf16 row conversions, and glibc's expf, sinf and cosf.
+// node-llama-cpp ships), ggml's f32->f16/bf16 row conversions, and glibc's expf, sinf, cosf and tanhf.
 // Build and run with ./make-golden.sh; the inputs come from the same LCG as test/golden/inputs.ts.
 #include <math.h>
 #include <stdint.h>
@@ -125,6 +125,15 @@ int main(void) {
   }
   printf("]");
   k_quants();
+  // tanhf (Gemma 2's soft-capping): scores / cap in (-4, 4) mostly, both branches of |x| < 1, and the edges
+  printf(",\n  \"tanhf\": [");
+  for (int i = 0; i < 6000; i++) {
+    float v = i < 5000 ? next_float() * 8.0f - 4.0f : (next_float() * 60.0f - 30.0f) * (i % 2 ? 1.0f : 1e-6f);
+    if (i < 6) v = (float[]){ 0.0f, -0.0f, 22.0f, -1e-30f, INFINITY, 1.0f }[i];
+    float r = tanhf(v); uint32_t a, c; memcpy(&a, &v, 4); memcpy(&c, &r, 4);
+    printf("%s[%u,%u]", i ? "," : "", a, c);
+  }
+  printf("]");
   printf("\n}\n");
   return 0;
 }

@@ -3,13 +3,13 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { GGML_TYPE } from "../../src/engine/ggml-types.ts";
-import { cosf, expf, f16ToF32, f32ToF16, roundF16, sinf } from "../../src/engine/numeric.ts";
+import { cosf, expf, f16ToF32, f32ToF16, roundF16, sinf, tanhf } from "../../src/engine/numeric.ts";
 import { dequantizeRow, quantizeQ4_0, quantizeQ8_0, toBf16, toF16 } from "../../src/engine/quant.ts";
 import { dequantizeK, dotKRow, kDotScratch, quantizeActivationsQ8_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "../../src/engine/quant-k.ts";
 import { goldenInputs, goldenInputsK } from "../golden/inputs.ts";
 
 const golden = JSON.parse(readFileSync(new URL("../golden/ggml-golden.json", import.meta.url), "utf8")) as {
-  q4_0: string; q8_0: string; f16: string; bf16: string; expf: [number, number][]; sincosf: [number, number, number][];
+  q4_0: string; q8_0: string; f16: string; bf16: string; expf: [number, number][]; sincosf: [number, number, number][]; tanhf: [number, number][];
   q4_K: string; q5_K: string; q6_K: string; q8_K: string; k_activations: string; k_vec_dot: number[]; k_vec_dot_rows: number[]; q4_K_dequantized: string; q5_K_dequantized: string; q6_K_dequantized: string;
 };
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -134,6 +134,10 @@ describe("glibc libm functions, bit for bit", () => {
   });
   it(`sinf and cosf on ${golden.sincosf.length} inputs (both range reductions)`, () => {
     const bad = golden.sincosf.filter(([x, s, c]) => toBits(sinf(fromBits(x))) !== s || toBits(cosf(fromBits(x))) !== c);
+    expect(bad).toEqual([]);
+  });
+  it(`tanhf on ${golden.tanhf.length} inputs (through expm1f, both of its branches)`, () => {
+    const bad = golden.tanhf.filter(([x, y]) => toBits(tanhf(fromBits(x))) !== y);
     expect(bad).toEqual([]);
   });
 });
