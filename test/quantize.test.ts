@@ -11,12 +11,18 @@ import { dequantizeRow, quantizeQ8_0 } from "../src/engine/quant.ts";
 import { runCli } from "./helpers/cli.ts";
 import { greedyBothWays } from "./helpers/llama-cpp.ts";
 import { testModel } from "./helpers/models.ts";
+import { SHAPES } from "../src/tools/make-test-model.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gemma-edge-quant-"));
 const run = (...args: string[]) => runCli(args);
 
 describe("gemma-edge quantize", () => {
-  it.each([["tiny-gqa", "q4_0"], ["tiny-gqa", "q8_0"], ["tiny-k", "q6_k"], ["tiny-k", "q4_k_m"]])("F32 -> %s %s gives the bytes of a model quantized directly", async (shape, type) => {
+  // a Gemma 3 shape whose hidden size (384) K-quants cannot cut: Q4_K_M falls back to Q5_0 and Q8_0 there, as llama.cpp's
+  const gemma3Odd = { ...SHAPES["tiny-gemma3"]!, dim: 384, hiddenDim: 768, headDim: 64 };
+  it.each([
+    ["tiny-gqa", "q4_0"], ["tiny-gqa", "q8_0"], ["tiny-gqa", "q4_1"], ["tiny-gqa", "q5_0"], ["tiny-gqa", "q5_1"], ["tiny-k", "q6_k"], ["tiny-k", "q4_k_m"],
+    [gemma3Odd, "q4_k_m"],
+  ] as const)("F32 -> %j %s gives the bytes of a model quantized directly", async (shape, type) => {
     const f32 = await testModel(shape, "f32", 3);
     const direct = await testModel(shape, type, 3);
     const out = join(dir, `q-${type}.gguf`);
@@ -70,6 +76,6 @@ describe("gemma-edge quantize", () => {
     expect(existsSync(join(dir, "x.gguf"))).toBe(false);
     const t = await run("quantize", "--in", q4.path, "--out", join(dir, "x.gguf"), "--type", "q3_k");
     expect(t.code).toBe(2);
-    expect(t.stderr).toMatch(/--type must be one of q4_0, q8_0, q4_k, q5_k, q6_k, q4_k_m, got "q3_k"/);
+    expect(t.stderr).toMatch(/--type must be one of q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, q4_k_m, got "q3_k"/);
   });
 });

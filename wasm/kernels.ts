@@ -10,8 +10,11 @@
 
 // ---- activation rounding (what llama.cpp's CPU backend does to activations before each matmul) ----
 
-/** x (n f32) -> Q8_0 blocks: qs (n i8), ds (n/32 f32: the f16-rounded scale), sums (n/32 i32: sum of qs). */
-export function quantize_q8_0(x: usize, qs: usize, ds: usize, sums: usize, n: i32): void {
+/**
+ * x (n f32) -> Q8_0 blocks: qs (n i8), ds (n/32 f32: the f16-rounded scale), sums (n/32 i32: sum of qs); and
+ * when ss != 0, Q8_1's s (n/32 f32: d * sum, f16-rounded from the f32 d) for the Q4_1 and Q5_1 products.
+ */
+export function quantize_q8_0(x: usize, qs: usize, ds: usize, sums: usize, n: i32, ss: usize): void {
   const nb = n >> 5;
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
@@ -30,7 +33,9 @@ export function quantize_q8_0(x: usize, qs: usize, ds: usize, sums: usize, n: i3
       const h = i16x8.narrow_i32x4_s(a, c);
       v128.store_lane<u64>(qs + (<usize>b << 5) + (<usize>j << 2), i8x16.narrow_i16x8_s(h, h), 0);
     }
-    store<i32>(sums + (<usize>b << 2), i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
+    const sum = i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3);
+    store<i32>(sums + (<usize>b << 2), sum);
+    if (ss) store<f32>(ss + (<usize>b << 2), f16_round(d * <f32>sum));
   }
 }
 
@@ -166,6 +171,81 @@ export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
         hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
+    }
+  }
+}
+
+/** The 5th bits of a Q5 block (qh) as 0x10 in each byte: values 0..15 (low) and 16..31 (high). */
+// @ts-ignore: decorator
+@inline function q5_high(qh: u32, second: bool): v128 {
+  const sel = second ? i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3) : i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const bits = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const set = i8x16.eq(v128.and(i8x16.swizzle(i32x4.splat(<i32>qh), sel), bits), bits);
+  return v128.and(set, i8x16.splat(0x10));
+}
+
+/**
+ * Q5_0 weights (22-byte blocks: d, qh, nibbles) x Q8_0 activations: vec_dot_q5_0_q8_0 / tinyBLAS_Q0_AVX, the order
+ * of Q4_0 with values (nibble | 5th bit << 4) - 16.
+ */
+export function matmul_q5_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
+  const nb = cols >> 5;
+  const mask = i8x16.splat(0x0f);
+  const sixteen = i8x16.splat(16);
+  for (let t = 0; t < ntok; t++) {
+    const xq = qs + <usize>(t * cols);
+    const xd = ds + (<usize>(t * nb) << 2);
+    for (let r = 0; r < rows; r++) {
+      let p = w + <usize>r * <usize>(nb * 22);
+      let lo = f32x4.splat(0);
+      let hi = f32x4.splat(0);
+      for (let b = 0; b < nb; b++, p += 22) {
+        const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
+        const qh = load<u32>(p + 2);
+        const v = v128.load(p + 6);
+        const l = i8x16.sub(v128.or(v128.and(v, mask), q5_high(qh, false)), sixteen);
+        const h = i8x16.sub(v128.or(v128.and(i8x16.shr_u(v, 4), mask), q5_high(qh, true)), sixteen);
+        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
+      }
+      store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
+    }
+  }
+}
+
+/**
+ * Q4_1 (five = 0: 20-byte blocks d, m, nibbles) or Q5_1 (five = 1: 24-byte blocks d, m, qh, nibbles) weights x
+ * Q8_1 activations (qs, ds, and ss = d * sum(q)): vec_dot_q4_1_q8_1 / q5_1_q8_1, 8 lanes of 4 products of the
+ * unsigned values, and m * s summed beside them (a fused multiply-add, as GCC contracts `summs += m * s`).
+ */
+export function matmul_q_min(five: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ss: usize, ntok: i32, out: usize, ostride: i32): void {
+  const nb = cols >> 5;
+  const bb: i32 = five ? 24 : 20;
+  const mask = i8x16.splat(0x0f);
+  for (let t = 0; t < ntok; t++) {
+    const xq = qs + <usize>(t * cols);
+    const xd = ds + (<usize>(t * nb) << 2);
+    const xs = ss + (<usize>(t * nb) << 2);
+    for (let r = 0; r < rows; r++) {
+      let p = w + <usize>r * <usize>(nb * bb);
+      let lo = f32x4.splat(0);
+      let hi = f32x4.splat(0);
+      let summs: f32 = 0;
+      for (let b = 0; b < nb; b++, p += bb) {
+        const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
+        summs = fma1(f16_to_f32(load<u16>(p + 2)), load<f32>(xs + (<usize>b << 2)), summs);
+        const v = v128.load(p + (five ? 8 : 4));
+        let l = v128.and(v, mask);
+        let h = v128.and(i8x16.shr_u(v, 4), mask);
+        if (five) {
+          const qh = load<u32>(p + 4);
+          l = v128.or(l, q5_high(qh, false));
+          h = v128.or(h, q5_high(qh, true));
+        }
+        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
+      }
+      store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi) + summs);
     }
   }
 }

@@ -32,6 +32,9 @@ const LAYOUT: Record<number, { blockSize: number; blockBytes: number }> = {
   [GGML_TYPE.BF16]: { blockSize: 1, blockBytes: 2 },
   [GGML_TYPE.Q8_0]: { blockSize: 32, blockBytes: 34 },
   [GGML_TYPE.Q4_0]: { blockSize: 32, blockBytes: 18 },
+  [GGML_TYPE.Q4_1]: { blockSize: 32, blockBytes: 20 },
+  [GGML_TYPE.Q5_0]: { blockSize: 32, blockBytes: 22 },
+  [GGML_TYPE.Q5_1]: { blockSize: 32, blockBytes: 24 },
   [GGML_TYPE.Q4_K]: { blockSize: 256, blockBytes: 144 },
   [GGML_TYPE.Q5_K]: { blockSize: 256, blockBytes: 176 },
   [GGML_TYPE.Q6_K]: { blockSize: 256, blockBytes: 210 },
@@ -59,8 +62,13 @@ export function rowBytes(t: number, n: number): number {
  */
 export const LLAMA_FTYPE: Record<number, number> = {
   [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32,
-  [GGML_TYPE.Q4_K]: 14, [GGML_TYPE.Q5_K]: 16, [GGML_TYPE.Q6_K]: 18,
+  [GGML_TYPE.Q4_K]: 14, [GGML_TYPE.Q5_K]: 16, [GGML_TYPE.Q6_K]: 18, [GGML_TYPE.Q4_1]: 3, [GGML_TYPE.Q5_0]: 8, [GGML_TYPE.Q5_1]: 9,
 };
+
+/** The types whose data this engine computes with, by name (for error messages). */
+export function supportedTypeNames(): string {
+  return Object.keys(LAYOUT).map((t) => ggmlTypeName(Number(t))).join(", ");
+}
 /** llama_ftype LLAMA_FTYPE_MOSTLY_Q4_K_M. */
 export const LLAMA_FTYPE_Q4_K_M = 15;
 

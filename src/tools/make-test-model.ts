@@ -5,7 +5,7 @@
 import { GEMMA_CHAT_TEMPLATE } from "../engine/chat-template.ts";
 import type { Architecture } from "../engine/config.ts";
 import { GGML_TYPE, ggmlTypeName, typeLayout } from "../engine/ggml-types.ts";
-import { WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
+import { fallbackType, WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
 
 export { WEIGHT_MIXES };
 import { GGUF_VALUE } from "../engine/gguf.ts";
@@ -72,7 +72,7 @@ export const SHAPES: Record<string, TestModelShape> = {
 
 export const WEIGHT_TYPES: Record<string, number> = {
   q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, f16: GGML_TYPE.F16, bf16: GGML_TYPE.BF16, f32: GGML_TYPE.F32,
-  q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K,
+  q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K, q4_1: GGML_TYPE.Q4_1, q5_0: GGML_TYPE.Q5_0, q5_1: GGML_TYPE.Q5_1,
 };
 
 export interface TestModelOptions {
@@ -110,7 +110,8 @@ export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
   const kvDim = s.nKvHeads * s.headDim;
   const out: TensorToWrite[] = [];
   const mat = (name: string, rows: number, cols: number, std: number) => {
-    const type = o.mix ? o.mix.typeOf(name, s.nLayers) : o.type;
+    // a mix falls back as llama.cpp's quantizer does on rows that are not a multiple of 256 (a Gemma-3-1B shape)
+    const type = o.mix ? fallbackType(o.mix.typeOf(name, s.nLayers), cols) : o.type;
     const block = typeLayout(type).blockSize;
     if (cols % block !== 0) throw new Error(`${name}: ${cols} columns is not a multiple of ${block}, required by ${ggmlTypeName(type)}`);
     out.push({ name, dims: [cols, rows], type, data: () => randomRows(name, o.seed, rows, cols, type, std) });

@@ -1,4 +1,5 @@
-// `gemma-edge quantize`: a GGUF with F32, F16 or BF16 weights to Q4_0, Q8_0, Q4_K, Q5_K, Q6_K or the Q4_K_M mix,
+// `gemma-edge quantize`: a GGUF with F32, F16 or BF16 weights to Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K or
+// the Q4_K_M mix (K-quants fall back as llama.cpp's do on rows that are not a multiple of 256),
 // tensor by tensor and a slab of rows at a time, so memory stays flat however big the input. Every 2-D tensor
 // (token_embd included) gets the target type (a mix: the type it picks for that tensor) through ggml's reference
 // quantizers (bit for bit); 1-D tensors (norms) become F32; metadata is copied with general.file_type updated.
@@ -7,11 +8,12 @@ import { GGML_TYPE, ggmlTypeName, LLAMA_FTYPE, rowBytes, typeLayout } from "../e
 import { GGUF_VALUE, GgufError, readGguf, type GgufTensorInfo } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
 import { dequantizeRow, encodeRow } from "../engine/quant.ts";
-import { WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
+import { fallbackType, WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
 
 /** The --type names: one type for every matrix, or a mix. */
 export const QUANTIZE_TYPES: Record<string, number | WeightMix> = {
-  q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K, ...WEIGHT_MIXES,
+  q4_0: GGML_TYPE.Q4_0, q4_1: GGML_TYPE.Q4_1, q5_0: GGML_TYPE.Q5_0, q5_1: GGML_TYPE.Q5_1, q8_0: GGML_TYPE.Q8_0,
+  q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K, ...WEIGHT_MIXES,
 };
 const INPUT_TYPES = new Set<number>([GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16]);
 const SLAB_BYTES = 8 << 20;
@@ -31,7 +33,8 @@ function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | Weigh
     const cols = t.dims[0]!;
     const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
     const is2d = t.dims.filter((d) => d > 1).length >= 2;
-    const type = !is2d ? GGML_TYPE.F32 : typeof target === "number" ? target : target.typeOf(t.name, nLayers);
+    // llama.cpp's fallback for rows a K-quant cannot cut into 256-value blocks (weight-mix.ts)
+    const type = !is2d ? GGML_TYPE.F32 : fallbackType(typeof target === "number" ? target : target.typeOf(t.name, nLayers), cols);
     const block = typeLayout(type).blockSize;
     if (cols % block !== 0) throw new GgufError(`tensor "${t.name}": rows of ${cols} values are not a multiple of the ${block}-value ${ggmlTypeName(type)} block`);
     const inRow = rowBytes(t.type, cols);
@@ -66,7 +69,8 @@ export async function prepareQuantize(src: ByteSource, target: number | WeightMi
     return { key, type: f.metadataTypes.get(key)!, value };
   });
   if (!f.metadata.has("general.file_type")) metadata.push({ key: "general.file_type", type: GGUF_VALUE.UINT32, value: fileType });
-  const blocks = f.metadata.get("gemma.block_count");
+  const arch = f.metadata.get("general.architecture");
+  const blocks = f.metadata.get(`${typeof arch === "string" ? arch : "gemma"}.block_count`);
   const tensors = plan(src, [...f.tensors.values()], target, typeof blocks === "number" ? blocks : 0);
   return (sink) => writeGguf(sink, metadata, tensors, f.alignment);
 }

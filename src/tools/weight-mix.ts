@@ -1,6 +1,17 @@
 // Weight mixes: files whose matrices get different types by name and layer, as llama.cpp's quantize writes its
 // _M types. make-test-model writes them; quantize produces them from F32/F16/BF16 files.
-import { GGML_TYPE, LLAMA_FTYPE_Q4_K_M } from "../engine/ggml-types.ts";
+import { GGML_TYPE, LLAMA_FTYPE_Q4_K_M, typeLayout } from "../engine/ggml-types.ts";
+
+/**
+ * llama.cpp's tensor_type_fallback (llama-quant.cpp): a K-quant for rows whose length is not a multiple of 256
+ * becomes the 32-value type next to it (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), and F16 if even 32 does not
+ * divide the rows. A Gemma-3-1B "Q4_K_M" file is mostly such fallbacks: its hidden size is 1152.
+ */
+export function fallbackType(type: number, cols: number): number {
+  if (cols % typeLayout(type).blockSize === 0) return type;
+  const next = type === GGML_TYPE.Q4_K ? GGML_TYPE.Q5_0 : type === GGML_TYPE.Q5_K ? GGML_TYPE.Q5_1 : type === GGML_TYPE.Q6_K ? GGML_TYPE.Q8_0 : type;
+  return cols % typeLayout(next).blockSize === 0 ? next : GGML_TYPE.F16;
+}
 
 /** A file whose matrices have several types. */
 export interface WeightMix {

@@ -9,6 +9,12 @@
 
 void quantize_row_q4_0_ref(const float * x, void * y, int64_t k);
 void quantize_row_q8_0_ref(const float * x, void * y, int64_t k);
+void quantize_row_q4_1_ref(const float * x, void * y, int64_t k);
+void quantize_row_q5_0_ref(const float * x, void * y, int64_t k);
+void quantize_row_q5_1_ref(const float * x, void * y, int64_t k);
+void dequantize_row_q4_1(const void * x, float * y, int64_t k);
+void dequantize_row_q5_0(const void * x, float * y, int64_t k);
+void dequantize_row_q5_1(const void * x, float * y, int64_t k);
 void ggml_fp32_to_fp16_row(const float * x, uint16_t * y, int64_t n);
 void ggml_fp32_to_bf16_row_ref(const float * x, uint16_t * y, int64_t n);
 void quantize_row_q4_K_ref(const float * x, void * y, int64_t k);
@@ -134,6 +140,19 @@ int main(void) {
     printf("%s[%u,%u]", i ? "," : "", a, c);
   }
   printf("]");
+  // the 32-value types with a 5th bit or a min (Gemma 3 1B's K-quant fallbacks), and their dequantization
+  {
+    static uint8_t b41[NQ / 32 * 20], b50[NQ / 32 * 22], b51[NQ / 32 * 24];
+    static float dq[NQ];
+    quantize_row_q4_1_ref(x, b41, NQ); quantize_row_q5_0_ref(x, b50, NQ); quantize_row_q5_1_ref(x, b51, NQ);
+    printf(",\n  \"q4_1\": \""); hex(b41, sizeof b41);
+    printf("\",\n  \"q5_0\": \""); hex(b50, sizeof b50);
+    printf("\",\n  \"q5_1\": \""); hex(b51, sizeof b51);
+    dequantize_row_q4_1(b41, dq, NQ); printf("\",\n  \"q4_1_dequantized\": \""); hex((uint8_t *)dq, sizeof dq);
+    dequantize_row_q5_0(b50, dq, NQ); printf("\",\n  \"q5_0_dequantized\": \""); hex((uint8_t *)dq, sizeof dq);
+    dequantize_row_q5_1(b51, dq, NQ); printf("\",\n  \"q5_1_dequantized\": \""); hex((uint8_t *)dq, sizeof dq);
+    printf("\"");
+  }
   printf("\n}\n");
   return 0;
 }

@@ -48,7 +48,7 @@ function randomCase(type: number, rows: number, cols: number, n: number, seed: n
 
 describe("matrix products split across worker threads (shared memory, -mt builds)", () => {
   // rows past the split threshold; 1000 = 8 x 125 takes the repacked Q4_0 path, 300 leaves a ragged last range
-  for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.Q4_K, 1000, true], [GGML_TYPE.Q6_K, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
+  for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.Q5_1, 300, false], [GGML_TYPE.Q4_K, 1000, true], [GGML_TYPE.Q6_K, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
     it(`${ggmlTypeName(type)} ${rows} rows, 1 and 3 tokens, on 2 and 3 threads: the one-thread bits`, async () => {
       for (const n of [1, 3]) {
         const { wBytes, x } = randomCase(type, rows, 256, n, rows + type + n);
@@ -80,7 +80,7 @@ const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12,
 const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1], [8, 256, 5], [16, 512, 8]];
 
 describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
-  const quantized = [[GGML_TYPE.Q4_0, QUANT_SHAPES], [GGML_TYPE.Q8_0, QUANT_SHAPES], [GGML_TYPE.Q4_K, K_SHAPES], [GGML_TYPE.Q5_K, K_SHAPES], [GGML_TYPE.Q6_K, K_SHAPES]] as const;
+  const quantized = [[GGML_TYPE.Q4_0, QUANT_SHAPES], [GGML_TYPE.Q8_0, QUANT_SHAPES], [GGML_TYPE.Q4_1, QUANT_SHAPES], [GGML_TYPE.Q5_0, QUANT_SHAPES], [GGML_TYPE.Q5_1, QUANT_SHAPES], [GGML_TYPE.Q4_K, K_SHAPES], [GGML_TYPE.Q5_K, K_SHAPES], [GGML_TYPE.Q6_K, K_SHAPES]] as const;
   for (const [type, shapes] of quantized) {
     for (const [rows, cols, n] of shapes) {
       // llama.cpp repacks Q4_0 and Q4_K matrices whose rows are a multiple of 8 (other orders)

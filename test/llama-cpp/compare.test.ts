@@ -68,6 +68,11 @@ for (const arch of ["tiny-gemma2", "tiny-gemma3"]) {
   for (const type of ["f16", "q8_0", "q4_0"]) CASES.push([arch, type]);
   CASES.push([{ ...SHAPES[arch]!, ...K_SHAPE }, "q4_k_m"]);
 }
+// the 32-value types llama.cpp writes where K-quants do not fit (Q5_0, Q5_1 for Q4_K, Q5_K) and Q4_1, and a
+// Gemma-3-1B-like "Q4_K_M": a hidden size of 384 (not a multiple of 256, as 1B's 1152), so the matrices that
+// read it fall back to Q5_0 and Q8_0 while ffn_down and attn_output stay Q4_K / Q6_K
+for (const type of ["q4_1", "q5_0", "q5_1"]) CASES.push(["tiny-gqa", type]);
+CASES.push([{ ...SHAPES["tiny-gemma3"]!, dim: 384, hiddenDim: 768, headDim: 64 }, "q4_k_m"]);
 // Gemma 3 with linear RoPE scaling on its global layers (as the 4B and larger), soft-capped final logits, GQA
 CASES.push([{ ...SHAPES["tiny-gemma3"]!, ropeScaling: 8, finalSoftcap: 6, nKvHeads: 2 }, "q8_0"]);
 // Gemma 2 with the soft-caps and window llama.cpp assumes when the file has none (50, 30, 4096)

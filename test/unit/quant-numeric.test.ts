@@ -4,13 +4,14 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { GGML_TYPE } from "../../src/engine/ggml-types.ts";
 import { cosf, expf, f16ToF32, f32ToF16, roundF16, sinf, tanhf } from "../../src/engine/numeric.ts";
-import { dequantizeRow, quantizeQ4_0, quantizeQ8_0, toBf16, toF16 } from "../../src/engine/quant.ts";
+import { dequantizeRow, encodeRow, quantizeQ4_0, quantizeQ8_0, toBf16, toF16 } from "../../src/engine/quant.ts";
 import { dequantizeK, dotKRow, kDotScratch, quantizeActivationsQ8_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "../../src/engine/quant-k.ts";
 import { goldenInputs, goldenInputsK } from "../golden/inputs.ts";
 
 const golden = JSON.parse(readFileSync(new URL("../golden/ggml-golden.json", import.meta.url), "utf8")) as {
   q4_0: string; q8_0: string; f16: string; bf16: string; expf: [number, number][]; sincosf: [number, number, number][]; tanhf: [number, number][];
   q4_K: string; q5_K: string; q6_K: string; q8_K: string; k_activations: string; k_vec_dot: number[]; k_vec_dot_rows: number[]; q4_K_dequantized: string; q5_K_dequantized: string; q6_K_dequantized: string;
+  q4_1: string; q5_0: string; q5_1: string; q4_1_dequantized: string; q5_0_dequantized: string; q5_1_dequantized: string;
 };
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const f = new Float32Array(1);
@@ -84,6 +85,15 @@ describe("ggml reference quantizers, bit for bit", () => {
   it("Q8_0 equals quantize_row_q8_0_ref", () => expect(hex(quantizeQ8_0(x))).toBe(golden.q8_0));
   it("F16 equals ggml_fp32_to_fp16_row", () => expect(hex(toF16(x))).toBe(golden.f16));
   it("BF16 equals ggml_fp32_to_bf16_row_ref", () => expect(hex(toBf16(x))).toBe(golden.bf16));
+  for (const [name, type] of [["q4_1", GGML_TYPE.Q4_1], ["q5_0", GGML_TYPE.Q5_0], ["q5_1", GGML_TYPE.Q5_1]] as const) {
+    it(`${name.toUpperCase()} equals quantize_row_${name}_ref, and dequantizes as dequantize_row_${name}`, () => {
+      const blocks = encodeRow(type, x);
+      expect(hex(blocks)).toBe(golden[name]);
+      const out = new Float32Array(x.length);
+      dequantizeRow(type, blocks, 0, x.length, out);
+      expect(hex(new Uint8Array(out.buffer))).toBe(golden[`${name}_dequantized`]);
+    });
+  }
 
   it("a hand-checked Q4_0 block: max -3 gives d = 0.375, q = trunc(x/d + 8.5)", () => {
     const b = new Float32Array(32);

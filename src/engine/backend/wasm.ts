@@ -10,7 +10,9 @@ import { GELU_F16 } from "../model/ops.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
 interface KernelExports {
-  quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number): void;
+  quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number, ss: number): void;
+  matmul_q5_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
+  matmul_q_min(five: number, w: number, rows: number, cols: number, qs: number, ds: number, ss: number, ntok: number, out: number, ostride: number): void;
   round_f16(x: number, n: number): void;
   round_bf16(x: number, n: number): void;
   matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
@@ -73,14 +75,14 @@ export function wasmMemoryBytes(arenaBytes: number): number {
 
 /**
  * Scratch for `n` rows of `cols` activations and attention over `headDim` values per head:
- * Q8_0 activations: qs (cols bytes) + scale (4 bytes) and sum (4 bytes) per block, per token;
+ * Q8_0 activations: qs (cols bytes) + scale, sum and Q8_1's d * sum (4 bytes each) per block, per token;
  * or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
  * or the query and accumulator of an attention head (8 x head_dim);
  * or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
  */
 export function wasmScratchBytes(cols: number, n: number, headDim = cols): number {
   const attention = Math.max(8 * headDim, 4 * (n * headDim + 128 * headDim + 64 + 2 * n));
-  return Math.max(n * cols + 2 * (n * cols) / 8, n * cols * 4 + 8 * n + 256, (cols / 32) * 72, attention) + 64;
+  return Math.max(n * cols + 3 * (n * cols) / 8 + 16, n * cols * 4 + 8 * n + 256, (cols / 32) * 72, attention) + 64;
 }
 
 /** Relaxed SIMD support: validate a tiny module that uses i16x8.relaxed_dot_i8x16_i7x16_s. */
@@ -270,13 +272,20 @@ export class WasmBackend implements Backend {
     const rowBytes = w.nbytes / rows;
     switch (w.type) {
       case GGML_TYPE.Q4_0:
+      case GGML_TYPE.Q4_1:
+      case GGML_TYPE.Q5_0:
+      case GGML_TYPE.Q5_1:
       case GGML_TYPE.Q8_0: {
         const nb = (n * cols) / 32;
         const qs = this.scratch;
         const ds = alignUp(qs + n * cols, 16);
         const sums = ds + nb * 4;
-        k.quantize_q8_0(xp, qs, ds, sums, n * cols);
-        if (this.x4.has(w.offset)) this.split("matmul_q4_0_x4", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, sums, n, o, rows]);
+        const ss = sums + nb * 4; // Q8_1's d * sum(q), for the types with a min
+        const withMin = w.type === GGML_TYPE.Q4_1 || w.type === GGML_TYPE.Q5_1;
+        k.quantize_q8_0(xp, qs, ds, sums, n * cols, withMin ? ss : 0);
+        if (withMin) this.split("matmul_q_min", w, rowBytes, op, (p, r, o) => [w.type === GGML_TYPE.Q5_1 ? 1 : 0, p, r, cols, qs, ds, ss, n, o, rows]);
+        else if (w.type === GGML_TYPE.Q5_0) this.split("matmul_q5_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
+        else if (this.x4.has(w.offset)) this.split("matmul_q4_0_x4", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, sums, n, o, rows]);
         else if (w.type === GGML_TYPE.Q4_0) this.split("matmul_q4_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         return;

@@ -6,7 +6,7 @@ import type { Backend, Weight } from "../backend/backend.ts";
 import { alignUp } from "../backend/backend.ts";
 import type { ByteSource } from "../byte-source.ts";
 import type { GemmaConfig } from "../config.ts";
-import { GGML_TYPE, ggmlTypeName, isSupportedType, typeLayout } from "../ggml-types.ts";
+import { GGML_TYPE, ggmlTypeName, isSupportedType, supportedTypeNames, typeLayout } from "../ggml-types.ts";
 import { GgufError, type GgufTensorInfo } from "../gguf.ts";
 import { dequantizeRow } from "../quant.ts";
 import { Gemma, type Activations, type GemmaWeights, type LayerWeights, type Outputs } from "./gemma.ts";
@@ -81,7 +81,7 @@ export function checkedMatrix(cfg: GemmaConfig, lookup: TensorLookup, name: stri
   const info = checkedTensor(lookup, name, [cols, rows]);
   if (!isSupportedType(info.type)) {
     throw new GgufError(
-      `tensor "${name}" has type ${ggmlTypeName(info.type)}, which this engine does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)`,
+      `tensor "${name}" has type ${ggmlTypeName(info.type)}, which this engine does not support (supported: ${supportedTypeNames()})`,
     );
   }
   if (cols % typeLayout(info.type).blockSize !== 0 || info.nbytes < 0) {
