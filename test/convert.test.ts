@@ -76,17 +76,46 @@ describe("gemma-edge convert --hf", () => {
     }
   }, 60_000);
 
+  // Gemma 2 and Gemma 3 checkpoints: their norms' names, Gemma 3's QK-norms, the keys llama.cpp's converter writes
+  it.each([["gemma2", "f16"], ["gemma2", "q8_0"], ["gemma3", "f16"], ["gemma3", "q4_0"]] as const)("a %s checkpoint to %s: llama.cpp's keys, and llama.cpp's greedy tokens", async (arch, type) => {
+    const shape = { ...SHAPES[`tiny-${arch}`]!, ...(arch === "gemma3" ? { ropeScaling: 8 } : {}) };
+    const src = join(dir, `hf-${arch}`);
+    await writeHfCheckpoint(src, shape, 12);
+    const out = join(dir, `${arch}-${type}.gguf`);
+    const r = await run("convert", "--hf", src, "--out", out, "--type", type);
+    expect(r.code, r.stderr).toBe(0);
+    const { file } = await gguf(out);
+    const m = (k: string) => file.metadata.get(`${arch}.${k}`);
+    expect(file.metadata.get("general.architecture")).toBe(arch);
+    expect(m("attention.sliding_window")).toBe(16);
+    if (arch === "gemma2") expect([m("attn_logit_softcapping"), m("final_logit_softcapping")]).toEqual([8, 5]);
+    else {
+      expect([m("rope.freq_base"), m("rope.freq_base_swa"), m("rope.scaling.type"), m("rope.scaling.factor"), m("final_logit_softcapping")]).toEqual([1000000, 10000, "linear", 8, undefined]);
+      expect(file.tensors.get("blk.0.attn_q_norm.weight")?.dims).toEqual([shape.headDim]);
+    }
+    expect(file.tensors.has("blk.0.post_attention_norm.weight") && file.tensors.has("blk.0.post_ffw_norm.weight")).toBe(true);
+    for (const { ours, ref } of await greedyBothWays(out, ["Hello world", "The quick brown fox jumps over the lazy dog while the cat sleeps in the sun"])) {
+      expect(ours.length).toBeGreaterThan(0);
+      expect(ours).toEqual(ref);
+    }
+  }, 60_000);
+
   it("names what is wrong with a checkpoint", async () => {
     const bad = join(dir, "bad");
     await writeHfCheckpoint(bad, SHAPES.tiny!, 1);
     const cfg = JSON.parse(readFileSync(join(bad, "config.json"), "utf8"));
     writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, architectures: ["LlamaForCausalLM"], model_type: "llama" }));
-    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/architecture "LlamaForCausalLM" is not Gemma/);
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/architecture "LlamaForCausalLM" is not supported; convert handles GemmaForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM/);
     writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, hidden_size: 64 }));
     expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/tensor "model\.embed_tokens\.weight" has shape \[1024,128\], expected \[1024,64\]/);
     writeFileSync(join(bad, "config.json"), JSON.stringify(cfg));
+    writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, architectures: ["Gemma3ForConditionalGeneration"] }));
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/"Gemma3ForConditionalGeneration" is not supported: it holds a vision tower too/);
+    writeFileSync(join(bad, "config.json"), JSON.stringify(cfg));
     rmSync(join(bad, "tokenizer.model"));
-    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/cannot read .*tokenizer\.model/);
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/cannot read .*tokenizer\.model \(nor is there a tokenizer\.json\)/);
+    writeFileSync(join(bad, "tokenizer.json"), JSON.stringify({ model: { type: "Unigram", vocab: [] } }));
+    expect((await run("convert", "--hf", bad, "--out", join(dir, "x.gguf"))).stderr).toMatch(/tokenizer\.json: expected a BPE model with a vocab and merges \(got Unigram\)/);
     expect((await run("convert", "--hf", hf, "--out", join(dir, "x.gguf"), "--type", "q5_k")).stderr).toMatch(/--type must be one of f32, f16, q8_0, q4_0, got "q5_k"/);
     expect(() => readFileSync(join(dir, "x.gguf"))).toThrow(); // nothing half-written
   });

@@ -1,8 +1,9 @@
-// `gemma-edge convert`: a Hugging Face Gemma checkpoint (config.json, *.safetensors, optionally sharded with
-// model.safetensors.index.json, tokenizer.model, tokenizer_config.json) to a GGUF laid out as llama.cpp's
-// convert_hf_to_gguf.py writes Gemma: its tensor names, RMSNorm weights stored as 1 + w, its metadata keys, the
+// `gemma-edge convert`: a Hugging Face Gemma, Gemma 2 or Gemma 3 (text) checkpoint (config.json, *.safetensors,
+// optionally sharded with model.safetensors.index.json, tokenizer.model or tokenizer.json, tokenizer_config.json) to
+// a GGUF laid out as llama.cpp's converter writes each: its tensor names, RMSNorm weights stored as 1 + w, its metadata keys, the
 // SentencePiece vocabulary with scores and token types. Tensors are read by range and written one slab of rows at a
 // time, so memory stays flat.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { GGML_TYPE } from "../engine/ggml-types.ts";
@@ -11,11 +12,13 @@ import type { MetaEntry, TensorToWrite } from "../engine/gguf-writer.ts";
 import { bf16ToF32, f16ToF32, roundF16 } from "../engine/numeric.ts";
 import { encodeRow } from "../engine/quant.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
-import { gemmaMetadata } from "./gemma-metadata.ts";
+import { ConvertError, parseSentencePieceModel, piecesFromTokenizerJson, SP_TYPE, type SpPiece } from "./checkpoint-vocab.ts";
+import { gemmaMetadata, type GemmaHparams } from "./gemma-metadata.ts";
+
+export { ConvertError, parseSentencePieceModel, SP_TYPE, writeSentencePieceModel, type SpPiece } from "./checkpoint-vocab.ts";
 
 export const CONVERT_TYPES: Record<string, number> = { f32: GGML_TYPE.F32, f16: GGML_TYPE.F16, q8_0: GGML_TYPE.Q8_0, q4_0: GGML_TYPE.Q4_0 };
 
-export class ConvertError extends Error {}
 
 // ---- safetensors ------------------------------------------------------------------------------------------
 
@@ -72,101 +75,6 @@ async function readCheckpointTensors(dir: string): Promise<Map<string, StTensor>
   return all;
 }
 
-// ---- tokenizer.model (SentencePiece ModelProto, protobuf) ---------------------------------------------------
-
-/** SentencePiece piece types, which GGUF's token types number the same way (NORMAL 1 ... BYTE 6). */
-export const SP_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
-
-export interface SpPiece {
-  piece: string;
-  score: number;
-  type: number;
-}
-
-/** The pieces of a SentencePiece model (field 1 of ModelProto: piece = 1, score = 2, type = 3). */
-export function parseSentencePieceModel(bytes: Uint8Array): SpPiece[] {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const dec = new TextDecoder("utf-8", { fatal: true });
-  const varint = (buf: { pos: number }, end: number): number => {
-    let v = 0, mul = 1;
-    for (;;) {
-      if (buf.pos >= end) throw new ConvertError("tokenizer.model: truncated protobuf");
-      const b = bytes[buf.pos++]!;
-      v += (b & 0x7f) * mul;
-      if (b < 0x80) return v;
-      mul *= 128;
-    }
-  };
-  const skip = (buf: { pos: number }, wire: number, end: number) => {
-    if (wire === 0) varint(buf, end);
-    else if (wire === 1) buf.pos += 8;
-    else if (wire === 2) buf.pos += varint(buf, end);
-    else if (wire === 5) buf.pos += 4;
-    else throw new ConvertError(`tokenizer.model: unsupported protobuf wire type ${wire}`);
-  };
-  const pieces: SpPiece[] = [];
-  const top = { pos: 0 };
-  while (top.pos < bytes.length) {
-    const tag = varint(top, bytes.length);
-    if (tag >>> 3 !== 1 || (tag & 7) !== 2) {
-      skip(top, tag & 7, bytes.length);
-      continue;
-    }
-    const len = varint(top, bytes.length);
-    const end = top.pos + len;
-    if (end > bytes.length) throw new ConvertError("tokenizer.model: truncated protobuf");
-    const p: SpPiece = { piece: "", score: 0, type: SP_TYPE.NORMAL };
-    const m = { pos: top.pos };
-    while (m.pos < end) {
-      const t = varint(m, end);
-      const field = t >>> 3, wire = t & 7;
-      if (field === 1 && wire === 2) {
-        const n = varint(m, end);
-        p.piece = dec.decode(bytes.subarray(m.pos, m.pos + n));
-        m.pos += n;
-      } else if (field === 2 && wire === 5) {
-        p.score = dv.getFloat32(m.pos, true);
-        m.pos += 4;
-      } else if (field === 3 && wire === 0) {
-        p.type = varint(m, end);
-      } else skip(m, wire, end);
-    }
-    top.pos = end;
-    pieces.push(p);
-  }
-  if (pieces.length === 0) throw new ConvertError("tokenizer.model has no pieces");
-  return pieces;
-}
-
-/** A SentencePiece ModelProto with just the pieces (what the test checkpoints need). */
-export function writeSentencePieceModel(pieces: SpPiece[]): Uint8Array {
-  const out: number[] = [];
-  const varint = (v: number, to: number[]) => {
-    while (v >= 0x80) {
-      to.push((v & 0x7f) | 0x80);
-      v = Math.floor(v / 128);
-    }
-    to.push(v);
-  };
-  const enc = new TextEncoder();
-  for (const p of pieces) {
-    const m: number[] = [];
-    const s = enc.encode(p.piece);
-    m.push(0x0a);
-    varint(s.length, m);
-    m.push(...s);
-    const f = new Uint8Array(new Float32Array([p.score]).buffer);
-    m.push(0x15, ...f);
-    if (p.type !== SP_TYPE.NORMAL) m.push(0x18, p.type);
-    out.push(0x0a);
-    varint(m.length, out);
-    out.push(...m);
-  }
-  return new Uint8Array(out);
-}
-
-// ---- the conversion -----------------------------------------------------------------------------------------
-
 interface HfConfig {
   architectures?: string[];
   model_type?: string;
@@ -180,6 +88,14 @@ interface HfConfig {
   rms_norm_eps: number;
   rope_theta?: number;
   vocab_size?: number;
+  // Gemma 2 and 3
+  attn_logit_softcapping?: number | null;
+  final_logit_softcapping?: number | null;
+  sliding_window?: number | null;
+  sliding_window_pattern?: number;
+  layer_types?: string[];
+  rope_local_base_freq?: number;
+  rope_scaling?: { rope_type?: string; type?: string; factor?: number } | null;
   bos_token_id?: number;
   eos_token_id?: number | number[];
   pad_token_id?: number;
@@ -216,25 +132,38 @@ function looksSpecial(t: string): boolean {
 /** Reads a checkpoint and returns what to write: GGUF metadata and tensors (streamed from the safetensors). */
 export async function prepareConvert(dir: string, target: number): Promise<{ metadata: MetaEntry[]; tensors: TensorToWrite[] }> {
   const cfg = (await readJson<HfConfig>(join(dir, "config.json"), true))!;
-  const arch = cfg.architectures?.[0] ?? cfg.model_type;
-  if (arch !== "GemmaForCausalLM" && cfg.model_type !== "gemma") throw new ConvertError(`config.json: architecture "${arch}" is not Gemma (GemmaForCausalLM); convert handles Gemma 1 checkpoints`);
+  const hfArch = cfg.architectures?.[0] ?? cfg.model_type;
+  const ARCHS: Record<string, "gemma" | "gemma2" | "gemma3"> = { GemmaForCausalLM: "gemma", Gemma2ForCausalLM: "gemma2", Gemma3ForCausalLM: "gemma3" };
+  const arch = hfArch ? ARCHS[hfArch] : undefined;
+  if (!arch) {
+    const why = hfArch === "Gemma3ForConditionalGeneration" ? ": it holds a vision tower too; convert its text model (Gemma3ForCausalLM)" : hfArch?.startsWith("Gemma3n") ? ": Gemma 3n is not supported" : "";
+    throw new ConvertError(`config.json: architecture "${hfArch}" is not supported${why}; convert handles GemmaForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM`);
+  }
   for (const k of ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "rms_norm_eps"] as const) {
     if (typeof cfg[k] !== "number") throw new ConvertError(`config.json: "${k}" is missing or not a number`);
   }
   const tcfg = (await readJson<TokenizerConfig>(join(dir, "tokenizer_config.json"), false)) ?? {};
-  let spBytes: Uint8Array;
-  try {
-    spBytes = new Uint8Array(await readFile(join(dir, "tokenizer.model")));
-  } catch (e) {
-    throw new ConvertError(`cannot read ${join(dir, "tokenizer.model")}: ${(e as Error).message}`);
+  // the vocabulary: tokenizer.model, or else a SentencePiece-style tokenizer.json (tokenizer-json.ts)
+  let pieces: SpPiece[];
+  const spPath = join(dir, "tokenizer.model"), tjPath = join(dir, "tokenizer.json");
+  if (existsSync(spPath) || !existsSync(tjPath)) {
+    let spBytes: Uint8Array;
+    try {
+      spBytes = new Uint8Array(await readFile(spPath));
+    } catch (e) {
+      throw new ConvertError(`cannot read ${spPath} (nor is there a tokenizer.json): ${(e as Error).message}`);
+    }
+    pieces = parseSentencePieceModel(spBytes);
+  } else {
+    pieces = piecesFromTokenizerJson(await readJson(tjPath, true), cfg.vocab_size);
   }
-  const pieces = parseSentencePieceModel(spBytes);
 
   // vocabulary as llama.cpp's _create_vocab_sentencepiece makes it
   const tokens = pieces.map((p) => p.piece);
   const scores = pieces.map((p) => p.score);
   const types: number[] = pieces.map((p) => (p.type === SP_TYPE.UNKNOWN || p.type === SP_TYPE.CONTROL || p.type === SP_TYPE.UNUSED || p.type === SP_TYPE.BYTE ? p.type : SP_TYPE.NORMAL));
-  const vocabSize = Math.max(cfg.vocab_size ?? tokens.length, tokens.length);
+  // Gemma 3's converter drops embedding rows past the vocabulary (its checkpoints pad them); the others pad the vocabulary
+  const vocabSize = arch === "gemma3" ? tokens.length : Math.max(cfg.vocab_size ?? tokens.length, tokens.length);
   for (let i = tokens.length; i < vocabSize; i++) {
     tokens.push(`[PAD${i}]`);
     scores.push(-1000);
@@ -257,11 +186,10 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
   const U32 = GGUF_VALUE.UINT32;
   const metadata: MetaEntry[] = [
     ...gemmaMetadata({
-      name: dir.split("/").filter(Boolean).at(-1) ?? "gemma", weightType: target, contextLength: cfg.max_position_embeddings,
+      arch, name: dir.split("/").filter(Boolean).at(-1) ?? "gemma", weightType: target, contextLength: cfg.max_position_embeddings,
       dim: cfg.hidden_size, nLayers: cfg.num_hidden_layers, hiddenDim: cfg.intermediate_size, nHeads: cfg.num_attention_heads,
       nKvHeads: cfg.num_key_value_heads ?? cfg.num_attention_heads, headDim, rmsEps: cfg.rms_norm_eps,
-      // llama.cpp writes no freq_base for Gemma (10000, the default); a checkpoint with another theta keeps it
-      ropeBase: cfg.rope_theta !== undefined && cfg.rope_theta !== 10000 ? cfg.rope_theta : undefined,
+      ...archMetadata(arch, cfg),
     }),
     { key: "tokenizer.ggml.model", type: GGUF_VALUE.STRING, value: "llama" },
     { key: "tokenizer.ggml.tokens", type: GGUF_VALUE.ARRAY, value: { itemType: GGUF_VALUE.STRING, items: tokens } },
@@ -299,6 +227,11 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
   };
   const { hidden_size: d, intermediate_size: ff, num_hidden_layers: L } = cfg;
   const qDim = cfg.num_attention_heads * headDim, kvDim = (cfg.num_key_value_heads ?? cfg.num_attention_heads) * headDim;
+  const embed = st.get("model.embed_tokens.weight");
+  if (arch === "gemma3" && embed && embed.shape.length === 2 && embed.shape[0]! > vocabSize) {
+    // the rows past the vocabulary are left out: the first vocabSize rows are a prefix of the tensor's bytes
+    st.set("model.embed_tokens.weight", { ...embed, shape: [vocabSize, embed.shape[1]!], nbytes: (embed.nbytes / embed.shape[0]!) * vocabSize });
+  }
   take("model.embed_tokens.weight", "token_embd.weight", [vocabSize, d]);
   for (let l = 0; l < L; l++) {
     const h = `model.layers.${l}.`, g = `blk.${l}.`;
@@ -307,13 +240,56 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
     take(`${h}self_attn.k_proj.weight`, `${g}attn_k.weight`, [kvDim, d]);
     take(`${h}self_attn.v_proj.weight`, `${g}attn_v.weight`, [kvDim, d]);
     take(`${h}self_attn.o_proj.weight`, `${g}attn_output.weight`, [d, qDim]);
-    take(`${h}post_attention_layernorm.weight`, `${g}ffn_norm.weight`, [d], true);
+    if (arch === "gemma3") {
+      take(`${h}self_attn.q_norm.weight`, `${g}attn_q_norm.weight`, [headDim], true);
+      take(`${h}self_attn.k_norm.weight`, `${g}attn_k_norm.weight`, [headDim], true);
+    }
+    if (arch === "gemma") take(`${h}post_attention_layernorm.weight`, `${g}ffn_norm.weight`, [d], true);
+    else {
+      // Gemma 2 and 3: post_attention_layernorm is the norm after attention; the feed-forward has one before and after
+      take(`${h}post_attention_layernorm.weight`, `${g}post_attention_norm.weight`, [d], true);
+      take(`${h}pre_feedforward_layernorm.weight`, `${g}ffn_norm.weight`, [d], true);
+    }
     take(`${h}mlp.gate_proj.weight`, `${g}ffn_gate.weight`, [ff, d]);
     take(`${h}mlp.up_proj.weight`, `${g}ffn_up.weight`, [ff, d]);
     take(`${h}mlp.down_proj.weight`, `${g}ffn_down.weight`, [d, ff]);
+    if (arch !== "gemma") take(`${h}post_feedforward_layernorm.weight`, `${g}post_ffw_norm.weight`, [d], true);
   }
   take("model.norm.weight", "output_norm.weight", [d], true);
   return { metadata, tensors };
+}
+
+/**
+ * The keys of Gemma 2 and 3 beyond Gemma 1's, from config.json as llama.cpp's converter writes them
+ * (conversion/gemma.py): Gemma 2's soft-caps and window; Gemma 3's RoPE bases, linear scaling, window and
+ * optional final soft-cap. Gemma 3's 5:1 layer pattern is not written (llama.cpp hard-codes it): a checkpoint
+ * whose layer_types say otherwise is refused.
+ */
+function archMetadata(arch: "gemma" | "gemma2" | "gemma3", cfg: HfConfig): Partial<GemmaHparams> {
+  if (arch === "gemma") {
+    // llama.cpp writes no freq_base for Gemma (10000, the default); a checkpoint with another theta keeps it
+    return { ropeBase: cfg.rope_theta !== undefined && cfg.rope_theta !== 10000 ? cfg.rope_theta : undefined };
+  }
+  if (arch === "gemma2") {
+    for (const k of ["attn_logit_softcapping", "final_logit_softcapping", "sliding_window"] as const) {
+      if (typeof cfg[k] !== "number") throw new ConvertError(`config.json: Gemma 2's "${k}" is missing or not a number`);
+    }
+    return { attnSoftcap: cfg.attn_logit_softcapping!, finalSoftcap: cfg.final_logit_softcapping!, window: cfg.sliding_window! };
+  }
+  if (cfg.layer_types) {
+    const bad = cfg.layer_types.findIndex((t, l) => (t === "sliding_attention") !== (l % 6 < 5));
+    if (bad >= 0) throw new ConvertError(`config.json: layer_types[${bad}] is "${cfg.layer_types[bad]}", but llama.cpp's Gemma 3 has five sliding-window layers to one global`);
+  }
+  const scaling = cfg.rope_scaling;
+  const kind = scaling?.rope_type ?? scaling?.type;
+  if (scaling && kind !== "linear") throw new ConvertError(`config.json: rope_scaling of type "${kind}" is not supported (only linear)`);
+  return {
+    ropeBase: cfg.rope_theta ?? 1000000,
+    ropeBaseLocal: cfg.rope_local_base_freq,
+    ropeScaling: scaling?.factor,
+    window: cfg.sliding_window_pattern !== 1 && typeof cfg.sliding_window === "number" ? cfg.sliding_window : undefined,
+    finalSoftcap: cfg.final_logit_softcapping ?? undefined,
+  };
 }
 
 /**
