@@ -94,6 +94,7 @@ export function configFromGguf(f: GgufFile): GemmaConfig {
   const valueLength = num("attention.value_length", headDim);
   const emb = f.tensors.get("token_embd.weight");
   if (!emb) throw new GgufError(`missing tensor "token_embd.weight"`);
+  if (f.tensors.has("output.weight")) throw new GgufError(`the file has its own "output.weight" (an LM head not tied to token_embd), which this engine does not support`);
   const ropeTheta = num("rope.freq_base", 10000);
 
   // sliding-window layers (llama.cpp: llama_hparams::set_swa_pattern, and each model's load_arch_hparams)

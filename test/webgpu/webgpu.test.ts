@@ -8,7 +8,7 @@ import { attention, embedKernel, fmaProbe, GEGLU, matmulKernel, matmulRowsPerGro
 import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
-import { attendHead, attendHeadTiled, geglu, rmsNorm, Rope } from "../../src/engine/model/ops.ts";
+import { attendHead, attendHeadTiled, geglu, rmsNorm, Rope, visibleCells } from "../../src/engine/model/ops.ts";
 import { f16ToF32, f32ToF16 } from "../../src/engine/numeric.ts";
 import { dequantizeRow, encodeRow } from "../../src/engine/quant.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
@@ -168,7 +168,7 @@ describe("WebGPU kernels against the reference", () => {
   it("stores keys and values into the f16 cache at their positions, exactly", async () => {
     const n = 2, kvDim = 64, pos = 3, ctx = 8;
     const k = random(n * kvDim, 1, 3), v = random(n * kvDim, 2, 3);
-    const [, , kc, vc] = await runKernel(STORE_KV, [n, pos, n - 1], [kvDim], [k, v, (ctx * kvDim) / 2, (ctx * kvDim) / 2], [1, n]);
+    const [, , kc, vc] = await runKernel(STORE_KV, [n, pos, n - 1], [kvDim, ctx], [k, v, (ctx * kvDim) / 2, (ctx * kvDim) / 2], [1, n]);
     const half = (u: Uint32Array) => Array.from(new Uint16Array(u.buffer));
     const expected = (src: Float32Array) => {
       const c = new Array(ctx * kvDim).fill(0);
@@ -177,6 +177,12 @@ describe("WebGPU kernels against the reference", () => {
     };
     expect(half(kc!)).toEqual(expected(k));
     expect(half(vc!)).toEqual(expected(v));
+    // a sliding-window layer's ring of 8 cells: positions 6, 7, 8 go to cells 6, 7, 0 (the model-level ring, past 768
+    // positions, is the CPU backends' test: test/llama-cpp; too slow on a CPU Vulkan driver)
+    const [, , ring] = await runKernel(STORE_KV, [3, 6, 2], [kvDim, 8], [random(3 * kvDim, 5, 3), random(3 * kvDim, 6, 3), (8 * kvDim) / 2, (8 * kvDim) / 2], [1, 3]);
+    const r = half(ring!);
+    const k3 = random(3 * kvDim, 5, 3);
+    expect([r.slice(6 * kvDim, 8 * kvDim), r.slice(0, kvDim)]).toEqual([Array.from(k3.subarray(0, 2 * kvDim), f32ToF16), Array.from(k3.subarray(2 * kvDim), f32ToF16)]);
   });
 
   it("GeGLU through ggml's f16 GELU table: exactly the reference", async () => {
@@ -195,17 +201,21 @@ describe("WebGPU kernels against the reference", () => {
   const cacheOf = (seed: number) => Uint16Array.from(random(ctx * kvDim, seed, 2), (v) => f32ToF16(v));
   const kc = cacheOf(21), vc = cacheOf(22);
   const cacheWords = (c: Uint16Array) => new Uint32Array(c.buffer.slice(0));
-  /** The kernel's rows `rows` of an n-row batch at pos, each variant, against `reference` (attendHead or attendHeadTiled). */
-  async function expectAttention(n: number, pos: number, q: Float32Array, rows: number[], tiled: boolean) {
+  /**
+   * The kernel's rows `rows` of an n-row batch at pos, each variant, against attendHead or attendHeadTiled; over
+   * `cells` cells of the cache (a ring when fewer than the positions), each row seeing `window` positions (0: all),
+   * scores soft-capped by `cap` (0: none).
+   */
+  async function expectAttention(n: number, pos: number, q: Float32Array, rows: number[], tiled: boolean, cells = ctx, window = 0, cap = 0) {
     for (const { label, f } of await kernelVariants()) {
-      const [, , , out] = await runKernel(attention(f), [n, pos, n - 1], [d, kvDim, nHeads / nKv, qDim], [q, cacheWords(kc), cacheWords(vc), n * qDim], [nHeads, n]);
+      const [, , , out] = await runKernel(attention(f), [n, pos, n - 1], [d, kvDim, nHeads / nKv, qDim, cells, window, cap ? f32bits(cap) : 0, 0], [q, cacheWords(kc), cacheWords(vc), n * qDim], [nHeads, n]);
       const got = asF32(out!);
       const want = new Float32Array(d);
       for (const t of rows) {
         for (let h = 0; h < nHeads; h++) {
-          const qh = q.subarray(t * qDim + h * d, t * qDim + (h + 1) * d), vis = [0, pos + t + 1, 0, 0];
-          if (tiled) attendHeadTiled(want, qh, kc, vc, vis, pos + n, kvDim, Math.floor(h / 2) * d, new Float32Array(d));
-          else attendHead(want, qh, kc, vc, vis, kvDim, Math.floor(h / 2) * d, new Float32Array(d));
+          const qh = q.subarray(t * qDim + h * d, t * qDim + (h + 1) * d), vis = visibleCells(pos + t, cells, window);
+          if (tiled) attendHeadTiled(want, qh, kc, vc, vis, Math.min(cells, pos + n), kvDim, Math.floor(h / 2) * d, new Float32Array(d), cap);
+          else attendHead(want, qh, kc, vc, vis, kvDim, Math.floor(h / 2) * d, new Float32Array(d), cap);
           expect(Array.from(got.subarray(t * qDim + h * d, t * qDim + (h + 1) * d)), `token ${t} head ${h} (${label})`).toEqual(Array.from(want));
         }
       }
@@ -224,6 +234,14 @@ describe("WebGPU kernels against the reference", () => {
     await expectAttention(n, pos, q, [0, 1, 31, 57, 63], true);
   });
 
+  it("attention on sliding-window layers (a ring of cells, a window) with soft-capped scores (Gemma 2): exactly the reference", async () => {
+    const q = random(70 * qDim, 25, 1.5);
+    // decode rows in a 128-cell ring that has wrapped (positions 200..202), a window of 40 (both branches of tanhf)
+    await expectAttention(3, 200, q, [0, 1, 2], false, 128, 40, 20);
+    // 64+ rows: a window that leaves whole tiles unseen, in a ring, soft-capped
+    await expectAttention(66, 150, q, [0, 5, 33, 64, 65], true, 160, 30, 8);
+  });
+
 });
 
 describe("WebGPU model against the WebAssembly backend", () => {
@@ -240,9 +258,9 @@ describe("WebGPU model against the WebAssembly backend", () => {
   const prompt = [2, 526, 423, 556, 100, 200, 300, 17];
 
   /** The same model file on both backends: bit-identical logits for the prompt, then the same greedy tokens. */
-  async function expectSameAsWasm(bytes: Uint8Array, ids: number[], steps: number) {
-    const wasm = await loadModel(new MemoryByteSource(bytes), new WasmBackend(await kernelModule("simd"), "simd"), { contextSize: 128 });
-    const gpu = await loadNodeWebGpuModel(new MemoryByteSource(bytes), { contextSize: 128 });
+  async function expectSameAsWasm(bytes: Uint8Array, ids: number[], steps: number, contextSize = 128) {
+    const wasm = await loadModel(new MemoryByteSource(bytes), new WasmBackend(await kernelModule("simd"), "simd"), { contextSize });
+    const gpu = await loadNodeWebGpuModel(new MemoryByteSource(bytes), { contextSize });
     try {
       expect(Array.from(await gpu.forward(ids, 0))).toEqual(Array.from(await wasm.forward(ids, 0)));
       expect(await greedy(gpu.forward, ids, steps)).toEqual(await greedy(wasm.forward, ids, steps));
@@ -252,6 +270,14 @@ describe("WebGPU model against the WebAssembly backend", () => {
   }
 
   for (const [shape, type] of [["tiny", "q4_0"], ["tiny", "q8_0"], ["tiny", "f16"], ["tiny", "bf16"], ["tiny", "f32"], ["tiny-gqa", "q4_0"], ["tiny-gqa", "f16"]] as const) {
+    it(`${shape} ${type}: bit-identical logits and the same 32 greedy tokens`, async () => {
+      await expectSameAsWasm((await testModel(shape, type)).bytes, prompt, 32);
+    });
+  }
+
+  // Gemma 2 (post-norms, soft-capped attention and logits, every other layer on a 16-position window) and Gemma 3
+  // (QK-norms, two RoPE bases, five local layers to one global): prompts and generations past the window
+  for (const [shape, type] of [["tiny-gemma2", "q8_0"], ["tiny-gemma2", "f16"], ["tiny-gemma3", "q4_0"], ["tiny-gemma3", "f16"]] as const) {
     it(`${shape} ${type}: bit-identical logits and the same 32 greedy tokens`, async () => {
       await expectSameAsWasm((await testModel(shape, type)).bytes, prompt, 32);
     });

@@ -9,9 +9,9 @@ import { configFromGguf, type GemmaConfig } from "../config.ts";
 import { GgufError, metaString, readGguf, type GgufFile, type GgufTensorInfo } from "../gguf.ts";
 import { LocalPart, Pipeline, type TokenSegment } from "../pipeline.ts";
 import { Tokenizer } from "../tokenizer.ts";
-import type { Gemma } from "./gemma.ts";
+import type { Gemma, LayerWeights } from "./gemma.ts";
 import { canReuse, type KvCache } from "./kv-cache.ts";
-import { checkedMatrix, checkedVector, LAYER_MATRICES, loadPart, type ModelPart } from "./part.ts";
+import { checkedMatrix, checkedVector, LAYER_MATRICES, layerVectors, loadPart, type ModelPart } from "./part.ts";
 
 export { readVector } from "./part.ts";
 
@@ -101,7 +101,8 @@ export async function readModelHeader(src: ByteSource, opts: LoadOptions = {}): 
 /** Gemma's tensors by role, each of whatever a loader makes of it (a GPU upload plan). */
 export interface TensorPlan<M, V> {
   tokenEmbd: M;
-  layers: { wq: M; wk: M; wv: M; wo: M; wGate: M; wUp: M; wDown: M; attnNorm: V; ffnNorm: V }[];
+  /** extra: the architecture's other norms (post-norms, QK-norms) by LayerWeights field (part.ts layerVectors). */
+  layers: { wq: M; wk: M; wv: M; wo: M; wGate: M; wUp: M; wDown: M; attnNorm: V; ffnNorm: V; extra: Partial<Record<keyof LayerWeights, V>> }[];
   outputNorm: V;
 }
 
@@ -120,13 +121,15 @@ export function planTensors<M, V>(
     const info = checkedMatrix(cfg, lookup, name, role);
     return matrix(name, info, info.dims[1] ?? 1, info.dims[0]!);
   };
-  const v = (name: string) => vector(name, checkedVector(cfg, lookup, name), cfg.dim);
+  const v = (name: string, n = cfg.dim) => vector(name, checkedVector(cfg, lookup, name, n), n);
   const tokenEmbd = m("token_embd.weight", "token_embd");
   const layers: TensorPlan<M, V>["layers"] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const p = `blk.${l}.`;
     const [wq, wk, wv, wo, wGate, wUp, wDown] = LAYER_MATRICES.map((r) => m(`${p}${r}.weight`, r));
-    layers.push({ wq: wq!, wk: wk!, wv: wv!, wo: wo!, wGate: wGate!, wUp: wUp!, wDown: wDown!, attnNorm: v(`${p}attn_norm.weight`), ffnNorm: v(`${p}ffn_norm.weight`) });
+    const extra: Partial<Record<keyof LayerWeights, V>> = {};
+    for (const [name, n, field] of layerVectors(cfg)) if (field !== "attnNorm" && field !== "ffnNorm") extra[field] = v(`${p}${name}.weight`, n);
+    layers.push({ wq: wq!, wk: wk!, wv: wv!, wo: wo!, wGate: wGate!, wUp: wUp!, wDown: wDown!, attnNorm: v(`${p}attn_norm.weight`), ffnNorm: v(`${p}ffn_norm.weight`), extra });
   }
   return { tokenEmbd, layers, outputNorm: v("output_norm.weight") };
 }

@@ -114,7 +114,6 @@ export function partTensors(cfg: GemmaConfig, lookup: TensorLookup, spec: PartSp
     const info = checkedVector(cfg, lookup, name, n);
     out.push({ name, kind: "vector", type: info.type, rows: 1, cols: n, offset: info.offset, nbytes: info.nbytes, repacked: false });
   };
-  if (lookup("output.weight")) throw new GgufError(`the file has its own "output.weight" (an LM head not tied to token_embd), which this engine does not support`);
   if (spec.vocab) {
     // rows [v0, v1) of the embedding: whole rows, so a slice is a byte range of the tensor
     const info = checkedMatrix(cfg, lookup, "token_embd.weight", "token_embd");

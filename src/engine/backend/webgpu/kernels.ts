@@ -263,6 +263,7 @@ fn divCR(n: vec2f, d: f32) -> f32 {
   }
   return q;
 }
+${TANHF}
 fn sqrtCR(y: f32) -> f32 {
   var s = sqrt(y);
   for (var i = 0; i < 4; i++) {
@@ -273,6 +274,112 @@ fn sqrtCR(y: f32) -> f32 {
 }
 `;
 }
+
+/**
+ * glibc's tanhf over its expm1f (numeric.ts tanhf, expm1f; Sun's fdlibm in f32), every product that feeds a sum
+ * kept apart with opaque() and the divisions correctly rounded (divCR): Gemma 2's soft-capping.
+ */
+const TANHF = /* wgsl */ `
+fn expm1fGlibc(x0: f32) -> f32 {
+  var x = x0;
+  let ux = bitcast<u32>(x);
+  let neg = (ux >> 31u) == 1u;
+  let hx = ux & 0x7fffffffu;
+  if (hx >= 0x4195b844u) {
+    if (hx >= 0x42b17218u) {
+      if (hx > 0x7f800000u) { return x; }
+      if (hx == 0x7f800000u) { return select(x, -1.0, neg); }
+      if (x > ${f32Lit(88.72167969)}) { return bitcast<f32>(0x7f800000u | (ux & 0u)); }
+    }
+    if (neg) { return -1.0; }
+  }
+  var k = 0;
+  var c = 0.0;
+  if (hx > 0x3eb17218u) {
+    var hi: f32;
+    var lo: f32;
+    if (hx < 0x3f851592u) {
+      if (!neg) { hi = x - bitcast<f32>(0x3f317180u); lo = bitcast<f32>(0x3717f7d1u); k = 1; }
+      else { hi = x + bitcast<f32>(0x3f317180u); lo = -bitcast<f32>(0x3717f7d1u); k = -1; }
+    } else {
+      k = i32(opaque(bitcast<f32>(0x3fb8aa3bu) * x) + select(0.5, -0.5, neg));
+      let t = f32(k);
+      hi = x - opaque(t * bitcast<f32>(0x3f317180u));
+      lo = t * bitcast<f32>(0x3717f7d1u);
+    }
+    x = opaque(hi - lo);
+    c = opaque(hi - x) - lo;
+  } else if (hx < 0x33000000u) {
+    return x;
+  }
+  let hfx = 0.5 * x;
+  let hxs = x * hfx;
+  let q1 = bitcast<f32>(0xbd088889u);
+  let q2 = bitcast<f32>(0x3ad00d01u);
+  let q3 = bitcast<f32>(0xb8a670cdu);
+  let q4 = bitcast<f32>(0x36867e54u);
+  let q5 = bitcast<f32>(0xb457edbbu);
+  let r1 = 1.0 + opaque(hxs * (q1 + opaque(hxs * (q2 + opaque(hxs * (q3 + opaque(hxs * (q4 + opaque(hxs * q5)))))))));
+  let t = 3.0 - opaque(r1 * hfx);
+  var e = hxs * divCR(vec2f(r1 - t, 0.0), 6.0 - opaque(x * t));
+  if (k == 0) { return x - (opaque(x * e) - hxs); }
+  e = opaque(x * (e - c)) - c;
+  e = e - hxs;
+  if (k == -1) { return opaque(0.5 * (x - e)) - 0.5; }
+  if (k == 1) {
+    if (x < -0.25) { return -2.0 * (e - (x + 0.5)); }
+    return 1.0 + opaque(2.0 * (x - e));
+  }
+  if (k <= -2 || k > 56) {
+    var y = 1.0 - (e - x);
+    if (k == 128) { y = y * 2.0 * bitcast<f32>(0x7f000000u); } else { y = bitcast<f32>(bitcast<i32>(y) + (k << 23u)); }
+    return y - 1.0;
+  }
+  var y: f32;
+  if (k < 23) {
+    y = bitcast<f32>(0x3f800000 - (0x1000000 >> u32(k))) - (e - x);
+  } else {
+    y = x - (e + bitcast<f32>((0x7f - k) << 23u));
+    y = y + 1.0;
+  }
+  return bitcast<f32>(bitcast<i32>(y) + (k << 23u));
+}
+fn tanhfGlibc(x: f32) -> f32 {
+  let jx = bitcast<u32>(x);
+  let ix = jx & 0x7fffffffu;
+  let neg = (jx >> 31u) == 1u;
+  if (ix >= 0x7f800000u) {
+    if (ix > 0x7f800000u) { return x; }
+    return select(1.0, -1.0, neg);
+  }
+  var z = 1.0;
+  if (ix < 0x41b00000u) {
+    if (ix == 0u) { return x; }
+    if (ix < 0x24000000u) { return x * (1.0 + x); }
+    if (ix >= 0x3f800000u) {
+      let t = expm1fGlibc(2.0 * abs(x));
+      z = 1.0 - divCR(vec2f(2.0, 0.0), t + 2.0);
+    } else {
+      let t = expm1fGlibc(-2.0 * abs(x));
+      z = divCR(vec2f(-t, 0.0), t + 2.0);
+    }
+  }
+  return select(z, -z, neg);
+}
+`;
+
+/** out[i] = cap * tanh(x[i] / cap) over the last row's logits (final soft-capping: three ggml ops, as gemma.ts). */
+export const softcapLogits = (f: KernelFeatures) => header(f) + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
+struct P { n: u32, cap: u32 }
+@group(0) @binding(1) var<uniform> p: P;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = g.x + g.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+  let cap = bitcast<f32>(p.cap);
+  x[i] = cap * tanhfGlibc(x[i] * divCR(vec2f(1.0, 0.0), cap));
+}`;
 
 /** A probe: out[i] = fmaX(a[i], b[i], c[i]) (tests, and the check whether the device's fma() is fused). */
 export const fmaProbe = (fused: boolean) => HEADER + fmaFn(fused) + /* wgsl */ `
@@ -513,7 +620,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
  * double-f32), mean and 1/sqrt correctly rounded.
  */
 export const rmsnorm = (f: KernelFeatures) => header(f) + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
-struct P { dim: u32, eps: u32 }
+struct P { dim: u32, eps: u32, perToken: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
@@ -522,7 +629,8 @@ var<workgroup> part: array<vec2f, ${WG}>;
 var<workgroup> scaleS: f32;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  if (wg.x >= step.n) { return; }
+  // one row of p.dim values per workgroup; p.perToken rows per token (QK-norm: one per head), 1 when 0
+  if (wg.x >= step.n * max(p.perToken, 1u)) { return; }
   let src = wg.x * p.dim;
   let dst = src;
   var ss = vec2f(0.0, 0.0);
@@ -574,7 +682,7 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
 
 /** Keys and values of the batch into the f16 cache at positions pos.. (two values per u32). */
 export const STORE_KV = HEADER + /* wgsl */ `
-struct P { kvDim: u32 }
+struct P { kvDim: u32, cells: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
@@ -586,7 +694,7 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   let pairs = p.kvDim / 2u;
   if (t >= step.n || g.x >= pairs) { return; }
   let src = t * p.kvDim + 2u * g.x;
-  let dst = (step.pos + t) * pairs + g.x;
+  let dst = ((step.pos + t) % p.cells) * pairs + g.x; // a ring on sliding-window layers (config.ts layerCells)
   kc[dst] = pack2x16float(vec2f(k[src], k[src + 1u]));
   vc[dst] = pack2x16float(vec2f(v[src], v[src + 1u]));
 }`;
@@ -602,7 +710,7 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
  *    the tile's sum in double, f32 accumulators.
  */
 export const attention = (f: KernelFeatures) => header(f) + HELPERS + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
-struct P { headDim: u32, kvDim: u32, headsPerKv: u32, qDim: u32 }
+struct P { headDim: u32, kvDim: u32, headsPerKv: u32, qDim: u32, cells: u32, window: u32, cap: u32, pad: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 ${f.f16
@@ -617,6 +725,7 @@ fn vAt(e: u32) -> f32 { return unpack2x16float(vc[e / 2u])[e % 2u]; }`}
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 var<workgroup> qs: array<f32, 512>;
 var<workgroup> pt: array<f32, ${WG}>;
+var<workgroup> ok: array<u32, ${WG}>;
 // ggml_vec_dot_f16 of the cached key at element \`base\` and the f16 query: 32 lanes (the products are exact), the
 // GGML_F32x8_REDUCE of them, the leftover products summed in double
 fn dotF16(base: u32, d: u32) -> f32 {
@@ -642,16 +751,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let qo = t * p.qDim + h * d;
   for (var i = li; i < d; i += ${WG}u) { qs[i] = select(roundF16(q[qo + i]), q[qo + i], tiled); }
   workgroupBarrier();
-  let npos = step.pos + t + 1u;
+  // cell c of the layer's cache holds the latest position <= last that is c modulo p.cells (a ring on sliding-window
+  // layers, the positions themselves elsewhere); the query at qp sees those in [lo, qp] (model/ops.ts visibleCells)
+  let last = step.pos + step.n - 1u;
+  let qp = step.pos + t;
+  let filled = min(p.cells, last + 1u);
+  let lo = select(0u, qp + 1u - min(p.window, qp + 1u), p.window > 0u);
+  let cap = bitcast<f32>(p.cap);
   var m = -3.0e38; // "no score yet": exp(m - s) underflows to 0, as exp(-inf)
   var s = 0.0;
   var acc: array<f32, 8>;
-  for (var p0 = 0u; p0 < npos; p0 += ${WG}u) {
-    let pi = p0 + li;
-    let cnt = min(${WG}u, npos - p0);
+  for (var p0 = 0u; p0 < filled; p0 += ${WG}u) {
+    let ci = p0 + li;
+    let cnt = min(${WG}u, filled - p0);
     var score = -3.0e38;
-    if (pi < npos) {
-      let base = pi * p.kvDim + kvOff;
+    var seen = false;
+    if (ci < filled) {
+      let held = ci + ((last - ci) / p.cells) * p.cells;
+      seen = held <= qp && held >= lo;
+    }
+    if (seen) {
+      let base = ci * p.kvDim + kvOff;
       if (tiled) {
         var sc = 0.0;
         for (var i = 0u; i < d; i++) { sc = fmaX(qs[i], kAt(base + i), sc); }
@@ -659,38 +779,50 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       } else {
         score = dotF16(base, d);
       }
+      // soft-capping (Gemma 2): cap * tanh(s * (1 / cap)), glibc's tanhf
+      if (p.cap != 0u) { score = opaque(cap * tanhfGlibc(score * divCR(vec2f(1.0, 0.0), cap))); }
     }
     pt[li] = score;
+    ok[li] = select(0u, 1u, seen);
     workgroupBarrier();
     if (tiled) {
+      // a tile the query sees nothing of is skipped, as ggml skips it
       var tileMax = -3.0e38;
-      for (var j = 0u; j < cnt; j++) { tileMax = max(tileMax, pt[j]); }
-      let mNew = max(m, tileMax);
-      if (mNew > m) {
-        let ms = expGlibc(m - mNew);
-        for (var k = 0u; k < 8u; k++) { acc[k] = acc[k] * ms; }
-        s = s * ms;
+      var any = false;
+      for (var j = 0u; j < cnt; j++) {
+        if (ok[j] == 1u) { tileMax = max(tileMax, pt[j]); any = true; }
       }
-      m = mNew;
-      workgroupBarrier();
-      pt[li] = select(0.0, vExpf(score - mNew), pi < npos);
-      workgroupBarrier();
-      var sum = vec2f(0.0, 0.0);
-      for (var g = 0u; g < ${WG}u; g += 8u) {
-        sum = ddAdd(sum, vec2f(((pt[g] + pt[g + 4u]) + (pt[g + 2u] + pt[g + 6u])) + ((pt[g + 1u] + pt[g + 5u]) + (pt[g + 3u] + pt[g + 7u])), 0.0));
+      if (any) {
+        let mNew = max(m, tileMax);
+        if (mNew > m) {
+          let ms = expGlibc(m - mNew);
+          for (var k = 0u; k < 8u; k++) { acc[k] = acc[k] * ms; }
+          s = s * ms;
+        }
+        m = mNew;
       }
-      let total = ddAdd(vec2f(s, 0.0), sum);
-      s = total.x + total.y;
-      for (var k = 0u; k < 8u; k++) {
-        let i = li + ${WG}u * k;
-        if (i < d) {
-          var a = acc[k];
-          for (var j = 0u; j < cnt; j++) { a = fmaX(pt[j], vAt((p0 + j) * p.kvDim + kvOff + i), a); }
-          acc[k] = a;
+      workgroupBarrier();
+      pt[li] = select(0.0, vExpf(score - m), seen);
+      workgroupBarrier();
+      if (any) {
+        var sum = vec2f(0.0, 0.0);
+        for (var g = 0u; g < ${WG}u; g += 8u) {
+          sum = ddAdd(sum, vec2f(((pt[g] + pt[g + 4u]) + (pt[g + 2u] + pt[g + 6u])) + ((pt[g + 1u] + pt[g + 5u]) + (pt[g + 3u] + pt[g + 7u])), 0.0));
+        }
+        let total = ddAdd(vec2f(s, 0.0), sum);
+        s = total.x + total.y;
+        for (var k = 0u; k < 8u; k++) {
+          let i = li + ${WG}u * k;
+          if (i < d) {
+            var a = acc[k];
+            for (var j = 0u; j < cnt; j++) { a = fmaX(pt[j], vAt((p0 + j) * p.kvDim + kvOff + i), a); }
+            acc[k] = a;
+          }
         }
       }
     } else {
       for (var j = 0u; j < cnt; j++) {
+        if (ok[j] == 0u) { continue; }
         let sj = pt[j];
         var ms = 1.0;
         var vs = 1.0;

@@ -11,14 +11,14 @@
 // Arithmetic is f32 everywhere (agreement needs it); where the device has shader-f16 the kernels read the f16 KV
 // cache and F16 weights as native f16 values instead of unpacking them from u32 words (the same values).
 import type { ByteSource } from "../../byte-source.ts";
-import type { GemmaConfig } from "../../config.ts";
+import { layerCells, type GemmaConfig } from "../../config.ts";
 import { GGML_TYPE, ggmlTypeName } from "../../ggml-types.ts";
 import type { GgufTensorInfo } from "../../gguf.ts";
 import { f16ToF32 } from "../../numeric.ts";
 import { planTensors, readModelHeader, readVector, type LoadOptions, type RunnableModel } from "../../model/load.ts";
 import { GELU_F16, Rope } from "../../model/ops.ts";
 import {
-  ADD, attention, COPY_LAST_ROW, embedKernel, f32bits, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, STORE_KV, WG,
+  ADD, attention, COPY_LAST_ROW, embedKernel, f32bits, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, softcapLogits, STORE_KV, WG,
   type KernelFeatures,
 } from "./kernels.ts";
 
@@ -56,6 +56,8 @@ interface GpuWeight {
 interface GpuLayer {
   wq: GpuWeight; wk: GpuWeight; wv: GpuWeight; wo: GpuWeight; wGate: GpuWeight; wUp: GpuWeight; wDown: GpuWeight;
   attnNorm: GPUBuffer; ffnNorm: GPUBuffer;
+  /** Gemma 2 and 3: the norms after attention and after the feed-forward; Gemma 3: QK-norms (config.ts). */
+  attnPostNorm?: GPUBuffer; ffnPostNorm?: GPUBuffer; qNorm?: GPUBuffer; kNorm?: GPUBuffer;
 }
 
 /** GPU bytes per row of a weight in the layout kernels.ts reads. */
@@ -91,14 +93,15 @@ export class WebGpuGemma {
   private readonly device: GPUDevice;
   private readonly maxBatch: number;
   private readonly contextSize: number;
-  private readonly rope: Rope;
+  /** RoPE tables of global and (when the model has them) local layers, and their GPU copies. */
+  private readonly ropes: { rope: Rope; cos: GPUBuffer; sin: GPUBuffer }[];
   private ropeRows = 0;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly features: KernelFeatures;
   private readonly step: GPUBuffer;
   private readonly stepLast: GPUBuffer;
-  private readonly buf: Record<"tokens" | "x" | "xb" | "q" | "k" | "v" | "att" | "hb" | "hb2" | "logits" | "xq" | "xd" | "cos" | "sin" | "gelu", GPUBuffer>;
+  private readonly buf: Record<"tokens" | "x" | "xb" | "xn" | "q" | "k" | "v" | "qn" | "kn" | "att" | "hb" | "hb2" | "logits" | "xq" | "xd" | "gelu", GPUBuffer>;
   private readonly readback: GPUBuffer;
   private readonly kc: GPUBuffer[] = [];
   private readonly vc: GPUBuffer[] = [];
@@ -116,24 +119,30 @@ export class WebGpuGemma {
     this.maxBatch = maxBatch;
     this.contextSize = contextSize;
     this.features = features;
-    this.rope = new Rope(headDim, ropeDims, cfg.ropeTheta, contextSize);
     this.step = this.buffer(16, UNIFORM | COPY_DST);
     this.stepLast = this.buffer(16, UNIFORM | COPY_DST);
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;
     const maxCols = Math.max(dim, qDim, hiddenDim);
     const f = (n: number) => this.buffer(n * 4, STORAGE | COPY_DST | COPY_SRC);
+    // xn: a normed copy of xb (post-norms); qn, kn: QK-normed q and k (a kernel may not read and write one buffer)
+    const post = cfg.postNorms ? 1 : 0, qk = cfg.qkNorm ? 1 : 0;
     this.buf = {
-      tokens: f(maxBatch), x: f(maxBatch * dim), xb: f(maxBatch * dim), q: f(maxBatch * qDim), k: f(maxBatch * kvDim),
-      v: f(maxBatch * kvDim), att: f(maxBatch * qDim), hb: f(maxBatch * hiddenDim), hb2: f(maxBatch * hiddenDim),
-      logits: f(vocabSize), xq: f((maxBatch * maxCols) / 4), xd: f((maxBatch * maxCols) / 32),
-      cos: f((contextSize * ropeDims) / 2), sin: f((contextSize * ropeDims) / 2), gelu: f(65536),
+      tokens: f(maxBatch), x: f(maxBatch * dim), xb: f(maxBatch * dim), xn: f(post * maxBatch * dim), q: f(maxBatch * qDim), k: f(maxBatch * kvDim),
+      v: f(maxBatch * kvDim), qn: f(qk * maxBatch * qDim), kn: f(qk * maxBatch * kvDim), att: f(maxBatch * qDim), hb: f(maxBatch * hiddenDim),
+      hb2: f(maxBatch * hiddenDim), logits: f(vocabSize), xq: f((maxBatch * maxCols) / 4), xd: f((maxBatch * maxCols) / 32), gelu: f(65536),
     };
+    const table = (local: boolean) => ({
+      rope: new Rope(headDim, ropeDims, local ? cfg.ropeThetaLocal : cfg.ropeTheta, contextSize, local ? cfg.ropeScaleLocal : cfg.ropeScale),
+      cos: f((contextSize * ropeDims) / 2), sin: f((contextSize * ropeDims) / 2),
+    });
+    this.ropes = cfg.local.some((l) => l) ? [table(false), table(true)] : [table(false)];
     device.queue.writeBuffer(this.buf.gelu, 0, GELU_F16);
     this.readback = this.buffer(vocabSize * 4, MAP_READ | COPY_DST);
     for (let l = 0; l < nLayers; l++) {
-      this.kc.push(f((contextSize * kvDim) / 2));
-      this.vc.push(f((contextSize * kvDim) / 2));
+      const cells = layerCells(cfg, l, contextSize); // sliding-window layers: a ring of llama.cpp's size
+      this.kc.push(f((cells * kvDim) / 2));
+      this.vc.push(f((cells * kvDim) / 2));
     }
   }
 
@@ -227,15 +236,17 @@ export class WebGpuGemma {
   private ensureRope(end: number): void {
     if (end <= this.ropeRows) return;
     const half = this.cfg.ropeDims / 2;
-    const cos = new Float32Array((end - this.ropeRows) * half);
-    const sin = new Float32Array(cos.length);
-    for (let p = this.ropeRows; p < end; p++) {
-      const v = this.rope.values(p);
-      cos.set(v.cos, (p - this.ropeRows) * half);
-      sin.set(v.sin, (p - this.ropeRows) * half);
+    for (const t of this.ropes) {
+      const cos = new Float32Array((end - this.ropeRows) * half);
+      const sin = new Float32Array(cos.length);
+      for (let p = this.ropeRows; p < end; p++) {
+        const v = t.rope.values(p);
+        cos.set(v.cos, (p - this.ropeRows) * half);
+        sin.set(v.sin, (p - this.ropeRows) * half);
+      }
+      this.device.queue.writeBuffer(t.cos, this.ropeRows * half * 4, cos);
+      this.device.queue.writeBuffer(t.sin, this.ropeRows * half * 4, sin);
     }
-    this.device.queue.writeBuffer(this.buf.cos, this.ropeRows * half * 4, cos);
-    this.device.queue.writeBuffer(this.buf.sin, this.ropeRows * half * 4, sin);
     this.ropeRows = end;
   }
 
@@ -287,22 +298,41 @@ export class WebGpuGemma {
     const attend = this.pipeline("attention", () => attention(this.features));
     const add = this.pipeline("add", () => ADD);
     const geglu = this.pipeline("geglu", () => GEGLU);
+    // every Gemma detail comes from the config (config.ts describes each architecture): this records its steps
+    const { qScale, attnSoftcap, window } = this.cfg;
     const eps = f32bits(normEps);
-    const qScale = f32bits(Math.fround(1 / Math.fround(Math.sqrt(headDim))));
     for (const [l, w] of this.layers.entries()) {
       const L = `l${l}`;
+      const local = this.cfg.local[l]!;
+      const rt = this.ropes[local ? 1 : 0]!;
       this.dispatch(pass, `${L}.attn_norm`, norm, S, [dim, eps], [B.x, w.attnNorm, B.xb], [n]);
       quantized.from = undefined;
       this.matmul(pass, `${L}.wq`, S, n, w.wq, B.xb, B.q, quantized);
       this.matmul(pass, `${L}.wk`, S, n, w.wk, B.xb, B.k, quantized);
       this.matmul(pass, `${L}.wv`, S, n, w.wv, B.xb, B.v, quantized);
-      this.dispatch(pass, `${L}.rope_q`, ropePl, S, [nHeads, headDim, ropeDims, qScale], [B.q, B.cos, B.sin], rows(nHeads * (headDim - ropeDims / 2)));
-      this.dispatch(pass, `${L}.rope_k`, ropePl, S, [nKvHeads, headDim, ropeDims, f32bits(1)], [B.k, B.cos, B.sin], rows(nKvHeads * (headDim - ropeDims / 2)));
-      this.dispatch(pass, `${L}.store`, store, S, [kvDim], [B.k, B.v, this.kc[l]!, this.vc[l]!], rows(kvDim / 2));
-      this.dispatch(pass, `${L}.attention`, attend, S, [headDim, kvDim, nHeads / nKvHeads, qDim], [B.q, this.kc[l]!, this.vc[l]!, B.att], [nHeads, n]);
+      let [q, k] = [B.q, B.k];
+      if (w.qNorm && w.kNorm) {
+        // QK-norm: one RMSNorm row per head
+        this.dispatch(pass, `${L}.q_norm`, norm, S, [headDim, eps, nHeads], [B.q, w.qNorm, B.qn], [n * nHeads]);
+        this.dispatch(pass, `${L}.k_norm`, norm, S, [headDim, eps, nKvHeads], [B.k, w.kNorm, B.kn], [n * nKvHeads]);
+        [q, k] = [B.qn, B.kn];
+      }
+      this.dispatch(pass, `${L}.rope_q`, ropePl, S, [nHeads, headDim, ropeDims, f32bits(qScale)], [q, rt.cos, rt.sin], rows(nHeads * (headDim - ropeDims / 2)));
+      this.dispatch(pass, `${L}.rope_k`, ropePl, S, [nKvHeads, headDim, ropeDims, f32bits(1)], [k, rt.cos, rt.sin], rows(nKvHeads * (headDim - ropeDims / 2)));
+      const cells = layerCells(this.cfg, l, this.contextSize);
+      this.dispatch(pass, `${L}.store`, store, S, [kvDim, cells], [k, B.v, this.kc[l]!, this.vc[l]!], rows(kvDim / 2));
+      this.dispatch(
+        pass, `${L}.attention`, attend, S, [headDim, kvDim, nHeads / nKvHeads, qDim, cells, local ? window : 0, attnSoftcap ? f32bits(attnSoftcap) : 0, 0],
+        [q, this.kc[l]!, this.vc[l]!, B.att], [nHeads, n],
+      );
       quantized.from = undefined;
       this.matmul(pass, `${L}.wo`, S, n, w.wo, B.att, B.xb, quantized);
-      this.dispatch(pass, `${L}.add_attn`, add, S, [dim], [B.x, B.xb], WebGpuGemma.grid(n * dim));
+      if (w.attnPostNorm) {
+        this.dispatch(pass, `${L}.attn_post_norm`, norm, S, [dim, eps], [B.xb, w.attnPostNorm, B.xn], [n]);
+        this.dispatch(pass, `${L}.add_attn`, add, S, [dim], [B.x, B.xn], WebGpuGemma.grid(n * dim));
+      } else {
+        this.dispatch(pass, `${L}.add_attn`, add, S, [dim], [B.x, B.xb], WebGpuGemma.grid(n * dim));
+      }
       // llama.cpp runs the last layer's feed-forward on the last token only when only its logits are wanted
       // (matrix sums for one token and for a batch differ in order for float weights)
       const tail = withHead && l === this.layers.length - 1;
@@ -315,12 +345,19 @@ export class WebGpuGemma {
       this.dispatch(pass, `${K}.geglu`, geglu, F, [hiddenDim], [B.hb, B.hb2, B.gelu], WebGpuGemma.grid(nf * hiddenDim));
       quantized.from = undefined;
       this.matmul(pass, `${K}.down`, F, nf, w.wDown, B.hb, B.xb, quantized);
-      this.dispatch(pass, `${K}.add_ffn`, add, F, [dim], [B.x, B.xb], WebGpuGemma.grid(nf * dim));
+      if (w.ffnPostNorm) {
+        this.dispatch(pass, `${K}.ffn_post_norm`, norm, F, [dim, eps], [B.xb, w.ffnPostNorm, B.xn], [nf]);
+        this.dispatch(pass, `${K}.add_ffn`, add, F, [dim], [B.x, B.xn], WebGpuGemma.grid(nf * dim));
+      } else {
+        this.dispatch(pass, `${K}.add_ffn`, add, F, [dim], [B.x, B.xb], WebGpuGemma.grid(nf * dim));
+      }
     }
     if (withHead) {
       this.dispatch(pass, "output_norm", norm, this.stepLast, [dim, eps], [B.x, this.outputNorm, B.xb], [1]);
       quantized.from = undefined;
       this.matmul(pass, "output", this.stepLast, 1, e, B.xb, B.logits, quantized);
+      const cap = this.cfg.finalSoftcap;
+      if (cap) this.dispatch(pass, "softcap", this.pipeline("softcap", () => softcapLogits(this.features)), this.stepLast, [vocabSize, f32bits(cap)], [B.logits], WebGpuGemma.grid(vocabSize));
     }
     pass.end();
     if (withHead) enc.copyBufferToBuffer(B.logits, 0, this.readback, 0, vocabSize * 4);
@@ -343,9 +380,6 @@ export interface WebGpuModel extends RunnableModel {
 export async function loadModelWebGpu(src: ByteSource, device: GPUDevice, opts: WebGpuOptions = {}): Promise<WebGpuModel> {
   const header = await readModelHeader(src, opts);
   const { cfg, contextSize, maxBatch } = header;
-  if (cfg.arch !== "gemma") {
-    throw new Error(`the WebGPU backend runs architecture "gemma" (Gemma 1) only so far; this file is "${cfg.arch}": use the WebAssembly backend`);
-  }
   const maxBinding = Math.min(opts.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
   const features: KernelFeatures = {
     dot4I8Packed: opts.dot4I8Packed ?? false,
@@ -360,7 +394,7 @@ export async function loadModelWebGpu(src: ByteSource, device: GPUDevice, opts: 
       (name, info, rows, cols) => ({ name, info, rows, cols }),
       (_name, info, n) => ({ info, n }),
     );
-    const total = [plan.tokenEmbd, ...plan.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown, l.attnNorm, l.ffnNorm]), plan.outputNorm]
+    const total = [plan.tokenEmbd, ...plan.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown, l.attnNorm, l.ffnNorm, ...Object.values(l.extra)]), plan.outputNorm]
       .reduce((s, t) => s + t.info.nbytes, 0);
     let loaded = 0;
     const upload = async (m: { name: string; info: GgufTensorInfo; rows: number; cols: number }) => {
@@ -381,6 +415,8 @@ export async function loadModelWebGpu(src: ByteSource, device: GPUDevice, opts: 
         wq: await upload(l.wq), wk: await upload(l.wk), wv: await upload(l.wv), wo: await upload(l.wo),
         wGate: await upload(l.wGate), wUp: await upload(l.wUp), wDown: await upload(l.wDown),
         attnNorm: await vector(l.attnNorm), ffnNorm: await vector(l.ffnNorm),
+        attnPostNorm: l.extra.attnPostNorm && (await vector(l.extra.attnPostNorm)), ffnPostNorm: l.extra.ffnPostNorm && (await vector(l.extra.ffnPostNorm)),
+        qNorm: l.extra.qNorm && (await vector(l.extra.qNorm)), kNorm: l.extra.kNorm && (await vector(l.extra.kNorm)),
       });
     }
     model.outputNorm = await vector(plan.outputNorm);
