@@ -59,6 +59,8 @@ export interface GemmaConfig {
   local: boolean[];
   /** f32 factor applied to q after RoPE. */
   qScale: number;
+  /** f32 factor applied to each token embedding: sqrt(dim) in f32. */
+  embedScale: number;
   /** Soft-cap of attention scores and of the final logits (0: none). */
   attnSoftcap: number;
   finalSoftcap: number;
@@ -138,6 +140,7 @@ export function configFromGguf(f: GgufFile): GemmaConfig {
     window,
     local,
     qScale: fr(1 / fr(Math.sqrt(big ? Math.floor(dim / nHeads) : headDim))),
+    embedScale: fr(Math.sqrt(dim)),
     attnSoftcap: a === "gemma2" ? num("attn_logit_softcapping", 50) : 0,
     finalSoftcap: a === "gemma2" ? num("final_logit_softcapping", 30) : a === "gemma3" ? num("final_logit_softcapping", 0) : 0,
     postNorms: a !== "gemma",
@@ -165,6 +168,59 @@ export function configFromGguf(f: GgufFile): GemmaConfig {
     throw new GgufError(`${key("rope.dimension_count")} ${cfg.ropeDims} must be even and at most key_length ${cfg.headDim}`);
   }
   return cfg;
+}
+
+/**
+ * The steps of one layer, in llama.cpp's graph order. Every backend runs a layer as exactly this list (gemma.ts on
+ * the CPU backends, webgpu/model.ts recording its command buffer), so what differs between architectures is
+ * said here once:
+ *   attn_norm       xb = rmsnorm(x) * attn_norm
+ *   qkv             q, k, v = wq xb, wk xb, wv xb
+ *   qk_norm         (Gemma 3) each head of q and k: rmsnorm(.) * attn_q_norm, attn_k_norm
+ *   rope_store      RoPE on q and k with the layer's base and scale (layerKind), q *= qScale; k and v into the
+ *                   layer's cache as f16 (a ring on sliding-window layers)
+ *   attention       flash attention over the cells the layer's window shows each query, scores soft-capped by
+ *                   attnSoftcap
+ *   attn_out        xb = wo att (then, on the final layer, only the rows whose outputs are wanted go on)
+ *   attn_post_norm  (Gemma 2, 3) xb = rmsnorm(xb) * post_attention_norm
+ *   attn_residual   x += xb
+ *   ffn_norm        xb = rmsnorm(x) * ffn_norm
+ *   ffn             xb = down(gelu_tanh(gate xb) * up xb)
+ *   ffn_post_norm   (Gemma 2, 3) xb = rmsnorm(xb) * post_ffw_norm
+ *   ffn_residual    x += xb
+ * Around the layers: x = token_embd[tokens] * embedScale before them; after them rmsnorm(x) * output_norm, the
+ * tied LM head, and (finalSoftcap) cap * tanh(logits / cap).
+ */
+export type LayerStep =
+  | "attn_norm" | "qkv" | "qk_norm" | "rope_store" | "attention" | "attn_out" | "attn_post_norm" | "attn_residual"
+  | "ffn_norm" | "ffn" | "ffn_post_norm" | "ffn_residual";
+
+/** The steps of every layer of `cfg`'s architecture (see LayerStep). */
+export function layerSteps(cfg: GemmaConfig): LayerStep[] {
+  const steps: LayerStep[] = ["attn_norm", "qkv"];
+  if (cfg.qkNorm) steps.push("qk_norm");
+  steps.push("rope_store", "attention", "attn_out");
+  if (cfg.postNorms) steps.push("attn_post_norm");
+  steps.push("attn_residual", "ffn_norm", "ffn");
+  if (cfg.postNorms) steps.push("ffn_post_norm");
+  steps.push("ffn_residual");
+  return steps;
+}
+
+/** What one layer's attention is: global or local, and the RoPE it takes. */
+export interface LayerKind {
+  local: boolean;
+  /** Positions the layer's queries see (0: all). */
+  window: number;
+  ropeTheta: number;
+  ropeScale: number;
+}
+
+export function layerKind(cfg: GemmaConfig, l: number): LayerKind {
+  const local = cfg.local[l]!;
+  return local
+    ? { local, window: cfg.window, ropeTheta: cfg.ropeThetaLocal, ropeScale: cfg.ropeScaleLocal }
+    : { local, window: 0, ropeTheta: cfg.ropeTheta, ropeScale: cfg.ropeScale };
 }
 
 /**

@@ -46,6 +46,9 @@ async function promptFor(o: BenchOptions): Promise<number[]> {
   }
 }
 
+/** The context both engines are given: the prompt, the generation and a little room. */
+const benchContext = (o: BenchOptions) => Math.max(o.promptTokens + o.genTokens + 16, 64);
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -57,7 +60,7 @@ export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
   const { loadNodeModel } = await import("../hosts/node-backend.ts");
   const t0 = performance.now();
   const src = await FileByteSource.open(o.model);
-  const m = await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: Math.max(o.promptTokens + o.genTokens + 16, 64) });
+  const m = await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: benchContext(o) });
   await src.close();
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);
@@ -97,7 +100,8 @@ export async function measureLlamaCpp(o: BenchOptions): Promise<RunFigures> {
   const llama = await mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0 });
-  const context = await model.createContext({ contextSize: Math.max(o.promptTokens + o.genTokens + 16, 64), threads: o.threads, sequences: 2 });
+  // flash attention on, as llama.cpp's own default (node-llama-cpp would turn it off for Gemma 2 files by itself)
+  const context = await model.createContext({ contextSize: benchContext(o), threads: o.threads, sequences: 2, flashAttention: true });
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);
   const ttftSeq = context.getSequence();
@@ -141,8 +145,40 @@ async function measureInChild(engine: "ours" | "llama-cpp", o: BenchOptions): Pr
   return JSON.parse(stdout.trim().split("\n").at(-1)!) as RunFigures;
 }
 
+/** The file's architecture and what one sequence's KV cache takes (sliding-window layers: rings). */
+export interface KvFigures {
+  architecture: string;
+  kv_mb_bench_context: number;
+  /** At the model's own context length, with the rings, and as it would be with a cell per position everywhere. */
+  model_context: number;
+  kv_mb_model_context: number;
+  kv_mb_model_context_without_rings: number;
+}
+
+async function kvFigures(o: BenchOptions): Promise<KvFigures> {
+  const { FileByteSource } = await import("../hosts/node-file-source.ts");
+  const { readGguf } = await import("../engine/gguf.ts");
+  const { configFromGguf } = await import("../engine/config.ts");
+  const { KvCache } = await import("../engine/model/kv-cache.ts");
+  const src = await FileByteSource.open(o.model);
+  try {
+    const cfg = configFromGguf(await readGguf(src));
+    const MB = 1 << 20;
+    return {
+      architecture: cfg.arch,
+      kv_mb_bench_context: KvCache.bytes(cfg, benchContext(o)) / MB,
+      model_context: cfg.seqLen,
+      kv_mb_model_context: KvCache.bytes(cfg, cfg.seqLen) / MB,
+      kv_mb_model_context_without_rings: KvCache.bytes({ ...cfg, local: cfg.local.map(() => false) }, cfg.seqLen) / MB,
+    };
+  } finally {
+    await src.close();
+  }
+}
+
 export interface BenchResult extends RunFigures {
   runs: RunFigures[];
+  kv: KvFigures;
   llama_cpp?: RunFigures & { runs: RunFigures[] };
   ratio_decode?: number;
   ratio_prefill?: number;
@@ -165,7 +201,12 @@ export async function bench(o: BenchOptions, vsLlamaCpp: boolean, log: (line: st
       log(`run ${i + 1}/${o.repeats} llama.cpp: ${fmt(b)}`);
     }
   }
-  const result: BenchResult = { ...medians(ours), runs: ours, options: o };
+  const kv = await kvFigures(o);
+  log(
+    `${kv.architecture}: KV cache ${kv.kv_mb_bench_context.toFixed(1)} MB per sequence here; at the model's context of ${kv.model_context} ` +
+      `${kv.kv_mb_model_context.toFixed(0)} MB (${kv.kv_mb_model_context_without_rings.toFixed(0)} MB without sliding-window rings)`,
+  );
+  const result: BenchResult = { ...medians(ours), runs: ours, kv, options: o };
   if (vsLlamaCpp) {
     result.llama_cpp = { ...medians(theirs), runs: theirs };
     result.ratio_decode = result.decode_tok_s / result.llama_cpp.decode_tok_s;

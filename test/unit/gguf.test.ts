@@ -127,7 +127,7 @@ describe("broken GGUF files: one clear error each", () => {
     // name, then u32 n_dims (2), 2 x u64 dims, then the u32 type
     new DataView(patched.buffer).setUint32(at + name.length + 4 + 16, GGML_TYPE.Q3_K, true);
     expect(f.tensors.get("blk.0.attn_q.weight")!.type).toBe(GGML_TYPE.Q4_0);
-    await expect(load(patched)).rejects.toThrow(/tensor "blk\.0\.attn_q\.weight" has type Q3_K, which this engine does not support \(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K\)/);
+    await expect(load(patched)).rejects.toThrow(/tensor "blk\.0\.attn_q\.weight" has type Q3_K, which this engine does not support \(supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, BF16\)/);
   });
 
   it("a K-quant matrix whose rows are not whole 256-value super-blocks", async () => {

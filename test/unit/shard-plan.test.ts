@@ -11,7 +11,7 @@ import { testModel } from "../helpers/models.ts";
 
 /** Tensor infos of a Gemma-2B-shaped Q4_0 file (no bytes needed to plan). */
 const G2B: GemmaConfig = { dim: 2048, hiddenDim: 16384, nLayers: 18, nHeads: 8, nKvHeads: 1, headDim: 256, vocabSize: 256000, seqLen: 8192, normEps: 1e-6, ropeTheta: 10000, ropeDims: 256,
-  arch: "gemma", ropeScale: 1, ropeThetaLocal: 10000, ropeScaleLocal: 1, window: 0, local: new Array(18).fill(false), qScale: 1 / 16,
+  arch: "gemma", ropeScale: 1, ropeThetaLocal: 10000, ropeScaleLocal: 1, window: 0, local: new Array(18).fill(false), qScale: 1 / 16, embedScale: Math.fround(Math.sqrt(2048)),
   attnSoftcap: 0, finalSoftcap: 0, postNorms: false, qkNorm: false,
 };
 const G2B_SHAPES: Record<string, [number, number]> = {

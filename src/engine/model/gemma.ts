@@ -5,7 +5,7 @@
 // (embed, layers, head) over the chunks that chunks() cuts a prompt into. What each architecture computes is
 // described in config.ts; this file executes that description (its flags: postNorms, qkNorm, local, softcaps).
 import type { Backend, Weight } from "../backend/backend.ts";
-import type { GemmaConfig } from "../config.ts";
+import { layerKind, layerSteps, type GemmaConfig, type LayerKind, type LayerStep } from "../config.ts";
 import { f32ToF16 } from "../numeric.ts";
 import { tanhf } from "../numeric.ts";
 import { attendHead, attendHeadTiled, FA_TILED_MIN_ROWS, geglu, rmsNorm, Rope, visibleCells } from "./ops.ts";
@@ -109,7 +109,8 @@ export class Gemma {
   private ropeTables: (Rope | undefined)[] = [];
   private readonly maxPositions: number;
   private readonly accHead: Float32Array;
-  private readonly embScale: number;
+  /** The steps of every layer (config.ts layerSteps): this file executes that description. */
+  private readonly steps: LayerStep[];
   readonly cfg: GemmaConfig;
   readonly backend: Backend;
   readonly weights: GemmaWeights;
@@ -125,19 +126,12 @@ export class Gemma {
     this.maxBatch = maxBatch;
     this.maxPositions = maxPositions;
     this.accHead = new Float32Array(cfg.headDim);
-    this.embScale = Math.fround(Math.sqrt(cfg.dim));
+    this.steps = layerSteps(cfg);
   }
 
-  /** RoPE's cos/sin table of global layers, made when first needed (a vocabulary slice never needs one). */
-  get rope(): Rope {
-    return this.ropeOf(false);
-  }
-
-  /** The RoPE table of global or of local (sliding-window) layers: their own base and scale. */
-  ropeOf(local: boolean): Rope {
-    const { headDim, ropeDims, ropeTheta, ropeScale, ropeThetaLocal, ropeScaleLocal } = this.cfg;
-    const i = local ? 1 : 0;
-    return (this.ropeTables[i] ??= new Rope(headDim, ropeDims, local ? ropeThetaLocal : ropeTheta, this.maxPositions, local ? ropeScaleLocal : ropeScale));
+  /** The RoPE cos/sin table of a layer kind (global or local: their own base and scale), made when first needed. */
+  ropeOf(kind: LayerKind): Rope {
+    return (this.ropeTables[kind.local ? 1 : 0] ??= new Rope(this.cfg.headDim, this.cfg.ropeDims, kind.ropeTheta, this.maxPositions, kind.ropeScale));
   }
 
   /** Token embeddings scaled by sqrt(dim) into act.x (the shared matrix itself is never scaled). */
@@ -151,7 +145,7 @@ export class Gemma {
       if (tok < v0 || tok >= v1) throw new RangeError(`token id ${tok} is outside this part's vocabulary slice [${v0}, ${v1})`);
       const row = this.act.x.subarray(t * dim, (t + 1) * dim);
       this.backend.dequantizeRow(e, tok - v0, row);
-      for (let i = 0; i < dim; i++) row[i] = Math.fround(row[i]! * this.embScale);
+      for (let i = 0; i < dim; i++) row[i] = Math.fround(row[i]! * this.cfg.embedScale);
     });
     return this.act.x.subarray(0, tokens.length * dim);
   }
@@ -202,121 +196,138 @@ export class Gemma {
     };
 
     const ret = segs.map((s) => s.n);
+    const rows = (a: Float32Array, width: number) => a.subarray(0, total * width);
     for (let l = from; l < to; l++) {
       const w = this.weights.layers[l];
       if (!w) throw new Error(`this part of the model does not hold layer ${l}`);
-      const xs = x.subarray(0, total * dim);
-
-      // attention: xb = rmsnorm(x) * attn_norm; q, k, v = projections
-      rmsNorm(xb.subarray(0, total * dim), xs, w.attnNorm, normEps);
-      this.trace?.(`attn_norm-${l}`, xb.subarray(0, total * dim));
-      mm(q, qDim, w.wq, xb, dim);
-      mm(k, kvDim, w.wk, xb, dim);
-      mm(v, kvDim, w.wv, xb, dim);
-      if (w.qNorm && w.kNorm) {
-        // QK-norm: each head of q and of k RMS-normed (Gemma 3)
-        rmsNorm(q.subarray(0, total * qDim), q.subarray(0, total * qDim), w.qNorm, normEps);
-        rmsNorm(k.subarray(0, total * kvDim), k.subarray(0, total * kvDim), w.kNorm, normEps);
-        this.trace?.(`Qcur_normed-${l}`, q.subarray(0, total * qDim));
-        this.trace?.(`Kcur_normed-${l}`, k.subarray(0, total * kvDim));
-      }
-      const local = this.cfg.local[l]!;
-      const window = local ? this.cfg.window : 0;
-      const rope = this.ropeOf(local);
-      for (const s of live) {
-        const { cache, pos } = segs[s.i]!;
-        const kc = cache.k[l]!; // (cells, kvDim) f16: position p in cell p % cells
-        const vc = cache.v[l]!;
-        const cells = cache.cells[l]!;
-        for (let j = 0; j < s.n; j++) {
-          const t = s.row + j;
-          const qt = q.subarray(t * qDim, (t + 1) * qDim);
-          const kt = k.subarray(t * kvDim, (t + 1) * kvDim);
-          rope.apply(qt, nHeads, pos + j);
-          rope.apply(kt, nKvHeads, pos + j);
-          for (let i = 0; i < qDim; i++) qt[i] = Math.fround(qt[i]! * qScale);
-          // cache k and v of this position as f16
-          const base = ((pos + j) % cells) * kvDim;
-          for (let i = 0; i < kvDim; i++) {
-            kc[base + i] = f32ToF16(kt[i]!);
-            vc[base + i] = f32ToF16(v[t * kvDim + i]!);
-          }
-        }
-      }
-      this.trace?.(`Qcur_scaled-${l}`, q.subarray(0, total * qDim));
-      this.trace?.(`Vcur-${l}`, v.subarray(0, total * kvDim));
-      // each query head attends over positions 0..pos+t of its own sequence (causal), on a local layer only the
-      // last `window` of them; query heads share KV heads in groups. llama.cpp computes micro-batches of 64+ tokens
-      // another way (tiled); the arithmetic follows it.
-      for (const s of live) {
-        const { cache, pos } = segs[s.i]!;
-        const kc = cache.k[l]!, vc = cache.v[l]!;
-        const cells = cache.cells[l]!;
-        const filled = Math.min(cells, pos + s.n);
-        const tiled = s.rows >= FA_TILED_MIN_ROWS;
-        if (tiled && b.attendHeadTiled && headDim % 4 === 0) {
-          for (let h = 0; h < nHeads; h++) {
-            const kvh = Math.floor(h / headsPerKv);
-            b.attendHeadTiled(att.subarray(s.row * qDim + h * headDim), q.subarray(s.row * qDim + h * headDim), qDim, kc, vc, pos, s.n, cells, window, kvDim, kvh * headDim, headDim, attnSoftcap);
-          }
-        } else {
-          for (let j = 0; j < s.n; j++) {
-            const t = s.row + j;
-            const vis = visibleCells(pos + j, cells, window);
-            for (let h = 0; h < nHeads; h++) {
-              const kvh = Math.floor(h / headsPerKv);
-              const o = att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
-              const qh = q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
-              if (tiled) attendHeadTiled(o, qh, kc, vc, vis, filled, kvDim, kvh * headDim, this.accHead, attnSoftcap);
-              else if (b.attendHead && headDim % 4 === 0) b.attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, attnSoftcap);
-              else attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, this.accHead, attnSoftcap);
-            }
-          }
-        }
-      }
-      this.trace?.(`kqv_out-${l}`, att.subarray(0, total * qDim));
+      const kind = layerKind(this.cfg, l);
       const final = l === nLayers - 1;
-      if (final && segs.every((s) => s.outputs === "none")) return segs.map(() => 0); // nothing reads this output
-      // x += wo(att), normed first in Gemma 2 and 3
-      mm(xb, dim, w.wo, att, qDim);
-      if (w.attnPostNorm) {
-        rmsNorm(xb.subarray(0, total * dim), xb.subarray(0, total * dim), w.attnPostNorm, normEps);
-        this.trace?.(`attn_post_norm-${l}`, xb.subarray(0, total * dim));
-      }
-      for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
-      if (final) {
-        // only the rows whose outputs are wanted go on (llama.cpp's inp_out_ids): all, the last one, or none
-        const kept: typeof live = [];
-        let to = 0;
-        for (const s of live) {
-          const o = segs[s.i]!.outputs;
-          const keep = o === "all" ? s.n : o === "last" ? 1 : 0;
-          if (keep === 0) continue;
-          const fromRow = s.row + s.n - keep;
-          if (fromRow !== to) x.copyWithin(to * dim, fromRow * dim, (fromRow + keep) * dim);
-          // rows left after llama.cpp's output-row selection are products of their own count: one for "last"
-          kept.push({ i: s.i, row: to, n: keep, rows: o === "last" ? 1 : s.rows });
-          to += keep;
+      for (const step of this.steps) {
+        switch (step) {
+          case "attn_norm":
+            rmsNorm(rows(xb, dim), rows(x, dim), w.attnNorm, normEps);
+            this.trace?.(`attn_norm-${l}`, rows(xb, dim));
+            break;
+          case "qkv":
+            mm(q, qDim, w.wq, xb, dim);
+            mm(k, kvDim, w.wk, xb, dim);
+            mm(v, kvDim, w.wv, xb, dim);
+            break;
+          case "qk_norm":
+            rmsNorm(rows(q, qDim), rows(q, qDim), w.qNorm!, normEps); // rows of headDim: one per head
+            rmsNorm(rows(k, kvDim), rows(k, kvDim), w.kNorm!, normEps);
+            this.trace?.(`Qcur_normed-${l}`, rows(q, qDim));
+            this.trace?.(`Kcur_normed-${l}`, rows(k, kvDim));
+            break;
+          case "rope_store": {
+            const rope = this.ropeOf(kind);
+            for (const s of live) {
+              const { cache, pos } = segs[s.i]!;
+              const kc = cache.k[l]!; // (cells, kvDim) f16: position p in cell p % cells
+              const vc = cache.v[l]!;
+              const cells = cache.cells[l]!;
+              for (let j = 0; j < s.n; j++) {
+                const t = s.row + j;
+                const qt = q.subarray(t * qDim, (t + 1) * qDim);
+                const kt = k.subarray(t * kvDim, (t + 1) * kvDim);
+                rope.apply(qt, nHeads, pos + j);
+                rope.apply(kt, nKvHeads, pos + j);
+                for (let i = 0; i < qDim; i++) qt[i] = Math.fround(qt[i]! * qScale);
+                const base = ((pos + j) % cells) * kvDim;
+                for (let i = 0; i < kvDim; i++) {
+                  kc[base + i] = f32ToF16(kt[i]!);
+                  vc[base + i] = f32ToF16(v[t * kvDim + i]!);
+                }
+              }
+            }
+            this.trace?.(`Qcur_scaled-${l}`, rows(q, qDim));
+            this.trace?.(`Vcur-${l}`, rows(v, kvDim));
+            break;
+          }
+          case "attention":
+            // each query head attends over the cells its window shows it (causal; all positions on a global
+            // layer), query heads sharing KV heads in groups. llama.cpp computes micro-batches of 64+ tokens
+            // another way (tiled); the arithmetic follows it.
+            for (const s of live) {
+              const { cache, pos } = segs[s.i]!;
+              const kc = cache.k[l]!, vc = cache.v[l]!;
+              const cells = cache.cells[l]!;
+              const filled = Math.min(cells, pos + s.n);
+              const tiled = s.rows >= FA_TILED_MIN_ROWS;
+              if (tiled && b.attendHeadTiled && headDim % 4 === 0) {
+                for (let h = 0; h < nHeads; h++) {
+                  const kvh = Math.floor(h / headsPerKv);
+                  b.attendHeadTiled(att.subarray(s.row * qDim + h * headDim), q.subarray(s.row * qDim + h * headDim), qDim, kc, vc, pos, s.n, cells, kind.window, kvDim, kvh * headDim, headDim, attnSoftcap);
+                }
+                continue;
+              }
+              for (let j = 0; j < s.n; j++) {
+                const t = s.row + j;
+                const vis = visibleCells(pos + j, cells, kind.window);
+                for (let h = 0; h < nHeads; h++) {
+                  const kvh = Math.floor(h / headsPerKv);
+                  const o = att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
+                  const qh = q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
+                  if (tiled) attendHeadTiled(o, qh, kc, vc, vis, filled, kvDim, kvh * headDim, this.accHead, attnSoftcap);
+                  else if (b.attendHead && headDim % 4 === 0) b.attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, attnSoftcap);
+                  else attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, this.accHead, attnSoftcap);
+                }
+              }
+            }
+            this.trace?.(`kqv_out-${l}`, rows(att, qDim));
+            break;
+          case "attn_out":
+            if (final && segs.every((s) => s.outputs === "none")) return segs.map(() => 0); // nothing reads this output
+            mm(xb, dim, w.wo, att, qDim);
+            break;
+          case "attn_post_norm":
+            rmsNorm(rows(xb, dim), rows(xb, dim), w.attnPostNorm!, normEps);
+            this.trace?.(`attn_post_norm-${l}`, rows(xb, dim));
+            break;
+          case "attn_residual":
+            for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
+            if (final) {
+              // only the rows whose outputs are wanted go on (llama.cpp's inp_out_ids): all, the last one, or none.
+              // llama.cpp selects them right after attn_out; every step between is row by row, so it is the same.
+              const kept: typeof live = [];
+              let to = 0;
+              for (const s of live) {
+                const o = segs[s.i]!.outputs;
+                const keep = o === "all" ? s.n : o === "last" ? 1 : 0;
+                if (keep === 0) continue;
+                const fromRow = s.row + s.n - keep;
+                if (fromRow !== to) x.copyWithin(to * dim, fromRow * dim, (fromRow + keep) * dim);
+                // rows left after llama.cpp's output-row selection are products of their own count: one for "last"
+                kept.push({ i: s.i, row: to, n: keep, rows: o === "last" ? 1 : s.rows });
+                to += keep;
+              }
+              for (const s of segs.keys()) ret[s] = 0;
+              for (const s of kept) ret[s.i] = s.n;
+              live = kept;
+              total = to;
+              groups = groupsOf(live);
+            }
+            this.trace?.(`sa_out-${l}`, rows(x, dim));
+            break;
+          case "ffn_norm":
+            rmsNorm(rows(xb, dim), rows(x, dim), w.ffnNorm, normEps);
+            break;
+          case "ffn":
+            mm(hb, hiddenDim, w.wGate, xb, dim);
+            mm(hb2, hiddenDim, w.wUp, xb, dim);
+            (b.geglu ? b.geglu.bind(b) : geglu)(rows(hb, hiddenDim), rows(hb, hiddenDim), rows(hb2, hiddenDim));
+            this.trace?.(`ffn_geglu-${l}`, rows(hb, hiddenDim));
+            mm(xb, dim, w.wDown, hb, hiddenDim);
+            break;
+          case "ffn_post_norm":
+            rmsNorm(rows(xb, dim), rows(xb, dim), w.ffnPostNorm!, normEps);
+            break;
+          case "ffn_residual":
+            for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
+            this.trace?.(`l_out-${l}`, rows(x, dim));
+            break;
         }
-        for (const s of segs.keys()) ret[s] = 0;
-        for (const s of kept) ret[s.i] = s.n;
-        live = kept;
-        total = to;
-        groups = groupsOf(live);
       }
-      this.trace?.(`sa_out-${l}`, x.subarray(0, total * dim));
-
-      // feed-forward: x += down(gelu_tanh(gate(h)) * up(h)), h = rmsnorm(x) * ffn_norm
-      const xo = x.subarray(0, total * dim);
-      rmsNorm(xb.subarray(0, total * dim), xo, w.ffnNorm, normEps);
-      mm(hb, hiddenDim, w.wGate, xb, dim);
-      mm(hb2, hiddenDim, w.wUp, xb, dim);
-      (b.geglu ? b.geglu.bind(b) : geglu)(hb.subarray(0, total * hiddenDim), hb.subarray(0, total * hiddenDim), hb2.subarray(0, total * hiddenDim));
-      this.trace?.(`ffn_geglu-${l}`, hb.subarray(0, total * hiddenDim));
-      mm(xb, dim, w.wDown, hb, hiddenDim);
-      if (w.ffnPostNorm) rmsNorm(xb.subarray(0, total * dim), xb.subarray(0, total * dim), w.ffnPostNorm, normEps);
-      for (let i = 0; i < total * dim; i++) x[i] = Math.fround(x[i]! + xb[i]!);
-      this.trace?.(`l_out-${l}`, xo);
     }
     return ret;
   }

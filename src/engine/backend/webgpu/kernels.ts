@@ -702,8 +702,10 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
 /**
  * Causal attention of one query head for one token over the f16 cache (one workgroup each), in the two forms of
  * llama.cpp's CPU flash attention (model/ops.ts: attendHead, attendHeadTiled), operation for operation. Scores come
- * a tile of 64 positions at a time, one per thread; each thread keeps its share of the head's dimensions
- * (head_dim <= 512) and every thread runs the same softmax bookkeeping.
+ * a tile of 64 cells at a time, one per thread; each thread keeps its share of the head's dimensions
+ * (head_dim <= 512) and every thread runs the same softmax bookkeeping. The cache has p.cells cells (a ring of
+ * them on a sliding-window layer), visited in cell order; each query sees the cells that hold its last p.window
+ * positions (0: all before it), and soft-caps its scores by p.cap (0: none).
  *  - Batches under 64 rows: the query rounded to f16, scores as vec_dot_f16 (32 lanes), positions folded in one by
  *    one with glibc's expf into f16-rounded accumulators.
  *  - Batches of 64+ rows: the query in f32, scores as fma chains, one softmax step per tile with ggml_v_expf and

@@ -11,7 +11,7 @@
 // Arithmetic is f32 everywhere (agreement needs it); where the device has shader-f16 the kernels read the f16 KV
 // cache and F16 weights as native f16 values instead of unpacking them from u32 words (the same values).
 import type { ByteSource } from "../../byte-source.ts";
-import { layerCells, type GemmaConfig } from "../../config.ts";
+import { layerCells, layerKind, layerSteps, type GemmaConfig, type LayerStep } from "../../config.ts";
 import { GGML_TYPE, ggmlTypeName } from "../../ggml-types.ts";
 import type { GgufTensorInfo } from "../../gguf.ts";
 import { f16ToF32 } from "../../numeric.ts";
@@ -95,6 +95,8 @@ export class WebGpuGemma {
   private readonly contextSize: number;
   /** RoPE tables of global and (when the model has them) local layers, and their GPU copies. */
   private readonly ropes: { rope: Rope; cos: GPUBuffer; sin: GPUBuffer }[];
+  /** The steps of every layer (config.ts layerSteps), recorded by encodeBatch. */
+  private readonly steps: LayerStep[];
   private ropeRows = 0;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
@@ -132,11 +134,14 @@ export class WebGpuGemma {
       v: f(maxBatch * kvDim), qn: f(qk * maxBatch * qDim), kn: f(qk * maxBatch * kvDim), att: f(maxBatch * qDim), hb: f(maxBatch * hiddenDim),
       hb2: f(maxBatch * hiddenDim), logits: f(vocabSize), xq: f((maxBatch * maxCols) / 4), xd: f((maxBatch * maxCols) / 32), gelu: f(65536),
     };
-    const table = (local: boolean) => ({
-      rope: new Rope(headDim, ropeDims, local ? cfg.ropeThetaLocal : cfg.ropeTheta, contextSize, local ? cfg.ropeScaleLocal : cfg.ropeScale),
-      cos: f((contextSize * ropeDims) / 2), sin: f((contextSize * ropeDims) / 2),
-    });
-    this.ropes = cfg.local.some((l) => l) ? [table(false), table(true)] : [table(false)];
+    this.steps = layerSteps(cfg);
+    // a RoPE table for global layers and, when there are any, one for local layers (config.ts layerKind)
+    const table = (l: number) => {
+      const kind = layerKind(cfg, l);
+      return { rope: new Rope(headDim, ropeDims, kind.ropeTheta, contextSize, kind.ropeScale), cos: f((contextSize * ropeDims) / 2), sin: f((contextSize * ropeDims) / 2) };
+    };
+    const globalLayer = cfg.local.indexOf(false), localLayer = cfg.local.indexOf(true);
+    this.ropes = [table(Math.max(globalLayer, 0)), ...(localLayer >= 0 ? [table(localLayer)] : [])];
     device.queue.writeBuffer(this.buf.gelu, 0, GELU_F16);
     this.readback = this.buffer(vocabSize * 4, MAP_READ | COPY_DST);
     for (let l = 0; l < nLayers; l++) {
@@ -290,7 +295,7 @@ export class WebGpuGemma {
     const e = this.tokenEmbd;
     const embed = this.pipeline(`embed${e.type}`, () => embedKernel(e.type, this.features));
     for (const [i, c] of e.chunks.entries()) {
-      this.dispatch(pass, `embed.${i}`, embed, S, [dim, c.rowStart, c.rows, f32bits(Math.fround(Math.sqrt(dim)))], [...c.buffers, B.tokens, B.x], rows(dim));
+      this.dispatch(pass, `embed.${i}`, embed, S, [dim, c.rowStart, c.rows, f32bits(this.cfg.embedScale)], [...c.buffers, B.tokens, B.x], rows(dim));
     }
     const norm = this.pipeline("rmsnorm", () => rmsnorm(this.features));
     const ropePl = this.pipeline("rope", () => rope(this.features));
@@ -298,58 +303,79 @@ export class WebGpuGemma {
     const attend = this.pipeline("attention", () => attention(this.features));
     const add = this.pipeline("add", () => ADD);
     const geglu = this.pipeline("geglu", () => GEGLU);
-    // every Gemma detail comes from the config (config.ts describes each architecture): this records its steps
-    const { qScale, attnSoftcap, window } = this.cfg;
+    // every layer runs config.ts's layerSteps, the list gemma.ts runs on the CPU; this records each into the pass
+    const { qScale, attnSoftcap } = this.cfg;
     const eps = f32bits(normEps);
     for (const [l, w] of this.layers.entries()) {
       const L = `l${l}`;
-      const local = this.cfg.local[l]!;
-      const rt = this.ropes[local ? 1 : 0]!;
-      this.dispatch(pass, `${L}.attn_norm`, norm, S, [dim, eps], [B.x, w.attnNorm, B.xb], [n]);
-      quantized.from = undefined;
-      this.matmul(pass, `${L}.wq`, S, n, w.wq, B.xb, B.q, quantized);
-      this.matmul(pass, `${L}.wk`, S, n, w.wk, B.xb, B.k, quantized);
-      this.matmul(pass, `${L}.wv`, S, n, w.wv, B.xb, B.v, quantized);
-      let [q, k] = [B.q, B.k];
-      if (w.qNorm && w.kNorm) {
-        // QK-norm: one RMSNorm row per head
-        this.dispatch(pass, `${L}.q_norm`, norm, S, [headDim, eps, nHeads], [B.q, w.qNorm, B.qn], [n * nHeads]);
-        this.dispatch(pass, `${L}.k_norm`, norm, S, [headDim, eps, nKvHeads], [B.k, w.kNorm, B.kn], [n * nKvHeads]);
-        [q, k] = [B.qn, B.kn];
-      }
-      this.dispatch(pass, `${L}.rope_q`, ropePl, S, [nHeads, headDim, ropeDims, f32bits(qScale)], [q, rt.cos, rt.sin], rows(nHeads * (headDim - ropeDims / 2)));
-      this.dispatch(pass, `${L}.rope_k`, ropePl, S, [nKvHeads, headDim, ropeDims, f32bits(1)], [k, rt.cos, rt.sin], rows(nKvHeads * (headDim - ropeDims / 2)));
+      const kind = layerKind(this.cfg, l);
+      const rt = this.ropes[kind.local ? 1 : 0]!;
       const cells = layerCells(this.cfg, l, this.contextSize);
-      this.dispatch(pass, `${L}.store`, store, S, [kvDim, cells], [k, B.v, this.kc[l]!, this.vc[l]!], rows(kvDim / 2));
-      this.dispatch(
-        pass, `${L}.attention`, attend, S, [headDim, kvDim, nHeads / nKvHeads, qDim, cells, local ? window : 0, attnSoftcap ? f32bits(attnSoftcap) : 0, 0],
-        [q, this.kc[l]!, this.vc[l]!, B.att], [nHeads, n],
-      );
-      quantized.from = undefined;
-      this.matmul(pass, `${L}.wo`, S, n, w.wo, B.att, B.xb, quantized);
-      if (w.attnPostNorm) {
-        this.dispatch(pass, `${L}.attn_post_norm`, norm, S, [dim, eps], [B.xb, w.attnPostNorm, B.xn], [n]);
-        this.dispatch(pass, `${L}.add_attn`, add, S, [dim], [B.x, B.xn], WebGpuGemma.grid(n * dim));
-      } else {
-        this.dispatch(pass, `${L}.add_attn`, add, S, [dim], [B.x, B.xb], WebGpuGemma.grid(n * dim));
-      }
+      let [q, k] = [B.q, B.k];
       // llama.cpp runs the last layer's feed-forward on the last token only when only its logits are wanted
-      // (matrix sums for one token and for a batch differ in order for float weights)
+      // (matrix sums for one token and for a batch differ in order for float weights): from there, F and nf
       const tail = withHead && l === this.layers.length - 1;
-      const [F, nf, K] = tail ? [this.stepLast, 1, `${L}.last`] : [S, n, L];
-      if (tail && n > 1) this.dispatch(pass, "copy_last", this.pipeline("copy_last", () => COPY_LAST_ROW), this.stepLast, [dim], [B.x], [Math.ceil(dim / WG)]);
-      this.dispatch(pass, `${K}.ffn_norm`, norm, F, [dim, eps], [B.x, w.ffnNorm, B.xb], [nf]);
-      quantized.from = undefined;
-      this.matmul(pass, `${K}.gate`, F, nf, w.wGate, B.xb, B.hb, quantized);
-      this.matmul(pass, `${K}.up`, F, nf, w.wUp, B.xb, B.hb2, quantized);
-      this.dispatch(pass, `${K}.geglu`, geglu, F, [hiddenDim], [B.hb, B.hb2, B.gelu], WebGpuGemma.grid(nf * hiddenDim));
-      quantized.from = undefined;
-      this.matmul(pass, `${K}.down`, F, nf, w.wDown, B.hb, B.xb, quantized);
-      if (w.ffnPostNorm) {
-        this.dispatch(pass, `${K}.ffn_post_norm`, norm, F, [dim, eps], [B.xb, w.ffnPostNorm, B.xn], [nf]);
-        this.dispatch(pass, `${K}.add_ffn`, add, F, [dim], [B.x, B.xn], WebGpuGemma.grid(nf * dim));
-      } else {
-        this.dispatch(pass, `${K}.add_ffn`, add, F, [dim], [B.x, B.xb], WebGpuGemma.grid(nf * dim));
+      let [F, nf, K] = [S, n, L];
+      for (const step of this.steps) {
+        switch (step) {
+          case "attn_norm":
+            this.dispatch(pass, `${L}.attn_norm`, norm, S, [dim, eps], [B.x, w.attnNorm, B.xb], [n]);
+            break;
+          case "qkv":
+            quantized.from = undefined;
+            this.matmul(pass, `${L}.wq`, S, n, w.wq, B.xb, B.q, quantized);
+            this.matmul(pass, `${L}.wk`, S, n, w.wk, B.xb, B.k, quantized);
+            this.matmul(pass, `${L}.wv`, S, n, w.wv, B.xb, B.v, quantized);
+            break;
+          case "qk_norm":
+            // one RMSNorm row per head, into qn and kn (a kernel may not read and write one buffer)
+            this.dispatch(pass, `${L}.q_norm`, norm, S, [headDim, eps, nHeads], [B.q, w.qNorm!, B.qn], [n * nHeads]);
+            this.dispatch(pass, `${L}.k_norm`, norm, S, [headDim, eps, nKvHeads], [B.k, w.kNorm!, B.kn], [n * nKvHeads]);
+            [q, k] = [B.qn, B.kn];
+            break;
+          case "rope_store":
+            this.dispatch(pass, `${L}.rope_q`, ropePl, S, [nHeads, headDim, ropeDims, f32bits(qScale)], [q, rt.cos, rt.sin], rows(nHeads * (headDim - ropeDims / 2)));
+            this.dispatch(pass, `${L}.rope_k`, ropePl, S, [nKvHeads, headDim, ropeDims, f32bits(1)], [k, rt.cos, rt.sin], rows(nKvHeads * (headDim - ropeDims / 2)));
+            this.dispatch(pass, `${L}.store`, store, S, [kvDim, cells], [k, B.v, this.kc[l]!, this.vc[l]!], rows(kvDim / 2));
+            break;
+          case "attention":
+            this.dispatch(
+              pass, `${L}.attention`, attend, S, [headDim, kvDim, nHeads / nKvHeads, qDim, cells, kind.window, attnSoftcap ? f32bits(attnSoftcap) : 0, 0],
+              [q, this.kc[l]!, this.vc[l]!, B.att], [nHeads, n],
+            );
+            break;
+          case "attn_out":
+            quantized.from = undefined;
+            this.matmul(pass, `${L}.wo`, S, n, w.wo, B.att, B.xb, quantized);
+            break;
+          case "attn_post_norm":
+            this.dispatch(pass, `${L}.attn_post_norm`, norm, S, [dim, eps], [B.xb, w.attnPostNorm!, B.xn], [n]);
+            break;
+          case "attn_residual":
+            this.dispatch(pass, `${L}.add_attn`, add, S, [dim], [B.x, w.attnPostNorm ? B.xn : B.xb], WebGpuGemma.grid(n * dim));
+            if (tail) {
+              if (n > 1) this.dispatch(pass, "copy_last", this.pipeline("copy_last", () => COPY_LAST_ROW), this.stepLast, [dim], [B.x], [Math.ceil(dim / WG)]);
+              [F, nf, K] = [this.stepLast, 1, `${L}.last`];
+            }
+            break;
+          case "ffn_norm":
+            this.dispatch(pass, `${K}.ffn_norm`, norm, F, [dim, eps], [B.x, w.ffnNorm, B.xb], [nf]);
+            break;
+          case "ffn":
+            quantized.from = undefined;
+            this.matmul(pass, `${K}.gate`, F, nf, w.wGate, B.xb, B.hb, quantized);
+            this.matmul(pass, `${K}.up`, F, nf, w.wUp, B.xb, B.hb2, quantized);
+            this.dispatch(pass, `${K}.geglu`, geglu, F, [hiddenDim], [B.hb, B.hb2, B.gelu], WebGpuGemma.grid(nf * hiddenDim));
+            quantized.from = undefined;
+            this.matmul(pass, `${K}.down`, F, nf, w.wDown, B.hb, B.xb, quantized);
+            break;
+          case "ffn_post_norm":
+            this.dispatch(pass, `${K}.ffn_post_norm`, norm, F, [dim, eps], [B.xb, w.ffnPostNorm!, B.xn], [nf]);
+            break;
+          case "ffn_residual":
+            this.dispatch(pass, `${K}.add_ffn`, add, F, [dim], [B.x, w.ffnPostNorm ? B.xn : B.xb], WebGpuGemma.grid(nf * dim));
+            break;
+        }
       }
     }
     if (withHead) {
