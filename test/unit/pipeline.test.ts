@@ -53,6 +53,20 @@ describe("a model split into parts gives the single-process logits bit for bit",
     }
   }
 
+  // Gemma 2 and 3: each layer part keeps its own layers' rings and RoPE kinds; a 70-token prompt passes the window
+  for (const [shape, type, layers] of [["tiny-gemma2", "q8_0", 4], ["tiny-gemma3", "q4_0", 6]] as const) {
+    it(`${shape} ${type}, 70-token prompt: layer parts of 2 layers, 2 vocabulary slices, chunks of 16`, async () => {
+      const { bytes } = await testModel(shape, type);
+      const whole = await loadModel(new MemoryByteSource(bytes), await loadWasmBackend(), { contextSize: 256 });
+      const p = prompt(70, 1024);
+      const decode = [17, 300, 2, 901];
+      const expected = await run(whole.forward, p, decode);
+      const layerParts = Array.from({ length: layers / 2 }, (_, i) => ({ layers: [2 * i, 2 * i + 2] }) as PartSpec);
+      const split = await parts(bytes, [...layerParts, { vocab: [0, 512] }, { vocab: [512, 1024] }], 16);
+      expect(await run((t, pos) => split.forward(t, pos, 1), p, decode)).toEqual(expected);
+    });
+  }
+
   it("one part holding everything, chunks of 4, on another sequence slot", async () => {
     const { bytes } = await testModel("tiny-k", "q4_k");
     const whole = await loadModel(new MemoryByteSource(bytes), await loadWasmBackend(), { contextSize: 256 });

@@ -3,11 +3,10 @@
 // the vocabulary (the tied embedding / LM head). The whole model is the part that holds all of both; a sharded
 // model is several parts in several hosts that pass the hidden state along. pipeline.ts drives the steps below
 // (embed, layers, head) over the chunks that chunks() cuts a prompt into. What each architecture computes is
-// described in config.ts; this file executes that description (its flags: postNorms, qkNorm, local, softcaps).
+// described in config.ts (layerSteps, layerKind and the config's flags); this file executes that description.
 import type { Backend, Weight } from "../backend/backend.ts";
 import { layerKind, layerSteps, type GemmaConfig, type LayerKind, type LayerStep } from "../config.ts";
-import { f32ToF16 } from "../numeric.ts";
-import { tanhf } from "../numeric.ts";
+import { f32ToF16, tanhf } from "../numeric.ts";
 import { attendHead, attendHeadTiled, FA_TILED_MIN_ROWS, geglu, rmsNorm, Rope, visibleCells } from "./ops.ts";
 import type { KvCache } from "./kv-cache.ts";
 

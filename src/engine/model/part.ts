@@ -42,7 +42,6 @@ export interface PartTensor extends Weight {
 }
 
 export const LAYER_MATRICES = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] as const;
-export const LAYER_VECTORS = ["attn_norm", "ffn_norm"] as const;
 
 /** The norm vectors of each layer of `cfg`'s architecture: [name, length, the LayerWeights field]. */
 export function layerVectors(cfg: GemmaConfig): [string, number, keyof LayerWeights][] {
