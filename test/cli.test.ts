@@ -28,6 +28,18 @@ describe("gemma-edge CLI", () => {
     expect(readFileSync(out).subarray(0, 4).toString()).toBe("GGUF");
   });
 
+  it("make-test-model --arch gemma3 writes a Gemma 3 file with the keys llama.cpp's converter writes", async () => {
+    const out = join(dir, "g3.gguf");
+    const r = await run("make-test-model", "--out", out, "--arch", "gemma3", "--window", "8", "--rope-scaling", "4", "--type", "q8_0");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/, tiny-gemma3, q8_0, seed 1\)\n$/);
+    const { readGguf } = await import("../src/engine/gguf.ts");
+    const { MemoryByteSource } = await import("../src/engine/byte-source.ts");
+    const f = await readGguf(new MemoryByteSource(new Uint8Array(readFileSync(out))));
+    expect(["general.architecture", "gemma3.attention.sliding_window", "gemma3.rope.scaling.type", "gemma3.rope.scaling.factor", "gemma3.rope.freq_base_swa"].map((k) => f.metadata.get(k))).toEqual(["gemma3", 8, "linear", 4, 10000]);
+    expect(f.tensors.has("blk.0.attn_q_norm.weight") && f.tensors.has("blk.5.post_ffw_norm.weight")).toBe(true);
+  });
+
   it("tokenize prints the ids llama.cpp gives, without BOS", async () => {
     const text = "Hello world, <start_of_turn> 日本語 🎉\t\n";
     const r = await run("tokenize", "--model", model, "--text", text);
@@ -88,8 +100,11 @@ describe("gemma-edge CLI", () => {
     [["generate", "--model", "MODEL", "--prompt", "x", "--threads", "0"], 2, /--threads must be an integer >= 1 and <= 256, got "0"/],
     [["serve", "--model", "MODEL", "--threads", "1.5"], 2, /--threads must be an integer >= 1 and <= 256, got "1\.5"/],
     [["generate", "--model", "TRUNCATED", "--prompt", "x"], 1, /truncated/],
-    [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, tiny-k, gemma-2b, got "huge"/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--shape", "huge"], 2, /--shape must be one of tiny, tiny-gqa, tiny-k, gemma-2b, tiny-gemma2, tiny-gemma3, gemma-2-2b, gemma-3-1b, gemma-3-270m, got "huge"/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--heads", "3", "--kv-heads", "2"], 2, /--heads 3 must be a multiple of --kv-heads 2/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--arch", "llama"], 2, /--arch must be one of gemma, gemma2, gemma3, got "llama"/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--arch", "gemma2", "--shape", "tiny"], 2, /--shape tiny is a gemma shape, not gemma2/],
+    [["make-test-model", "--out", "/tmp/x.gguf", "--window", "8"], 2, /--window, --attn-softcap, --final-softcap and --rope-scaling are for --arch gemma2 or gemma3/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--type", "q4_k"], 1, /token_embd\.weight: 128 columns is not a multiple of 256, required by Q4_K/],
     [["shard-plan", "--model", "MODEL", "--budget-mb", "0"], 2, /--budget-mb must be a number > 0, got "0"/],
     [["shard-plan", "--model", "MODEL", "--budget-mb", "0.2"], 1, /layer 0 does not fit the budget of 0\.20 MB even alone with a 4-token chunk: it needs 0\.\d+ MB .*its largest tensor, blk\.0\.\w+\.weight/],

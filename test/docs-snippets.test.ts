@@ -1,7 +1,7 @@
 // The command lines in the README and docs/*.md run as written, so the documents cannot drift from the code: every
 // concrete `npx gemma-edge ...` line in a shell block (not a synopsis with [options] or a|b, not one that needs an
 // account, a server or minutes) runs in a folder where the files it names are tiny stand-ins of the same kind (a
-// Q4_0 GGUF, an F32 GGUF, a Hugging Face checkpoint), and must exit 0.
+// Q4_0 GGUF, an F32 GGUF, a Hugging Face Gemma or Gemma 3 checkpoint), and must exit 0.
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -54,6 +54,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, "models/gemma-2b-shape-q4_0.gguf"), q4);
   mkdirSync(join(dir, "gemma-2b-it"));
   await writeHfCheckpoint(join(dir, "gemma-2b-it"), SHAPES["tiny-k"]!, 3);
+  await writeHfCheckpoint(join(dir, "gemma-3-1b-it"), SHAPES["tiny-gemma3"]!, 3); // a Gemma3ForCausalLM checkpoint
 }, 120_000);
 
 describe("the command lines in the README and docs run as written", () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { fma32 } from "../../src/engine/backend/ggml-order.ts";
 import { quantizeActivationsQ8_0, ReferenceBackend } from "../../src/engine/backend/reference.ts";
 import { repackRows } from "../../src/engine/backend/webgpu/model.ts";
-import { attention, embedKernel, fmaProbe, GEGLU, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope as ropeKernel, STORE_KV } from "../../src/engine/backend/webgpu/kernels.ts";
+import { attention, embedKernel, fmaProbe, GEGLU, hasMin, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope as ropeKernel, STORE_KV } from "../../src/engine/backend/webgpu/kernels.ts";
 import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
@@ -19,7 +19,7 @@ import { runCli } from "../helpers/cli.ts";
 import { asF32, f32bits, GPU_DRIVER, kernelVariants, runKernel, testGpu } from "../helpers/gpu.ts";
 import { testModel } from "../helpers/models.ts";
 
-const TYPES = [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32];
+const TYPES = [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0, GGML_TYPE.Q4_1, GGML_TYPE.Q5_0, GGML_TYPE.Q5_1, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.F32];
 const random = (n: number, seed: number, scale = 1) => {
   const r = mulberry32(seed);
   return new Float32Array(n).map(() => (r() * 2 - 1) * scale);
@@ -62,17 +62,19 @@ describe("WebGPU kernels against the reference", () => {
     expect(bad.slice(0, 5)).toEqual([]);
   });
 
-  it("quantizes activations to Q8_0 exactly as ggml's quantize_row_q8_0", async () => {
+  it("quantizes activations to Q8_0 exactly as ggml's quantize_row_q8_0 (and Q8_1's d * sum as quantize_row_q8_1)", async () => {
     const n = 3, cols = 256;
     const x = random(n * cols, 7, 3);
     x.fill(0, 32, 64); // an all-zero block
     const qs = new Int8Array(n * cols);
     const ds = new Float32Array((n * cols) / 32);
-    quantizeActivationsQ8_0(x, qs, ds);
+    const ss = new Float32Array((n * cols) / 32);
+    quantizeActivationsQ8_0(x, qs, ds, ss);
     for (const { label, f } of await kernelVariants()) {
-      const [, xq, xd] = await runKernel(quantize(f), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32], [Math.ceil((n * cols) / 32 / 64), 1]);
+      const [, xq, xd, xs] = await runKernel(quantize(f), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32, (n * cols) / 32], [Math.ceil((n * cols) / 32 / 64), 1]);
       expect(Array.from(new Int8Array(xq!.buffer)), label).toEqual(Array.from(qs));
       expect(Array.from(asF32(xd!)), label).toEqual(Array.from(ds));
+      expect(Array.from(asF32(xs!)), `Q8_1's d * sum (${label})`).toEqual(Array.from(ss));
     }
   });
 
@@ -96,9 +98,9 @@ describe("WebGPU kernels against the reference", () => {
         for (const { label, f } of variants) {
           const parts = repackRows(type, wBytes, rows, cols).map(words);
           let inputs: (Uint32Array | Float32Array)[] = [x];
-          if (type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q8_0) {
-            const [, xq, xd] = await runKernel(quantize(f), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32], [1, 1]);
-            inputs = [xq!, xd!];
+          if (isQuantized(type)) {
+            const [, xq, xd, xs] = await runKernel(quantize(f), [n, 0, n - 1], [cols], [x, (n * cols) / 4, (n * cols) / 32, (n * cols) / 32], [1, 1]);
+            inputs = hasMin(type) ? [xq!, xd!, xs!] : [xq!, xd!];
           }
           const res = await runKernel(matmulKernel(type, f), [n, 0, n - 1], [rows, cols, 0, rows], [...parts, ...inputs, n * rows], [Math.ceil(rows / matmulRowsPerGroup(type)), 1, n]);
           expect(Array.from(asF32(res[res.length - 1]!)), `${rows} rows, ${n} tokens, ${label}`).toEqual(want);
@@ -277,7 +279,7 @@ describe("WebGPU model against the WebAssembly backend", () => {
 
   // Gemma 2 (post-norms, soft-capped attention and logits, every other layer on a 16-position window) and Gemma 3
   // (QK-norms, two RoPE bases, five local layers to one global): prompts and generations past the window
-  for (const [shape, type] of [["tiny-gemma2", "q8_0"], ["tiny-gemma2", "f16"], ["tiny-gemma3", "q4_0"], ["tiny-gemma3", "f16"]] as const) {
+  for (const [shape, type] of [["tiny-gemma2", "q8_0"], ["tiny-gemma2", "f16"], ["tiny-gemma3", "q4_0"], ["tiny-gemma3", "f16"], ["tiny-gemma3", "q5_0"], ["tiny", "q4_1"], ["tiny-gqa", "q5_1"]] as const) {
     it(`${shape} ${type}: bit-identical logits and the same 32 greedy tokens`, async () => {
       await expectSameAsWasm((await testModel(shape, type)).bytes, prompt, 32);
     });

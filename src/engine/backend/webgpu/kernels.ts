@@ -410,6 +410,7 @@ fn wval(r: u32, c: u32, cols: u32) -> f32 {
   return (f32(nib) - 8.0) * wd[b];
 }`;
     case GGML_TYPE.Q8_0:
+    case GGML_TYPE.Q5_0: // uploaded as Q8_0: its values (-16..15) as int8 and the block's scale
       return /* wgsl */ `
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
 @group(0) @binding(3) var<storage, read> wd: array<f32>;
@@ -417,6 +418,17 @@ fn wval(r: u32, c: u32, cols: u32) -> f32 {
   let b = r * (cols / 32u) + c / 32u;
   let j = c % 32u;
   return f32(extractBits(i32(wq[b * 8u + j / 4u]), (j % 4u) * 8u, 8u)) * wd[b];
+}`;
+    case GGML_TYPE.Q4_1:
+    case GGML_TYPE.Q5_1: // values (0..15, 0..31) as bytes, the block's scale and its min
+      return /* wgsl */ `
+@group(0) @binding(2) var<storage, read> wq: array<u32>;
+@group(0) @binding(3) var<storage, read> wd: array<f32>;
+@group(0) @binding(4) var<storage, read> wm: array<f32>;
+fn wval(r: u32, c: u32, cols: u32) -> f32 {
+  let b = r * (cols / 32u) + c / 32u;
+  let j = c % 32u;
+  return opaque(f32(extractBits(wq[b * 8u + j / 4u], (j % 4u) * 8u, 8u)) * wd[b]) + wm[b];
 }`;
     case GGML_TYPE.F16:
       if (f16) {
@@ -443,11 +455,14 @@ fn wval(r: u32, c: u32, cols: u32) -> f32 { return wq[r * cols + c]; }`;
   throw new Error(`no WebGPU kernels for ggml type ${type}`);
 }
 
-export const isQuantized = (type: number) => type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q8_0;
+export const isQuantized = (type: number) =>
+  type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q5_0 || hasMin(type);
+/** Q4_1 and Q5_1: a min per block besides the scale (a third weight buffer; Q8_1's d * sum(q) on the activations). */
+export const hasMin = (type: number) => type === GGML_TYPE.Q4_1 || type === GGML_TYPE.Q5_1;
 
 /** Rows [rowStart, rowStart + chunkRows) of the token embedding, scaled, for the batch's tokens in that range. */
 export function embedKernel(type: number, f: KernelFeatures): string {
-  const nb = isQuantized(type) ? 4 : 3;
+  const nb = hasMin(type) ? 5 : isQuantized(type) ? 4 : 3;
   return header(f) + weightAccess(type, f.f16) + /* wgsl */ `
 struct P { cols: u32, rowStart: u32, chunkRows: u32, scale: u32 }
 @group(0) @binding(1) var<uniform> p: P;
@@ -480,9 +495,15 @@ export const matmulRowsPerGroup = (type: number) => (isQuantized(type) ? 8 : 2);
  */
 export function matmulKernel(type: number, f: KernelFeatures): string {
   const q = isQuantized(type);
+  const min = hasMin(type);
   const L = q ? 8 : 32;
-  const first = q ? 4 : 3;
-  const inputs = q
+  const first = min ? 5 : q ? 4 : 3;
+  const inputs = min
+    ? `@group(0) @binding(${first}) var<storage, read> xq: array<u32>;
+@group(0) @binding(${first + 1}) var<storage, read> xd: array<f32>;
+@group(0) @binding(${first + 2}) var<storage, read> xs: array<f32>;
+@group(0) @binding(${first + 3}) var<storage, read_write> out: array<f32>;`
+    : q
     ? `@group(0) @binding(${first}) var<storage, read> xq: array<u32>;
 @group(0) @binding(${first + 1}) var<storage, read> xd: array<f32>;
 @group(0) @binding(${first + 2}) var<storage, read_write> out: array<f32>;`
@@ -523,12 +544,15 @@ export function matmulKernel(type: number, f: KernelFeatures): string {
     if (lane == 0u && valid) { out[t * p.rows + p.rowStart + r] = lanes[li]; }
     return;
   }
+  // Q4_1, Q5_1: the min times Q8_1's d * sum(q) summed beside the lanes (fused, as GCC contracts summs += m * s)
+  var summs = 0.0;
   for (var b = 0u; b < nb; b++) {
     acc = fmaX(wd[wr + b] * xd[xr + b], f32(laneSum(wr + b, xr + b, lane)), acc);
+    ${min ? "summs = fmaX(wm[wr + b], xs[xr + b], summs);" : ""}
   }
   lanes[li] = acc;
   workgroupBarrier();
-  if (lane == 0u && valid) { out[t * p.rows + p.rowStart + r] = hsum8(li); }`
+  if (lane == 0u && valid) { out[t * p.rows + p.rowStart + r] = hsum8(li)${min ? " + summs" : ""}; }`
     : /* wgsl */ `
   let w0 = rr * p.cols;
   let x0 = t * p.cols;
@@ -589,13 +613,17 @@ ${body}
 }`;
 }
 
-/** Activations to Q8_0 blocks as ggml's quantize_row_q8_0: d = amax/127 (kept as f16), q = round-half-even(x * 127/amax). */
+/**
+ * Activations to Q8_0 blocks as ggml's quantize_row_q8_0: d = amax/127 (kept as f16), q = round-half-even(x * 127/amax);
+ * and Q8_1's s = d * sum(q) (f16-rounded from the f32 d) for Q4_1 and Q5_1 weights.
+ */
 export const quantize = (f: KernelFeatures) => header(f) + HELPERS + fmaFn(f.fusedFma) + exactMath() + /* wgsl */ `
 struct P { cols: u32 }
 @group(0) @binding(1) var<uniform> p: P;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> xq: array<u32>;
 @group(0) @binding(4) var<storage, read_write> xd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> xs: array<f32>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let b = g.x + g.y * nwg.x * ${WG}u;
@@ -605,14 +633,17 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
   let d = divCR(vec2f(amax, 0.0), 127.0);
   let id = select(0.0, divCR(vec2f(127.0, 0.0), amax), amax != 0.0);
   xd[b] = roundF16(d);
+  var sum = 0;
   for (var k = 0u; k < 8u; k++) {
     var packed = 0u;
     for (var j = 0u; j < 4u; j++) {
       let v = i32(round(x[b * 32u + 4u * k + j] * id));
+      sum += v;
       packed |= (u32(v) & 0xffu) << (8u * j);
     }
     xq[b * 8u + k] = packed;
   }
+  xs[b] = roundF16(d * f32(sum));
 }`;
 
 /**

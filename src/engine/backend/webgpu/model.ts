@@ -12,13 +12,14 @@
 // cache and F16 weights as native f16 values instead of unpacking them from u32 words (the same values).
 import type { ByteSource } from "../../byte-source.ts";
 import { layerCells, layerKind, layerSteps, type GemmaConfig, type LayerStep } from "../../config.ts";
-import { GGML_TYPE, ggmlTypeName } from "../../ggml-types.ts";
+import { GGML_TYPE, ggmlTypeName, typeLayout } from "../../ggml-types.ts";
+import { legacyBlockValue } from "../../quant.ts";
 import type { GgufTensorInfo } from "../../gguf.ts";
 import { f16ToF32 } from "../../numeric.ts";
 import { planTensors, readModelHeader, readVector, type LoadOptions, type RunnableModel } from "../../model/load.ts";
 import { GELU_F16, Rope } from "../../model/ops.ts";
 import {
-  ADD, attention, COPY_LAST_ROW, embedKernel, f32bits, fmaProbe, GEGLU, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, softcapLogits, STORE_KV, WG,
+  ADD, attention, COPY_LAST_ROW, embedKernel, f32bits, fmaProbe, GEGLU, hasMin, isQuantized, matmulKernel, matmulRowsPerGroup, quantize, rmsnorm, rope, softcapLogits, STORE_KV, WG,
   type KernelFeatures,
 } from "./kernels.ts";
 
@@ -64,16 +65,34 @@ interface GpuLayer {
 function gpuRowBytes(type: number, cols: number): number[] {
   switch (type) {
     case GGML_TYPE.Q4_0: return [(cols / 32) * 16, (cols / 32) * 4];
-    case GGML_TYPE.Q8_0: return [(cols / 32) * 32, (cols / 32) * 4];
+    case GGML_TYPE.Q8_0: case GGML_TYPE.Q5_0: return [(cols / 32) * 32, (cols / 32) * 4];
+    case GGML_TYPE.Q4_1: case GGML_TYPE.Q5_1: return [(cols / 32) * 32, (cols / 32) * 4, (cols / 32) * 4];
     case GGML_TYPE.F16: case GGML_TYPE.BF16: return [cols * 2];
     case GGML_TYPE.F32: return [cols * 4];
   }
   throw new Error(`no WebGPU layout for ggml type ${ggmlTypeName(type)}`);
 }
 
-/** GGUF row bytes -> the GPU layout (quantized blocks split into packed values and f32 scales). */
+/**
+ * GGUF row bytes -> the GPU layout (quantized blocks split into packed values and f32 scales): Q5_0 as Q8_0
+ * (its values -16..15 as int8; the products and sums are the same integers), Q4_1 and Q5_1 as their values in
+ * bytes, the scale and the min.
+ */
 export function repackRows(type: number, src: Uint8Array, rows: number, cols: number): Uint8Array[] {
   if (!isQuantized(type)) return [src];
+  if (type === GGML_TYPE.Q5_0 || hasMin(type)) {
+    const nb = (rows * cols) / 32;
+    const bb = typeLayout(type).blockBytes;
+    const qs = new Uint8Array(nb * 32);
+    const ds = new Float32Array(nb), ms = new Float32Array(nb);
+    for (let b = 0; b < nb; b++) {
+      const p = b * bb;
+      ds[b] = f16ToF32(src[p]! | (src[p + 1]! << 8));
+      if (hasMin(type)) ms[b] = f16ToF32(src[p + 2]! | (src[p + 3]! << 8));
+      for (let j = 0; j < 32; j++) qs[b * 32 + j] = legacyBlockValue(type, src, p, j) & 0xff;
+    }
+    return hasMin(type) ? [qs, new Uint8Array(ds.buffer), new Uint8Array(ms.buffer)] : [qs, new Uint8Array(ds.buffer)];
+  }
   const nb = (rows * cols) / 32;
   const q4 = type === GGML_TYPE.Q4_0;
   const bb = q4 ? 18 : 34;
@@ -103,7 +122,7 @@ export class WebGpuGemma {
   private readonly features: KernelFeatures;
   private readonly step: GPUBuffer;
   private readonly stepLast: GPUBuffer;
-  private readonly buf: Record<"tokens" | "x" | "xb" | "xn" | "q" | "k" | "v" | "qn" | "kn" | "att" | "hb" | "hb2" | "logits" | "xq" | "xd" | "gelu", GPUBuffer>;
+  private readonly buf: Record<"tokens" | "x" | "xb" | "xn" | "q" | "k" | "v" | "qn" | "kn" | "att" | "hb" | "hb2" | "logits" | "xq" | "xd" | "xs" | "gelu", GPUBuffer>;
   private readonly readback: GPUBuffer;
   private readonly kc: GPUBuffer[] = [];
   private readonly vc: GPUBuffer[] = [];
@@ -132,7 +151,7 @@ export class WebGpuGemma {
     this.buf = {
       tokens: f(maxBatch), x: f(maxBatch * dim), xb: f(maxBatch * dim), xn: f(post * maxBatch * dim), q: f(maxBatch * qDim), k: f(maxBatch * kvDim),
       v: f(maxBatch * kvDim), qn: f(qk * maxBatch * qDim), kn: f(qk * maxBatch * kvDim), att: f(maxBatch * qDim), hb: f(maxBatch * hiddenDim),
-      hb2: f(maxBatch * hiddenDim), logits: f(vocabSize), xq: f((maxBatch * maxCols) / 4), xd: f((maxBatch * maxCols) / 32), gelu: f(65536),
+      hb2: f(maxBatch * hiddenDim), logits: f(vocabSize), xq: f((maxBatch * maxCols) / 4), xd: f((maxBatch * maxCols) / 32), xs: f((maxBatch * maxCols) / 32), gelu: f(65536),
     };
     this.steps = layerSteps(cfg);
     // a RoPE table for global layers and, when there are any, one for local layers (config.ts layerKind)
@@ -225,14 +244,14 @@ export class WebGpuGemma {
     const q = isQuantized(w.type);
     if (q && quantized.from !== input) {
       const pl = this.pipeline("quantize", () => quantize(this.features));
-      this.dispatch(pass, `${key}.quantize`, pl, step, [w.cols], [input, this.buf.xq, this.buf.xd], WebGpuGemma.grid((n * w.cols) / 32));
+      this.dispatch(pass, `${key}.quantize`, pl, step, [w.cols], [input, this.buf.xq, this.buf.xd, this.buf.xs], WebGpuGemma.grid((n * w.cols) / 32));
       quantized.from = input;
     }
     const pl = this.pipeline(`matmul${w.type}`, () => matmulKernel(w.type, this.features));
     const groups = (rows: number) => Math.ceil(rows / matmulRowsPerGroup(w.type));
     for (const [i, c] of w.chunks.entries()) {
       const x = Math.min(groups(c.rows), MAX_GROUPS);
-      const inputs = q ? [this.buf.xq, this.buf.xd] : [input];
+      const inputs = hasMin(w.type) ? [this.buf.xq, this.buf.xd, this.buf.xs] : q ? [this.buf.xq, this.buf.xd] : [input];
       this.dispatch(pass, `${key}.${i}`, pl, step, [w.rows, w.cols, c.rowStart, c.rows], [...c.buffers, ...inputs, out], [x, Math.ceil(groups(c.rows) / x), n]);
     }
   }
