@@ -100,6 +100,21 @@ describe("gemma-edge convert --hf", () => {
     }
   }, 60_000);
 
+  it("reads Gemma 3's RoPE from rope_parameters (newer transformers) as llama.cpp's converter does", async () => {
+    const src = join(dir, "hf-gemma3-rope-parameters");
+    await writeHfCheckpoint(src, SHAPES["tiny-gemma3"]!, 12);
+    const cfg = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
+    delete cfg.rope_theta;
+    delete cfg.rope_local_base_freq;
+    delete cfg.rope_scaling;
+    cfg.rope_parameters = { full_attention: { rope_type: "linear", factor: 8, rope_theta: 1000000 }, sliding_attention: { rope_type: "default", rope_theta: 10000 } };
+    writeFileSync(join(src, "config.json"), JSON.stringify(cfg));
+    const out = join(dir, "gemma3-rope-parameters.gguf");
+    expect((await run("convert", "--hf", src, "--out", out, "--type", "f16")).code).toBe(0);
+    const { file } = await gguf(out);
+    expect(["rope.freq_base", "rope.freq_base_swa", "rope.scaling.type", "rope.scaling.factor"].map((k) => file.metadata.get(`gemma3.${k}`))).toEqual([1000000, 10000, "linear", 8]);
+  });
+
   it("names what is wrong with a checkpoint", async () => {
     const bad = join(dir, "bad");
     await writeHfCheckpoint(bad, SHAPES.tiny!, 1);

@@ -57,6 +57,11 @@ interface Slot {
   state: "free" | "running" | "kept";
   /** The tokens whose keys and values the slot holds, in position order. */
   tokens: number[];
+  /**
+   * The highest position its KV cache was written to plus one, since it last started from position 0: a
+   * sliding-window ring may still hold positions of a longer sequence the slot had before its prefix was reused.
+   */
+  extent: number;
   lastUsed: number;
 }
 
@@ -100,7 +105,7 @@ export class BatchScheduler {
     this.tokenizer = tokenizer;
     const maxBatchSize = Math.min(opts.maxBatchSize, model.slots, model.maxOutputs, model.maxStepTokens - 4);
     this.opts = { ...opts, maxBatchSize: Math.max(1, maxBatchSize) };
-    this.slots = Array.from({ length: model.slots }, (_, index) => ({ index, state: "free" as const, tokens: [], lastUsed: 0 }));
+    this.slots = Array.from({ length: model.slots }, (_, index) => ({ index, state: "free" as const, tokens: [], extent: 0, lastUsed: 0 }));
   }
 
   /** Requests waiting for a slot. */
@@ -189,7 +194,7 @@ export class BatchScheduler {
         for (const s of this.slots) {
           if (s.state === "free") continue;
           let n = commonPrefix(s.tokens, prompt, limit);
-          if (n > 0 && this.model.canReuse && !this.model.canReuse(s.tokens.length, n)) n = 0; // its rings have moved on
+          if (n > 0 && this.model.canReuse && !this.model.canReuse(s.extent, n)) n = 0; // its rings have moved on
           if (n > bestLen) (best = s), (bestLen = n);
         }
       }
@@ -204,6 +209,7 @@ export class BatchScheduler {
         if (slot !== best && best && bestLen > 0) {
           try {
             await this.model.copyKv(best.index, slot.index, bestLen);
+            slot.extent = best.extent; // the whole ring came along
           } catch {
             bestLen = 0; // the prompt is computed whole instead
           }
@@ -268,8 +274,11 @@ export class BatchScheduler {
     let row = 0;
     segs.forEach((g, i) => {
       const s = owners[i]!;
-      s.slot!.tokens.push(...g.tokens);
+      const slot = s.slot!;
+      if (s.pos === 0) slot.extent = 0; // written from position 0: nothing older is left where it is read
+      slot.tokens.push(...g.tokens);
       s.pos += g.tokens.length;
+      slot.extent = Math.max(slot.extent, s.pos);
       if (g.outputs !== "last") return;
       const out = logits.subarray(row * vocab, (row + 1) * vocab);
       row++;

@@ -119,6 +119,9 @@ export function configFromGguf(f: GgufFile): GemmaConfig {
   if (scalingType !== "none" && scalingType !== "linear") throw new GgufError(`${scalingKey} "${scalingType}" is not supported (only linear)`);
   const factor = scalingType === "none" ? 0 : num("rope.scaling.factor", num("rope.scale_linear", 0));
   const ropeScale = factor === 0 ? 1 : fr(1 / factor);
+  // llama.cpp multiplies RoPE's cos and sin by rope.scaling.attn_factor; no Gemma file has one other than 1
+  const attnFactor = num("rope.scaling.attn_factor", 1);
+  if (attnFactor !== 1) throw new GgufError(`${key("rope.scaling.attn_factor")} = ${attnFactor} is not supported (only 1)`);
 
   const big = (a === "gemma2" && nLayers === 46) || (a === "gemma3" && nLayers === 62); // llama.cpp's LLM_TYPE_27B
   const cfg: GemmaConfig = {

@@ -75,6 +75,13 @@ async function readCheckpointTensors(dir: string): Promise<Map<string, StTensor>
   return all;
 }
 
+interface RopeParams {
+  rope_type?: string;
+  type?: string;
+  factor?: number;
+  rope_theta?: number;
+}
+
 interface HfConfig {
   architectures?: string[];
   model_type?: string;
@@ -95,7 +102,9 @@ interface HfConfig {
   sliding_window_pattern?: number;
   layer_types?: string[];
   rope_local_base_freq?: number;
-  rope_scaling?: { rope_type?: string; type?: string; factor?: number } | null;
+  rope_scaling?: RopeParams | null;
+  /** Newer transformers: { full_attention: { rope_type, factor, rope_theta }, sliding_attention: { rope_theta } }. */
+  rope_parameters?: (RopeParams & { full_attention?: RopeParams; sliding_attention?: RopeParams }) | null;
   bos_token_id?: number;
   eos_token_id?: number | number[];
   pad_token_id?: number;
@@ -280,13 +289,16 @@ function archMetadata(arch: "gemma" | "gemma2" | "gemma3", cfg: HfConfig): Parti
     const bad = cfg.layer_types.findIndex((t, l) => (t === "sliding_attention") !== (l % 6 < 5));
     if (bad >= 0) throw new ConvertError(`config.json: layer_types[${bad}] is "${cfg.layer_types[bad]}", but llama.cpp's Gemma 3 has five sliding-window layers to one global`);
   }
-  const scaling = cfg.rope_scaling;
-  const kind = scaling?.rope_type ?? scaling?.type;
-  if (scaling && kind !== "linear") throw new ConvertError(`config.json: rope_scaling of type "${kind}" is not supported (only linear)`);
+  // RoPE as llama.cpp's converter reads it (conversion/base.py): rope_parameters, else rope_scaling; the global
+  // layers' part under full_attention when there is one, the local layers' base under sliding_attention
+  const rp: NonNullable<HfConfig["rope_parameters"]> = cfg.rope_parameters ?? cfg.rope_scaling ?? {};
+  const full = rp.full_attention ?? rp;
+  const kind = full.rope_type ?? full.type;
+  if (kind !== undefined && kind !== "linear" && kind !== "default") throw new ConvertError(`config.json: RoPE scaling of type "${kind}" is not supported (only linear)`);
   return {
-    ropeBase: cfg.rope_theta ?? 1000000,
-    ropeBaseLocal: cfg.rope_local_base_freq,
-    ropeScaling: scaling?.factor,
+    ropeBase: full.rope_theta ?? cfg.rope_theta ?? 1000000,
+    ropeBaseLocal: rp.sliding_attention?.rope_theta ?? cfg.rope_local_base_freq,
+    ropeScaling: kind === "linear" ? full.factor : undefined,
     window: cfg.sliding_window_pattern !== 1 && typeof cfg.sliding_window === "number" ? cfg.sliding_window : undefined,
     finalSoftcap: cfg.final_logit_softcapping ?? undefined,
   };

@@ -265,3 +265,21 @@ describe("the prompt cache (tiny q4_0, reference backend)", () => {
     expect(again.ids).toEqual((await alone(single, [...p, 7], 4, GREEDY)).ids);
   });
 });
+
+describe("the prompt cache over sliding-window rings (Gemma 3)", () => {
+  it("does not reuse a prefix whose ring cells a longer sequence of the same slot wrote over", async () => {
+    // window 16, a context of 1024: the local layers' rings have 768 cells
+    const { bytes } = await testModel({ ...(await import("../../src/tools/make-test-model.ts")).SHAPES["tiny-gemma3"]!, contextLength: 1024 }, "q8_0");
+    const m = await loadModel(new MemoryByteSource(bytes), await loadWasmBackend(), { contextSize: 1024, sequences: 2 });
+    const V = m.cfg.vocabSize;
+    const a = prompt(990, 7, V);
+    // A fills its slot to position 999; B takes over its first 800 positions (they stay, the ring's cells past them
+    // still hold A's later positions); C shares 100 tokens with B: its queries would need cells A wrote over
+    const b = [...a.slice(0, 800), ...prompt(10, 8, V).slice(1)];
+    const c = [...a.slice(0, 100), ...prompt(20, 9, V).slice(1)];
+    const jobs: Job[] = [a, b, c].map((promptIds) => ({ promptIds, maxTokens: 10, sampling: GREEDY }));
+    const got = await batched(m, jobs, { maxBatchSize: 1, promptCache: true, prefillChunk: 128 });
+    expect(got.map((o) => o.cached)).toEqual([0, 800, 0]);
+    expect(got[2]!.ids).toEqual((await alone(m, c, 10, GREEDY)).ids);
+  });
+});

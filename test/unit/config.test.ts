@@ -60,6 +60,7 @@ describe("configFromGguf", () => {
     expect(() => configFromGguf(file("llama"))).toThrow(/unsupported architecture "llama" \(general.architecture\); this engine runs gemma, gemma2, gemma3/);
     expect(() => configFromGguf(file("gemma3", {}, 6, ["output.weight"]))).toThrow(/its own "output.weight" \(an LM head not tied to token_embd\)/);
     expect(() => configFromGguf(file("gemma3", { "gemma3.rope.scaling.type": "yarn", "gemma3.rope.scaling.factor": 8 }))).toThrow(/gemma3.rope.scaling.type "yarn" is not supported \(only linear\)/);
+    expect(() => configFromGguf(file("gemma3", { "gemma3.rope.scaling.attn_factor": 0.5 }))).toThrow(/gemma3.rope.scaling.attn_factor = 0.5 is not supported \(only 1\)/);
     expect(() => configFromGguf(file("gemma2", { "gemma2.attention.sliding_window_pattern": { itemType: 7, items: [true, false] } as unknown as GgufValue }))).toThrow(/sliding_window_pattern must be a number/);
   });
 });

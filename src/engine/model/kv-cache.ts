@@ -56,9 +56,9 @@ export class KvCache {
   }
 
   /**
-   * Copy the first `n` positions of `src` (the same layers), which holds `length` positions, into this cache: on a
-   * ring that has wrapped, every cell (positions at or past n that it holds are overwritten before any query
-   * reads them; see canReuse).
+   * Copy the first `n` positions of `src` (the same layers), whose highest position written is `length` - 1, into
+   * this cache: on a ring that has wrapped, every cell (positions at or past n that it holds are overwritten
+   * before any query reads them; see canReuse).
    */
   copyFrom(src: KvCache, n: number, length: number): void {
     const kvDim = this.cfg.nKvHeads * this.cfg.headDim;
@@ -71,10 +71,12 @@ export class KvCache {
 }
 
 /**
- * Whether the first `prefix` positions of a sequence that has `length` positions in its cache can be kept, for a
- * new request that continues from there. A ring of c cells holds positions length - c ..; the new queries need
- * the `window` before `prefix`, and a cell that still holds a position at or past `prefix` must hold one that
- * no new query sees: both hold when prefix >= length - c + window (or when nothing has wrapped yet).
+ * Whether the first `prefix` positions of a slot can be kept for a new request that continues from there, when
+ * the slot's cache was written up to position `length` - 1 (the highest since it last started at 0: after a
+ * prefix was taken over, the ring may still hold the longer sequence's positions). A ring of c cells holds
+ * positions length - c ..; the new queries need the `window` before `prefix`, and a cell that still holds a
+ * position at or past `prefix` must hold one that no new query sees: both hold when prefix >= length - c + window
+ * (or when nothing has wrapped yet).
  */
 export function canReuse(cfg: GemmaConfig, seqLen: number, length: number, prefix: number): boolean {
   for (let l = 0; l < cfg.nLayers; l++) {

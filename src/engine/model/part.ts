@@ -232,6 +232,11 @@ export class ModelPart {
   readonly backend: Backend;
   /** Positions held per sequence slot (0: free). A call at a later position than held is refused. */
   private readonly filled: number[];
+  /**
+   * Per slot, the highest position written plus one since it last started at position 0: a sliding-window ring
+   * may hold positions up to there even after a shorter sequence took the slot's prefix over (see canReuse).
+   */
+  private readonly written: number[];
 
   constructor(spec: PartSpec, gemma: Gemma, caches: KvCache[], backend: Backend) {
     this.spec = spec;
@@ -239,6 +244,7 @@ export class ModelPart {
     this.caches = caches;
     this.backend = backend;
     this.filled = caches.map(() => 0);
+    this.written = caches.map(() => 0);
   }
 
   get sequencesInUse(): number {
@@ -284,7 +290,10 @@ export class ModelPart {
     const act = this.gemma.act.x;
     if (x.buffer !== act.buffer || x.byteOffset !== act.byteOffset) act.set(x.subarray(0, total * dim));
     const rows = this.gemma.layersBatch(rowSegs, range[0], range[1]);
-    for (const g of segs) this.filled[g.slot] = g.pos + g.n;
+    for (const g of segs) {
+      this.filled[g.slot] = g.pos + g.n;
+      this.written[g.slot] = g.pos === 0 ? g.pos + g.n : Math.max(this.written[g.slot]!, g.pos + g.n);
+    }
     return { x: act.subarray(0, rows.reduce((a, r) => a + r, 0) * dim), rows };
   }
 
@@ -308,14 +317,15 @@ export class ModelPart {
     const a = this.caches[from], b = this.caches[to];
     if (!a || !b) throw new RangeError(`sequence slots ${from} and ${to} must exist (this part has ${this.caches.length})`);
     if (n > this.filled[from]!) throw new RangeError(`slot ${from} holds ${this.filled[from]} positions, not ${n}`);
-    if (!canReuse(this.gemma.cfg, a.seqLen, this.filled[from]!, n)) throw new RangeError(`slot ${from} no longer holds the sliding-window positions before ${n} (its rings have moved on)`);
-    b.copyFrom(a, n, this.filled[from]!);
+    if (!canReuse(this.gemma.cfg, a.seqLen, this.written[from]!, n)) throw new RangeError(`slot ${from} no longer holds the sliding-window positions before ${n} (its rings have moved on)`);
+    b.copyFrom(a, n, this.written[from]!);
     this.filled[to] = n;
+    this.written[to] = this.written[from]!;
   }
 
   /** The sequence in `slot` is over: its positions are free for the next one. */
   release(slot: number): void {
-    if (slot >= 0 && slot < this.filled.length) this.filled[slot] = 0;
+    if (slot >= 0 && slot < this.filled.length) this.filled[slot] = this.written[slot] = 0;
   }
 }
 

@@ -284,9 +284,11 @@ export class WebGpuGemma {
       if (!(Number.isInteger(tok) && tok >= 0 && tok < this.cfg.vocabSize)) throw new RangeError(`token id ${tok} is outside the vocabulary of ${this.cfg.vocabSize}`);
     }
     this.ensureRope(pos + tokens.length);
-    for (let i = 0; i < tokens.length; i += this.maxBatch) {
-      const chunk = tokens.slice(i, i + this.maxBatch);
-      const last = i + this.maxBatch >= tokens.length;
+    // at most llama.cpp's micro-batch of 512 at a time: its cuts, and a sliding-window ring always has room for them
+    const step = Math.min(this.maxBatch, 512);
+    for (let i = 0; i < tokens.length; i += step) {
+      const chunk = tokens.slice(i, i + step);
+      const last = i + step >= tokens.length;
       this.encodeBatch(chunk, pos + i, last);
     }
     await this.readback.mapAsync(1 /* GPUMapMode.READ */);
