@@ -278,10 +278,11 @@ describe("WebGPU model against the WebAssembly backend", () => {
   }
 
   // Gemma 2 (post-norms, soft-capped attention and logits, every other layer on a 16-position window) and Gemma 3
-  // (QK-norms, two RoPE bases, five local layers to one global): prompts and generations past the window
+  // (QK-norms, two RoPE bases, five local layers to one global): generations past the window (8 + 12 positions);
+  // and the 32-value types with a 5th bit or a min
   for (const [shape, type] of [["tiny-gemma2", "q8_0"], ["tiny-gemma2", "f16"], ["tiny-gemma3", "q4_0"], ["tiny-gemma3", "f16"], ["tiny-gemma3", "q5_0"], ["tiny", "q4_1"], ["tiny-gqa", "q5_1"]] as const) {
-    it(`${shape} ${type}: bit-identical logits and the same 32 greedy tokens`, async () => {
-      await expectSameAsWasm((await testModel(shape, type)).bytes, prompt, 32);
+    it(`${shape} ${type}: bit-identical logits and the same 12 greedy tokens`, async () => {
+      await expectSameAsWasm((await testModel(shape, type)).bytes, prompt, 12);
     });
   }
 
