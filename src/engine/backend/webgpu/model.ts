@@ -458,13 +458,14 @@ export async function loadModelWebGpu(src: ByteSource, device: GPUDevice, opts: 
     };
     model.tokenEmbd = await upload(plan.tokenEmbd);
     for (const l of plan.layers) {
-      model.layers.push({
+      const layer: GpuLayer = {
         wq: await upload(l.wq), wk: await upload(l.wk), wv: await upload(l.wv), wo: await upload(l.wo),
         wGate: await upload(l.wGate), wUp: await upload(l.wUp), wDown: await upload(l.wDown),
         attnNorm: await vector(l.attnNorm), ffnNorm: await vector(l.ffnNorm),
-        attnPostNorm: l.extra.attnPostNorm && (await vector(l.extra.attnPostNorm)), ffnPostNorm: l.extra.ffnPostNorm && (await vector(l.extra.ffnPostNorm)),
-        qNorm: l.extra.qNorm && (await vector(l.extra.qNorm)), kNorm: l.extra.kNorm && (await vector(l.extra.kNorm)),
-      });
+      };
+      // the architecture's other norms (post-norms, QK-norms), under their LayerWeights names
+      for (const [field, v] of Object.entries(l.extra)) (layer as unknown as Record<string, GPUBuffer>)[field] = await vector(v!);
+      model.layers.push(layer);
     }
     model.outputNorm = await vector(plan.outputNorm);
     await device.queue.onSubmittedWorkDone();
