@@ -21,3 +21,4 @@ for (const [name, extra] of [
   }
 }
 console.log("built build/kernels-{relaxed,simd}{,-mt}.wasm");
+await import("./build-xgrammar.js");

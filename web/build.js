@@ -1,5 +1,5 @@
 // Builds the chat page: src/web/chat.ts (with the engine, for "Run in this browser", and the WebAssembly kernels
-// from build/, which wasm/build.js makes first) bundled by esbuild into one script, inlined into
+// and grammar engine from build/, which wasm/build.js makes first) bundled by esbuild into one script, inlined into
 // src/web/chat.html, written to build/chat.html (the Worker imports it as text; the Node server reads it).
 import { build } from "esbuild";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -15,6 +15,7 @@ const { outputFiles } = await build({
   define: {
     KERNELS_RELAXED: JSON.stringify(readFileSync("build/kernels-relaxed.wasm").toString("base64")),
     KERNELS_SIMD: JSON.stringify(readFileSync("build/kernels-simd.wasm").toString("base64")),
+    XGRAMMAR_WASM: JSON.stringify(readFileSync("build/xgrammar.wasm").toString("base64")),
   },
 });
 const script = outputFiles[0].text.replaceAll("</script", "<\\/script");

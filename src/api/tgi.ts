@@ -7,6 +7,7 @@ import type { ServiceEvent } from "../service/contract.ts";
 import type { AppEnv } from "./app.ts";
 import { ApiError } from "./errors.ts";
 import { collect, sse, start } from "./run.ts";
+import { tgiGrammar } from "./structured.ts";
 import { bad, bool, num, object, stops, unsupported, type Json } from "./validate.ts";
 
 type TokenEv = Extract<ServiceEvent, { type: "token" }>;
@@ -26,7 +27,7 @@ function parse(b: Json) {
       throw bad(field(f), (e as Error).message);
     }
   };
-  unsupported(p, "grammar", "constrained decoding is not implemented");
+  const grammar = tgiGrammar(p.grammar, field("grammar"));
   unsupported(p, "watermark", "watermarking is not implemented", (v) => v === false);
   unsupported(p, "decoder_input_details", "prompt token details are not implemented", (v) => v === false);
   unsupported(p, "truncate", "input truncation is not implemented");
@@ -64,6 +65,7 @@ function parse(b: Json) {
     details: bool(p, "details") ?? false,
     topN: n("top_n_tokens", { min: 0, max: 5, int: true }) ?? 0,
     cachePrompt: bool(p, "cache_prompt"),
+    grammar,
   };
 }
 
@@ -85,6 +87,7 @@ async function generateRoute(c: Context<AppEnv>, streaming: boolean) {
     stop: r.stop,
     topLogprobs: r.topN,
     cachePrompt: r.cachePrompt,
+    ...(r.grammar ? { constraint: r.grammar.spec, constraintField: r.grammar.field } : {}),
   });
   const prefix = r.returnFullText ? r.inputs : "";
   const details = (d: DoneEvent, tokens?: TokenEv[]) => ({

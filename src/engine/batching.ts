@@ -22,7 +22,7 @@ import type { Tokenizer } from "./tokenizer.ts";
 /** llama.cpp's micro-batch: prompts are cut where llama.cpp cuts them. */
 const UBATCH = 512;
 
-export interface BatchRequest extends Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs"> {
+export interface BatchRequest extends Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs" | "constraint"> {
   promptIds: number[];
   maxTokens: number;
   /** Start from the longest cached prefix (default true). */
@@ -141,6 +141,7 @@ export class BatchScheduler {
         const at = this.waiting.indexOf(seq);
         if (at < 0) return; // running: it leaves at the end of the current step
         this.waiting.splice(at, 1); // never cost a prefill
+        req.constraint?.dispose();
         emit({ type: "done", finishReason: "abort", text: "", promptTokens: req.promptIds.length, completionTokens: 0, cachedTokens: 0 });
       },
     };
@@ -272,20 +273,30 @@ export class BatchScheduler {
     }
     const vocab = logits.length / Math.max(1, segs.filter((g) => g.outputs === "last").length);
     let row = 0;
-    segs.forEach((g, i) => {
+    for (const [i, g] of segs.entries()) {
       const s = owners[i]!;
       const slot = s.slot!;
       if (s.pos === 0) slot.extent = 0; // written from position 0: nothing older is left where it is read
       slot.tokens.push(...g.tokens);
       s.pos += g.tokens.length;
       slot.extent = Math.max(slot.extent, s.pos);
-      if (g.outputs !== "last") return;
+      if (g.outputs !== "last") continue;
       const out = logits.subarray(row * vocab, (row + 1) * vocab);
       row++;
-      if (s.cancelled) return;
-      for (const ev of s.decoding!.accept(out)) s.emit(ev.type === "done" ? { ...ev, cachedTokens: s.cached } : ev);
-      if (s.decoding!.finished) this.finish(s);
-    });
+      if (s.cancelled) continue;
+      const d = s.decoding!;
+      let events: ReturnType<Decoding["accept"]>;
+      try {
+        if (d.needsMask) await d.ready(); // a constrained sequence's mask (grammar.ts)
+        events = d.accept(out);
+      } catch (e) {
+        s.emit({ type: "error", message: (e as Error).message });
+        this.finish(s, true);
+        continue;
+      }
+      for (const ev of events) s.emit(ev.type === "done" ? { ...ev, cachedTokens: s.cached } : ev);
+      if (d.finished) this.finish(s);
+    }
     this.onStep?.({ sequences: owners.length, decodeTokens: decoding.length, prefillTokens: prefill, ms: Date.now() - t0 });
   }
 
@@ -295,6 +306,7 @@ export class BatchScheduler {
     if (at < 0) return;
     this.running.splice(at, 1);
     if (s.cancelled && !s.decoding?.finished && !empty) s.emit({ ...s.decoding!.abort(), cachedTokens: s.cached });
+    s.req.constraint?.dispose();
     const slot = s.slot!;
     slot.lastUsed = ++this.clock;
     if (this.opts.promptCache && !empty) slot.state = "kept";

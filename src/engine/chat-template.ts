@@ -88,22 +88,29 @@ export class ChatTemplate {
     }
   }
 
-  /** Render and tokenize: template text may hold special tokens, message content may not. */
+  /**
+   * Render and tokenize: template text may hold special tokens, message content may not. The template is rendered
+   * once with a marker in place of each message's content, so that where each content goes is known from the
+   * template itself, never found by searching the text (content that repeats the template's own markup would be
+   * found in the wrong place). The marker is padded with whitespace to see whether the template trims it.
+   */
   encode(messages: ChatMessage[], opts: ChatTemplateOptions = {}): number[] {
     const turns = this.normalize(messages, opts);
-    const text = this.render(turns, { ...opts, systemPolicy: "merge" });
-    // Find each message's content (as written, or trimmed as most templates do) in order.
+    const mark = (i: number) => `\uE000${i}\uE001`;
+    const pad = "\n ";
+    const text = this.render(turns.map((m, i) => ({ ...m, content: `${pad}${mark(i)}${[...pad].reverse().join("")}` })), { ...opts, systemPolicy: "merge" });
     const segments: { text: string; parseSpecial: boolean }[] = [];
     let pos = 0;
-    for (const m of turns) {
-      for (const c of [m.content, m.content.trim()]) {
-        if (!c) continue;
-        const at = text.indexOf(c, pos);
-        if (at < 0) continue;
-        segments.push({ text: text.slice(pos, at), parseSpecial: true }, { text: c, parseSpecial: false });
-        pos = at + c.length;
-        break;
-      }
+    for (const [i, m] of turns.entries()) {
+      const at = text.indexOf(mark(i), pos);
+      if (at < 0) continue; // the template left this message out
+      const end = at + mark(i).length;
+      const keptLeft = text.slice(at - pad.length, at) === pad;
+      const keptRight = text.slice(end, end + pad.length) === [...pad].reverse().join("");
+      let c = keptLeft ? m.content : m.content.trimStart();
+      c = keptRight ? c : c.trimEnd();
+      segments.push({ text: text.slice(pos, keptLeft ? at - pad.length : at), parseSpecial: true }, { text: c, parseSpecial: false });
+      pos = keptRight ? end + pad.length : end;
     }
     segments.push({ text: text.slice(pos), parseSpecial: true });
     const ids = this.tok.encodeSegments(segments);

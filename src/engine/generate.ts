@@ -2,11 +2,14 @@
 // Streaming and non-streaming callers share this path. Text comes out whole: incomplete UTF-8 and any tail
 // that could begin a stop string are held back; stop strings are matched across tokens and removed.
 import type { ChatMessage, ChatTemplateOptions } from "./chat-template.ts";
+import type { TokenConstraint } from "./grammar.ts";
+import { lowerToolMessages, type ToolChatMessage, type ToolDefinition } from "./tools.ts";
 import type { RunnableModel } from "./model/load.ts";
 import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "./sampler.ts";
 import { StreamingDecoder, type Tokenizer } from "./tokenizer.ts";
 
-export type Prompt = { text: string } | { messages: ChatMessage[]; template?: ChatTemplateOptions } | { ids: number[] };
+/** A prompt: text, token ids, or chat messages (which may hold tool calls and results, with the tools offered). */
+export type Prompt = { text: string } | { messages: (ChatMessage | ToolChatMessage)[]; tools?: ToolDefinition[]; template?: ChatTemplateOptions } | { ids: number[] };
 
 export interface GenerateRequest {
   prompt: Prompt;
@@ -15,6 +18,8 @@ export interface GenerateRequest {
   stop?: string[];
   /** Report this many most-likely alternatives per token (0 = none). */
   topLogprobs?: number;
+  /** Limits what may be generated (grammar.ts); disposed when the generation ends. */
+  constraint?: TokenConstraint;
   signal?: AbortSignal;
 }
 
@@ -55,7 +60,7 @@ export class RequestError extends Error {
 /** Prompt to token ids: plain text gets one BOS in front (as llama.cpp does for this vocab). */
 export function encodePrompt(m: RunnableModel, prompt: Prompt): number[] {
   if ("ids" in prompt) return prompt.ids.slice();
-  if ("messages" in prompt) return m.chatTemplate.encode(prompt.messages, prompt.template);
+  if ("messages" in prompt) return m.chatTemplate.encode(lowerToolMessages(prompt.messages, prompt.tools), prompt.template);
   return m.tokenizer.encode(prompt.text, { addBos: m.tokenizer.addBos });
 }
 
@@ -124,6 +129,7 @@ export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGe
         yield d.abort();
         return;
       }
+      await d.ready();
       for (const ev of d.accept(logits)) yield ev;
       if (d.finished) return;
       // let other work (a disconnect, another request's I/O) run between tokens
@@ -132,6 +138,7 @@ export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGe
       pos++;
     }
   } finally {
+    req.constraint?.dispose();
     await Promise.resolve(m.release?.()).catch(() => {}); // a part that is gone holds nothing to free
   }
 }
@@ -149,6 +156,9 @@ export class Decoding {
   private readonly tokenizer: Tokenizer;
   private readonly history: number[];
   private readonly topLogprobs: number;
+  private readonly constraint?: TokenConstraint;
+  /** The constraint's mask for the next token, once ready() has computed it. */
+  private mask: Int32Array | undefined;
   readonly promptTokens: number;
   readonly maxTokens: number;
   generated = 0;
@@ -157,7 +167,7 @@ export class Decoding {
   next = -1;
 
   /** `promptIds`: the prompt (its last 64 tokens count toward repetition penalties, as llama.cpp's last_n). */
-  constructor(tokenizer: Tokenizer, req: Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs">, promptTokens: number, maxTokens: number, promptIds: number[]) {
+  constructor(tokenizer: Tokenizer, req: Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs" | "constraint">, promptTokens: number, maxTokens: number, promptIds: number[]) {
     this.tokenizer = tokenizer;
     this.sampler = new Sampler({ ...DEFAULT_SAMPLING, ...req.sampling });
     this.matcher = new StopMatcher((req.stop ?? []).filter((s) => s.length > 0));
@@ -165,6 +175,7 @@ export class Decoding {
     this.stopIds = new Set(tokenizer.stopIds);
     this.history = promptIds.slice(-64);
     this.topLogprobs = req.topLogprobs ?? 0;
+    this.constraint = req.constraint;
     this.promptTokens = promptTokens;
     this.maxTokens = maxTokens;
   }
@@ -179,10 +190,25 @@ export class Decoding {
     return this.done("abort");
   }
 
+  /** Whether accept() needs ready() first (a constraint whose next mask is not computed yet). */
+  get needsMask(): boolean {
+    return this.constraint !== undefined && this.mask === undefined;
+  }
+
+  /** Compute the constraint's mask for the next token (a no-op without a constraint): call before accept(). */
+  async ready(): Promise<void> {
+    if (this.needsMask) this.mask = await this.constraint!.nextMask();
+  }
+
   /** Sample from the logits of the sequence's latest position: the token's event, and the end if it ended. */
   accept(logits: Float32Array): (TokenEvent | DoneEvent)[] {
     if (this.finished) throw new Error("this sequence has finished");
-    const choice = this.sampler.sample(logits, this.history.slice(-64), this.topLogprobs);
+    if (this.needsMask) throw new Error("accept() under a constraint needs ready() first");
+    const choice = this.sampler.sample(logits, this.history.slice(-64), this.topLogprobs, this.mask);
+    if (this.constraint) {
+      this.mask = undefined;
+      if (!this.constraint.accept(choice.id)) throw new Error(`the grammar refused token ${choice.id}, which its own mask allowed`);
+    }
     this.generated++;
     this.next = choice.id;
     this.history.push(choice.id);

@@ -1,5 +1,5 @@
-// Next-token choice from logits, in llama.cpp's default order: penalties -> top-k -> top-p -> min-p ->
-// temperature -> draw. Temperature 0 is greedy (argmax, lowest id on ties). A seed makes draws repeatable.
+// Next-token choice from logits, in llama.cpp's default order: logit bias -> penalties -> grammar mask -> top-k ->
+// top-p -> min-p -> temperature -> draw. Temperature 0 is greedy (argmax, lowest id on ties). A seed makes draws repeatable.
 // Log-probabilities reported to callers are those of the model's own distribution (softmax of the raw logits).
 // Cost: one pass over the logits for their log-sum-exp (the reported logprobs), a pass or two more for a draw;
 // nothing sorts the vocabulary: top-k selects its k, top-p buckets the mass by logit and sorts only the bucket
@@ -16,6 +16,8 @@ export interface SamplingParams {
   frequencyPenalty: number; //  0 = off (OpenAI form: minus count * penalty)
   presencePenalty: number; //   0 = off (minus penalty once a token has appeared)
   seed?: number;
+  /** [token id, bias] pairs added to the logits before anything else (OpenAI's logit_bias). */
+  logitBias?: [number, number][];
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = {
@@ -71,10 +73,16 @@ export class Sampler {
 
   /**
    * Choose the next token. `penalized` lists the tokens counted by the penalties (llama.cpp counts the
-   * last tokens of prompt and output alike). `topN` alternatives are reported with their logprobs.
+   * last tokens of prompt and output alike). `topN` alternatives are reported with their logprobs. `mask`
+   * (grammar.ts: bit i set when token i is allowed) limits the draw; the reported logprobs stay the model's.
    */
-  sample(logits: Float32Array, penalized: number[] = [], topN = 0): TokenChoice {
-    const l = this.penalize(logits, penalized);
+  sample(logits: Float32Array, penalized: number[] = [], topN = 0, mask?: Int32Array): TokenChoice {
+    let l = this.penalize(logits, penalized);
+    if (mask) {
+      if (l === logits) l = Float32Array.from(logits);
+      applyMask(l, mask);
+      if (!(maxOf(l) > -Infinity)) throw new Error("the grammar allows no token here");
+    }
     let id: number;
     let lse: number;
     if (this.params.temperature <= 0) {
@@ -92,8 +100,11 @@ export class Sampler {
   /** The logits with the penalties applied (a copy), or the logits themselves when none applies. */
   penalize(logits: Float32Array, penalized: number[]): Float32Array {
     const p = this.params;
-    if (!penalized.length || (p.repetitionPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0)) return logits;
+    const bias = p.logitBias?.length ? p.logitBias : undefined;
+    if (!bias && (!penalized.length || (p.repetitionPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0))) return logits;
     const l = Float32Array.from(logits);
+    if (bias) for (const [t, b] of bias) if (t >= 0 && t < l.length) l[t] = l[t]! + b;
+    if (!penalized.length) return l;
     const counts = new Map<number, number>();
     for (const t of penalized) counts.set(t, (counts.get(t) ?? 0) + 1);
     for (const [t, c] of counts) {
@@ -300,4 +311,16 @@ function kthLargest(v: Float32Array, k: number): number {
     else return v[want]!;
   }
   return v[want]!;
+}
+
+/** Set disallowed logits to -Infinity (in place). `mask` has bit i set when token i is allowed. */
+export function applyMask(logits: Float32Array, mask: Int32Array): void {
+  const n = logits.length;
+  for (let w = 0; w < mask.length; w++) {
+    const bits = mask[w]!;
+    if (bits === -1) continue;
+    const base = w << 5;
+    const end = Math.min(32, n - base);
+    for (let b = 0; b < end; b++) if (!((bits >>> b) & 1)) logits[base + b] = -Infinity;
+  }
 }

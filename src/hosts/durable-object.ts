@@ -13,6 +13,7 @@ import { Pipeline } from "../engine/pipeline.ts";
 import { budgetBytes, planShards, planSizing } from "../engine/shard-plan.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
+import grammarWasm from "../../build/xgrammar.wasm";
 import type { ServiceRequest, ShardReport } from "../service/contract.ts";
 import { LocalModelService } from "./model-service.ts";
 import { pullIntoR2 } from "./pull-through.ts";
@@ -202,6 +203,7 @@ export class ModelHost {
       maxQueue: c.maxQueue,
       requestTimeoutMs: c.requestTimeoutMs,
       keepAliveMs: c.keepAliveMs,
+      grammarWasm: async () => grammarWasm,
       autoLoad: false,
     });
     return this.service;

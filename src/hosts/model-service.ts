@@ -6,6 +6,8 @@
 import type { ByteSource } from "../engine/byte-source.ts";
 import { ChatTemplateError } from "../engine/chat-template.ts";
 import { encodePrompt } from "../engine/generate.ts";
+import { ToolMessageError } from "../engine/tools.ts";
+import { ConstraintError, GrammarEngine, grammarWasmProvided, provideGrammarWasm, type TokenConstraint } from "../engine/grammar.ts";
 import type { LoadOptions, RunnableModel } from "../engine/model/load.ts";
 import { KvCache } from "../engine/model/kv-cache.ts";
 import { BatchScheduler, singleSequenceBatch, SINGLE_SEQUENCE, type BatchEvent } from "../engine/batching.ts";
@@ -27,6 +29,8 @@ export interface LocalServiceOptions {
   prefillChunk?: number;
   /** Finished sequences kept for their prefixes beyond the running ones (0: no prompt cache; default 2). */
   promptCacheSlots?: number;
+  /** The compiled build/xgrammar.wasm, fetched on the first constrained request (engine/grammar.ts). */
+  grammarWasm?: () => Promise<WebAssembly.Module>;
   /** Requests that may wait for a batch slot before new ones get 429. */
   maxQueue?: number;
   requestTimeoutMs?: number;
@@ -62,6 +66,8 @@ export class LocalModelService implements ModelService {
   private scheduler: BatchScheduler | undefined;
   private readonly serviceMetrics = new ServiceMetrics();
   private requestIds = 0;
+  /** The grammar engine of the loaded model's vocabulary (made on the first constrained request). */
+  private grammar: { model: RunnableModel; engine: GrammarEngine } | undefined;
 
   constructor(opts: LocalServiceOptions) {
     // settings checked before any load (a bad one would otherwise fail each load after the whole model was read)
@@ -175,7 +181,7 @@ export class LocalModelService implements ModelService {
     try {
       promptIds = encodePrompt(m, req.prompt);
     } catch (e) {
-      if (e instanceof ChatTemplateError) {
+      if (e instanceof ChatTemplateError || e instanceof ToolMessageError) {
         yield { type: "error", kind: "template", status: 422, message: e.message, field: req.promptField ?? "messages" };
         return;
       }
@@ -200,12 +206,36 @@ export class LocalModelService implements ModelService {
       return;
     }
     const maxTokens = req.maxTokens ?? room;
+    for (const [id] of req.sampling?.logitBias ?? []) {
+      if (id >= m.cfg.vocabSize) {
+        yield { type: "error", kind: "validation", status: 400, field: "logit_bias", message: `'logit_bias' names token ${id}; the vocabulary has ${m.cfg.vocabSize} tokens` };
+        return;
+      }
+    }
+    // the grammar, compiled before the request queues (a schema it cannot enforce is the client's 400)
+    let constraint: TokenConstraint | undefined;
+    if (req.constraint) {
+      const field = req.constraintField ?? "response_format";
+      try {
+        if (!grammarWasmProvided()) {
+          if (!this.opts.grammarWasm) throw new Error("this host has no grammar engine (LocalServiceOptions.grammarWasm)");
+          provideGrammarWasm(await this.opts.grammarWasm());
+        }
+        if (!this.grammar || this.grammar.model !== m) this.grammar = { model: m, engine: new GrammarEngine(m.tokenizer, m.cfg.vocabSize) };
+        constraint = await this.grammar.engine.constrain(req.constraint, field);
+      } catch (e) {
+        if (e instanceof ConstraintError) yield { type: "error", kind: "validation", status: 400, field: e.field ?? field, message: e.message };
+        else yield { type: "error", kind: "unavailable", status: 503, message: `structured output is unavailable: ${(e as Error).message}` };
+        return;
+      }
+    }
 
     // queue (checked and joined with no await between, so requests arriving together cannot overshoot it)
     const sched = this.scheduler!;
     const queuePosition = sched.queued + sched.active;
     // (those queued now include any the next step admits: the limit counts both)
     if (sched.active + sched.queued >= sched.opts.maxBatchSize + (this.opts.maxQueue ?? 8)) {
+      constraint?.dispose();
       this.serviceMetrics.failed("overloaded");
       yield { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${sched.active} requests are running and ${sched.queued} waiting; retry shortly` };
       return;
@@ -216,7 +246,7 @@ export class LocalModelService implements ModelService {
     const queuedAt = Date.now();
     const id = ++this.requestIds;
     const handle = sched.submit(
-      { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, cachePrompt: req.cachePrompt },
+      { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, cachePrompt: req.cachePrompt, constraint },
       (ev) => events.push(ev),
     );
     // the caller going away, or the time limit: the request leaves the queue (or its slot) at once

@@ -8,6 +8,7 @@ import { createApp, defaultConfig, parseOrigins, type ServerConfig } from "../ap
 import type { ModelFiles } from "../service/contract.ts";
 import { loadNodeModel } from "./node-backend.ts";
 import { FileByteSource } from "./node-file-source.ts";
+import { grammarModule } from "./node-wasm.ts";
 import { DEFAULT_MAX_BATCH_SIZE, LocalModelService } from "./model-service.ts";
 
 export interface NodeServerOptions {
@@ -47,6 +48,7 @@ export function startNodeServer(o: NodeServerOptions): Promise<{ server: ServerT
     promptCacheSlots: o.promptCacheSlots,
     requestTimeoutMs: o.requestTimeoutMs,
     keepAliveMs: o.keepAliveMs,
+    grammarWasm: grammarModule,
   });
   const files: ModelFiles = {
     async stat() {

@@ -22,6 +22,19 @@ export function kernelModule(variant: "relaxed" | "simd" | "relaxed-mt" | "simd-
   return m;
 }
 
+let grammar: Promise<WebAssembly.Module> | undefined;
+/** build/xgrammar.wasm compiled (the grammar engine, engine/grammar.ts; made by wasm/build-xgrammar.js). */
+export function grammarModule(): Promise<WebAssembly.Module> {
+  const url = new URL("../../build/xgrammar.wasm", import.meta.url);
+  grammar ??= readFile(url).then(
+    (bytes) => WebAssembly.compile(bytes),
+    () => {
+      throw new Error(`${url.pathname} is missing: run "npm run build" (npm install does it)`);
+    },
+  );
+  return grammar;
+}
+
 export async function loadWasmBackend(variant: "relaxed" | "simd" = hasRelaxedSimd() ? "relaxed" : "simd", threads = 1): Promise<WasmBackend> {
   if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   if (threads === 1) return new WasmBackend(await kernelModule(variant), variant);

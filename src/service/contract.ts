@@ -2,6 +2,7 @@
 // events a generation answers with, the model's status, and the model file a host serves. Both sides import it;
 // neither imports the other (the entries, src/index.ts and src/hosts/node-server.ts, put them together).
 import type { DoneEvent, Prompt, TokenEvent } from "../engine/generate.ts";
+import type { ConstraintSpec } from "../engine/grammar.ts";
 import type { SamplingParams } from "../engine/sampler.ts";
 
 /** A generation request as it travels between hosts (plain JSON). */
@@ -16,6 +17,9 @@ export interface ServiceRequest {
   sampling?: Partial<SamplingParams>;
   stop?: string[];
   topLogprobs?: number;
+  /** What the output must match (engine/grammar.ts), and the request field it came in (named in errors). */
+  constraint?: ConstraintSpec;
+  constraintField?: string;
   /** Start from the longest prefix kept in the prompt cache (default true; llama.cpp's cache_prompt). */
   cachePrompt?: boolean;
 }

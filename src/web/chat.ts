@@ -3,7 +3,7 @@
 // fetch), rendered as each chunk arrives. Errors from the server's envelope are shown as they are. With "Run in
 // this browser" the engine itself runs in the page (local-engine.ts) on the model file the server serves.
 import type { RunnableModel } from "../engine/model/load.ts";
-import { generate, loadLocalModel, modelBytes } from "./local-engine.ts";
+import { generate, loadLocalModel, localConstraint, modelBytes } from "./local-engine.ts";
 
 interface Message {
   role: "user" | "assistant";
@@ -94,6 +94,9 @@ interface Piece {
 }
 
 /** A reply from the server: the SSE chunks of /v1/chat/completions. */
+/** The "answer" setting asks for a JSON object (response_format json_object; in the page, the same grammar). */
+const jsonAnswer = () => $<HTMLSelectElement>("format").value === "json";
+
 async function* fromServer(signal: AbortSignal): AsyncGenerator<Piece> {
   const res = await fetch("/v1/chat/completions", {
     method: "POST",
@@ -106,6 +109,7 @@ async function* fromServer(signal: AbortSignal): AsyncGenerator<Piece> {
       max_tokens: Number(setting("maxTokens").value),
       temperature: Number(setting("temperature").value),
       top_p: Number(setting("topP").value),
+      ...(jsonAnswer() ? { response_format: { type: "json_object" } } : {}),
     }),
   });
   if (!res.ok || !res.body) throw new Error(await errorOf(res));
@@ -142,7 +146,8 @@ async function ensureLocalModel(): Promise<RunnableModel> {
 async function* fromPage(signal: AbortSignal): AsyncGenerator<Piece> {
   const m = await ensureLocalModel();
   const sampling = { temperature: Number(setting("temperature").value), topP: Number(setting("topP").value) };
-  for await (const ev of generate(m, { prompt: { messages: history.slice() }, maxTokens: Number(setting("maxTokens").value), sampling, signal })) {
+  const constraint = jsonAnswer() ? await localConstraint(m, { type: "json_object" }) : undefined;
+  for await (const ev of generate(m, { prompt: { messages: history.slice() }, maxTokens: Number(setting("maxTokens").value), sampling, signal, constraint })) {
     if (ev.type === "token") yield { delta: ev.text };
     else yield { delta: ev.text, finish: ev.finishReason === "abort" ? "stopped" : ev.finishReason };
   }

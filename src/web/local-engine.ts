@@ -5,13 +5,25 @@
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
 import { loadModelWebGpu } from "../engine/backend/webgpu/model.ts";
 import { MemoryByteSource } from "../engine/byte-source.ts";
+import { GrammarEngine, grammarWasmProvided, provideGrammarWasm, type ConstraintSpec, type TokenConstraint } from "../engine/grammar.ts";
 import { loadModel, type RunnableModel } from "../engine/model/load.ts";
 
 export { generate } from "../engine/generate.ts";
 
-/** The kernels' bytes, base64 (web/build.js defines these from build/kernels-*.wasm). */
+/** The kernels' and the grammar engine's bytes, base64 (web/build.js defines these from build/*.wasm). */
 declare const KERNELS_RELAXED: string;
 declare const KERNELS_SIMD: string;
+declare const XGRAMMAR_WASM: string;
+
+const grammars = new WeakMap<RunnableModel, GrammarEngine>();
+
+/** A constraint for a generation in the page (the grammar engine starts on first use, as on the server). */
+export async function localConstraint(m: RunnableModel, spec: ConstraintSpec): Promise<TokenConstraint> {
+  if (!grammarWasmProvided()) provideGrammarWasm(await WebAssembly.compile(fromBase64(XGRAMMAR_WASM)));
+  let g = grammars.get(m);
+  if (!g) grammars.set(m, (g = new GrammarEngine(m.tokenizer, m.cfg.vocabSize)));
+  return g.constrain(spec, "response_format");
+}
 
 const CACHE = "gemma-edge-models";
 

@@ -138,6 +138,22 @@ describe("POST /v1/chat/completions", () => {
   });
 });
 
+describe("structured output in workerd (xgrammar imported statically)", () => {
+  it("answers a json_schema request with an object of the schema, and a TGI regex with a match", async () => {
+    const schema = { type: "object", properties: { ok: { type: "boolean" }, n: { type: "integer", minimum: 0, maximum: 9 } }, required: ["ok", "n"], additionalProperties: false };
+    const r = await call("/v1/chat/completions", { json: chat({ max_tokens: 40, response_format: { type: "json_schema", json_schema: { name: "x", schema, strict: true } } }) });
+    expect(r.status).toBe(200);
+    const b = (await r.json()) as any;
+    expect(b.choices[0].finish_reason).toBe("stop");
+    const v = JSON.parse(b.choices[0].message.content);
+    expect(Object.keys(v)).toEqual(["ok", "n"]);
+    expect(typeof v.ok).toBe("boolean");
+    expect(Number.isInteger(v.n) && v.n >= 0 && v.n <= 9).toBe(true);
+    const g = (await (await call("/generate", { json: { inputs: "x", parameters: { max_new_tokens: 20, grammar: { type: "regex", value: "(yes|no)[0-9]" } } } })).json()) as any;
+    expect(g.generated_text).toMatch(/^(yes|no)[0-9]$/);
+  });
+});
+
 describe("POST /v1/completions", () => {
   it("answers a text_completion (greedy, as the engine's own greedy continuation)", async () => {
     const b = (await (await call("/v1/completions", { json: { model: MODEL, prompt: "Hello", max_tokens: 5, temperature: 0 } })).json()) as any;
@@ -213,7 +229,7 @@ const BAD: [string, unknown, number, string | null, RegExp][] = [
   ["/v1/chat/completions", { model: MODEL, messages: [{ role: "wizard", content: "x" }] }, 400, "messages[0].role", /must be one of/],
   ["/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: 5 }] }, 400, "messages[0].content", /string or an array of text parts/],
   ["/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] }, 400, "messages[0].content[0]", /only text parts/],
-  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "tool", content: "x" }] }, 400, "messages[0].role", /not supported/],
+  ["/v1/chat/completions", { model: MODEL, messages: [{ role: "tool", content: "x" }] }, 400, "messages[0].tool_call_id", /needs 'tool_call_id'/],
   ["/v1/chat/completions", { model: MODEL, messages: [{ role: "assistant", content: "x" }] }, 422, "messages", /roles must alternate/],
   ["/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: "a" }, { role: "user", content: "b" }] }, 422, "messages", /roles must alternate/],
   ["/v1/chat/completions", { ...chat(), temperature: "hot" }, 400, "temperature", /must be a number/],
@@ -227,9 +243,11 @@ const BAD: [string, unknown, number, string | null, RegExp][] = [
   ["/v1/chat/completions", { ...chat(), n: 2 }, 400, "n", /'n' must be 1/],
   ["/v1/chat/completions", { ...chat(), stop: ["a", "b", "c", "d", "e"] }, 400, "stop", /at most 4/],
   ["/v1/chat/completions", { ...chat(), stop: 5 }, 400, "stop", /string or an array/],
-  ["/v1/chat/completions", { ...chat(), tools: [{ type: "function", function: { name: "f" } }] }, 400, "tools", /not supported/],
-  ["/v1/chat/completions", { ...chat(), response_format: { type: "json_schema", json_schema: {} } }, 400, "response_format", /not supported/],
-  ["/v1/chat/completions", { ...chat(), logit_bias: { "5": 10 } }, 400, "logit_bias", /not supported/],
+  ["/v1/chat/completions", { ...chat(), tools: [{ type: "function", function: { name: "f g" } }] }, 400, "tools[0].function.name", /1-64 letters/],
+  ["/v1/chat/completions", { ...chat(), response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", not: {} } } } }, 400, "response_format.json_schema.schema", /'not' is not supported/],
+  ["/v1/chat/completions", { ...chat(), grammar: "root ::= (" }, 400, "grammar", /EBNF parser error/],
+  ["/v1/chat/completions", { ...chat(), logit_bias: { "5": 500 } }, 400, "logit_bias", /from -100 to 100/],
+  ["/v1/chat/completions", { ...chat(), typical_p: 0.9 }, 400, "typical_p", /not supported/],
   ["/v1/chat/completions", { ...chat(), top_logprobs: 3 }, 400, "top_logprobs", /requires 'logprobs'/],
   ["/v1/chat/completions", { ...chat(), seed: -1 }, 400, "seed", />= 0/],
   ["/v1/chat/completions", { ...chat(), stream: "yes" }, 400, "stream", /boolean/],
@@ -243,7 +261,7 @@ const BAD: [string, unknown, number, string | null, RegExp][] = [
   ["/generate", { inputs: "x", parameters: { max_new_tokens: -1 } }, 400, null, /'max_new_tokens' must be >= 1/],
   ["/generate", { inputs: "x", parameters: { max_new_tokens: 5000 } }, 400, null, /maximum context length/],
   ["/generate", { inputs: "x", parameters: { temperature: 0 } }, 400, null, /'temperature' must be > 0/],
-  ["/generate", { inputs: "x", parameters: { grammar: { type: "json", value: {} } } }, 400, null, /'grammar' is not supported/],
+  ["/generate", { inputs: "x", parameters: { grammar: { type: "xml", value: "" } } }, 400, null, /must be "json" or "regex"/],
   ["/generate_stream", { inputs: "x", parameters: { stop: ["a", "b", "c", "d", "e"] } }, 400, null, /at most 4/],
   ["/tokenize", { inputs: 3 }, 400, null, /'inputs' must be a string/],
 ];

@@ -1,0 +1,306 @@
+// Constrained decoding: a JSON schema, a regex, an EBNF grammar or a structural tag (tool calls) becomes, at each
+// step, a mask over the vocabulary that the sampler applies before it draws; the drawn token then advances the
+// grammar. The grammar engine is xgrammar (@mlc-ai/web-xgrammar, the one web-llm uses), compiled to WebAssembly:
+// it precomputes, per grammar position, which tokens are decided by the position alone, so a step's mask costs
+// well under a millisecond on Gemma's 256k vocabulary (README "Structured outputs", `npm run bench:grammar`).
+// build/xgrammar.js is the package made loadable in workerd (wasm/build-xgrammar.js); the host hands in its
+// compiled WebAssembly with provideGrammarWasm().
+//
+// What a spec may ask is checked here first (enforceableSchema): xgrammar ignores the JSON Schema keywords it does not
+// know, and an ignored keyword would be a promise the output does not keep, so those are refused by name.
+// Whitespace in generated JSON is fixed (`{"a": 1, "b": [2, 3]}`: one space after ':' and ','), so the model can
+// never run on in blanks.
+import * as xg from "../../build/xgrammar.js";
+import { TOKEN_TYPE, type Tokenizer } from "./tokenizer.ts";
+import { CALL_END, CALL_SEPARATOR, CALL_TRIGGER, callBegin } from "./tools.ts";
+
+/** What a request constrains its output to (plain JSON: it travels between hosts). */
+export type ConstraintSpec =
+  | { type: "json_object" }
+  | { type: "json_schema"; schema: unknown }
+  | { type: "regex"; pattern: string }
+  | { type: "grammar"; grammar: string }
+  /** Calls of these functions in tools.ts's shape; auto: text or calls, required: calls only. */
+  | { type: "tool_calls"; tools: { name: string; parameters: unknown }[]; mode: "auto" | "required"; parallel: boolean };
+
+/** A constraint that cannot be compiled or asks for what is not supported (the API answers 400). */
+export class ConstraintError extends Error {
+  override name = "ConstraintError";
+  readonly field?: string;
+  constructor(message: string, field?: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
+let provided = false;
+/** The host's compiled build/xgrammar.wasm (Node and browsers compile it; workerd imports it). */
+export function provideGrammarWasm(module: WebAssembly.Module): void {
+  xg.provideWasm(module);
+  provided = true;
+}
+export const grammarWasmProvided = () => provided;
+
+/** Bytes of the grammar engine's WebAssembly memory (0 before its first use). */
+export function grammarMemoryBytes(): number {
+  return xg.wasmMemory()?.buffer.byteLength ?? 0;
+}
+
+/** How generated JSON is laid out: compact, one space after ':' and ',' (bounded whitespace, by construction). */
+const JSON_LAYOUT = { anyWhitespace: false, indent: -1, separators: [", ", ": "] as [string, string] };
+
+/**
+ * The JSON Schema keywords the grammar enforces, as checked by test/unit/grammar.test.ts. Left out, because
+ * xgrammar 0.1.27 turns them into grammars that break their promise: `pattern` (a pattern may match a quote or a
+ * control character, which ends or breaks the JSON string), ranges on non-integer numbers (`maximum: 5` lets 5.18
+ * through), and the formats whose grammars allow quotes (email, uri and the like). `minLength`/`maxLength` are
+ * rewritten here into a pattern of characters that need no escape (xgrammar's own rule for them lets control
+ * characters through).
+ */
+const ENFORCED = new Set([
+  "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const",
+  "anyOf", "oneOf", "$ref", "$defs", "definitions", "minLength", "maxLength", "minimum", "maximum",
+  "exclusiveMinimum", "exclusiveMaximum", "format",
+]);
+/** Keywords that only describe (they change nothing the grammar must enforce). */
+const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly", "strict"]);
+/** String formats whose grammars are fixed character sets (no quote, backslash or control character). */
+const FORMATS = new Set(["date", "time", "date-time", "duration", "uuid", "ipv4", "ipv6"]);
+const TYPES = new Set(["object", "array", "string", "number", "integer", "boolean", "null"]);
+
+/**
+ * `schema` as given to xgrammar, or a ConstraintError naming the first keyword the grammar would not enforce,
+ * with its path (`field` is the request field the schema came in).
+ */
+export function enforceableSchema(schema: unknown, field: string): unknown {
+  const fail = (path: string, what: string): never => {
+    throw new ConstraintError(`${field}${path}: ${what}`, field);
+  };
+  const walk = (s: unknown, path: string): unknown => {
+    if (s === true || s === false) return s;
+    if (typeof s !== "object" || s === null || Array.isArray(s)) fail(path, `a schema must be an object or a boolean, got ${JSON.stringify(s)?.slice(0, 40)}`);
+    const o = s as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(o)) {
+      const at = `${path}.${k}`;
+      out[k] = v;
+      if (ANNOTATIONS.has(k)) continue;
+      if (!ENFORCED.has(k)) fail(at, `the JSON Schema keyword '${k}' is not supported (supported: ${[...ENFORCED].join(", ")})`);
+      switch (k) {
+        case "type": {
+          const list = Array.isArray(v) ? v : [v];
+          for (const t of list) if (typeof t !== "string" || !TYPES.has(t)) fail(at, `unknown type ${JSON.stringify(t)}`);
+          break;
+        }
+        case "properties":
+        case "$defs":
+        case "definitions":
+          if (typeof v !== "object" || v === null || Array.isArray(v)) fail(at, `'${k}' must be an object`);
+          out[k] = Object.fromEntries(Object.entries(v as object).map(([name, sub]) => [name, walk(sub, `${at}.${name}`)]));
+          break;
+        case "items":
+        case "additionalProperties":
+          out[k] = walk(v, at);
+          break;
+        case "prefixItems":
+        case "anyOf":
+        case "oneOf":
+          if (!Array.isArray(v) || !v.length) fail(at, `'${k}' must be a non-empty array of schemas`);
+          out[k] = (v as unknown[]).map((sub, i) => walk(sub, `${at}[${i}]`));
+          break;
+        case "required":
+          if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) fail(at, `'required' must be an array of property names`);
+          break;
+        case "enum":
+          if (!Array.isArray(v) || !v.length) fail(at, `'enum' must be a non-empty array`);
+          break;
+        case "$ref":
+          if (typeof v !== "string" || !/^#(\/(\$defs|definitions)\/[^/]+)?$/.test(v)) fail(at, `only local references are supported ("#", "#/$defs/<name>", "#/definitions/<name>"), got ${JSON.stringify(v)}`);
+          break;
+        case "format":
+          if (typeof v !== "string" || !FORMATS.has(v)) fail(at, `the string format ${JSON.stringify(v)} is not supported (supported: ${[...FORMATS].join(", ")})`);
+          break;
+        case "minItems":
+        case "maxItems":
+        case "minLength":
+        case "maxLength":
+          if (!Number.isInteger(v) || (v as number) < 0) fail(at, `'${k}' must be a non-negative integer`);
+          break;
+        case "minimum":
+        case "maximum":
+        case "exclusiveMinimum":
+        case "exclusiveMaximum":
+          if (typeof v !== "number") fail(at, `'${k}' must be a number`);
+          if (o.type !== "integer") fail(at, `'${k}' is supported on integers only (type "integer")`);
+          break;
+      }
+    }
+    if (out.minLength !== undefined || out.maxLength !== undefined) {
+      if (out.type !== "string") fail(path, `'minLength'/'maxLength' are supported on strings only (type "string")`);
+      if (out.format !== undefined) fail(path, `'minLength'/'maxLength' together with 'format' are not supported`);
+      const min = (out.minLength as number | undefined) ?? 0;
+      const max = out.maxLength as number | undefined;
+      if (max !== undefined && max < min) fail(path, `'maxLength' ${max} is below 'minLength' ${min}`);
+      delete out.minLength;
+      delete out.maxLength;
+      out.pattern = `^[^"\\\\\\x00-\\x1f]{${min},${max ?? ""}}$`;
+    }
+    return out;
+  };
+  return walk(schema, "");
+}
+
+/** The per-step interface the decoding loop uses (generate.ts Decoding). */
+export interface TokenConstraint {
+  /** The mask of the next token: bit i of word i >> 5 set when token i is allowed. */
+  nextMask(): Promise<Int32Array>;
+  /** Advance by the drawn token; false when the grammar refuses it. */
+  accept(id: number): boolean;
+  /** The grammar reached its end and took a stop token. */
+  readonly terminated: boolean;
+  dispose(): void;
+}
+
+/** The grammar engine of one vocabulary: compiles specs (keeping the last few) and starts matchers. */
+export class GrammarEngine {
+  private compiler: Promise<xg.GrammarCompiler>;
+  private readonly tok: Tokenizer;
+  private readonly vocabSize: number;
+  private readonly stopIds: number[];
+  /** Compiled grammars by spec, most recently used last. */
+  private readonly cache = new Map<string, Promise<xg.CompiledGrammar>>();
+  private static readonly CACHE_SIZE = 16;
+
+  /**
+   * The engine for a tokenizer (its tables are built on first use: half a second for a 256k vocabulary).
+   * Control, unknown and unused tokens are never allowed (they are given xgrammar as empty strings, which it
+   * excludes); the tokenizer's stop tokens are allowed where the grammar may end.
+   */
+  constructor(tok: Tokenizer, vocabSize = tok.vocabSize) {
+    if (!provided) throw new Error("the grammar engine's WebAssembly was not provided (provideGrammarWasm)");
+    this.tok = tok;
+    this.vocabSize = vocabSize;
+    this.stopIds = tok.stopIds;
+    this.compiler = this.newCompiler();
+  }
+
+  private newCompiler(): Promise<xg.GrammarCompiler> {
+    const tok = this.tok;
+    const vocab = tok.tokens.map((t, i) => {
+      const ty = tok.types[i];
+      if (ty === TOKEN_TYPE.NORMAL) return t;
+      // bytes that begin no UTF-8 character (C0, C1, F5-FF) are never valid text; xgrammar would let them start one
+      if (ty === TOKEN_TYPE.BYTE) return /^<0x(C[01]|F[5-9A-F])>$/i.test(t) ? "" : t;
+      // user-defined tokens are their literal text (llama.cpp does not read U+2581 in them as a space)
+      if (ty === TOKEN_TYPE.USER_DEFINED && !t.includes("\u2581")) return t;
+      return "";
+    });
+    const p = (async () => {
+      const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, "byte_fallback", false, this.vocabSize, this.stopIds);
+      return xg.GrammarCompiler.createGrammarCompiler(info, false); // (compiled grammars are kept by this.cache)
+    })();
+    p.catch(() => {});
+    return p;
+  }
+
+  /** Compile (or find compiled) a spec; a bad one is a ConstraintError naming `field`. */
+  private compile(spec: ConstraintSpec, field: string): Promise<xg.CompiledGrammar> {
+    const key = JSON.stringify(spec);
+    let hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return hit;
+    }
+    hit = this.compileNew(spec, field);
+    this.cache.set(key, hit);
+    hit.catch(() => this.cache.delete(key));
+    while (this.cache.size > GrammarEngine.CACHE_SIZE) {
+      const [oldest, p] = this.cache.entries().next().value!;
+      this.cache.delete(oldest);
+      void p.then((g) => g.dispose(), () => {});
+    }
+    return hit;
+  }
+
+  private async compileNew(spec: ConstraintSpec, field: string): Promise<xg.CompiledGrammar> {
+    const c = await this.compiler;
+    const L = JSON_LAYOUT;
+    try {
+      switch (spec.type) {
+        case "json_object":
+          // any JSON object, laid out as schemas are ({"type": "object"} in xgrammar's strict mode allows any member)
+          return await c.compileJSONSchema(JSON.stringify({ type: "object" }), L.anyWhitespace, L.indent, L.separators, false);
+        case "json_schema":
+          return await c.compileJSONSchema(JSON.stringify(enforceableSchema(spec.schema, field)), L.anyWhitespace, L.indent, L.separators, true);
+        case "regex":
+          if (typeof spec.pattern !== "string" || !spec.pattern) throw new ConstraintError(`${field}: the regex must be a non-empty string`, field);
+          try {
+            new RegExp(spec.pattern, "u"); // most syntax errors, caught before they reach the C++
+          } catch (e) {
+            throw new ConstraintError(`${field}: ${(e as Error).message}`, field);
+          }
+          return await c.compileStructuralTag({ type: "structural_tag", format: { type: "regex", pattern: spec.pattern } });
+        case "grammar":
+          if (typeof spec.grammar !== "string" || !spec.grammar.trim()) throw new ConstraintError(`${field}: the grammar must be a non-empty string`, field);
+          return await c.compileGrammar(spec.grammar, "root");
+        case "tool_calls": {
+          // one tag per function: its call's fixed start, its arguments' grammar (the layout above), the call's end
+          const tags = [];
+          for (const [i, t] of spec.tools.entries()) {
+            const schema = enforceableSchema(t.parameters, `${field}[${i}].function.parameters`);
+            const args = await xg.Testings._jsonSchemaToEBNF(JSON.stringify(schema), L.anyWhitespace, L.indent, L.separators, true);
+            tags.push({ type: "tag" as const, begin: callBegin(t.name), content: { type: "grammar" as const, grammar: args }, end: CALL_END });
+          }
+          if (!tags.length) throw new ConstraintError(`${field}: no function to call`, field);
+          const format = spec.mode === "auto"
+            ? { type: "triggered_tags" as const, triggers: [CALL_TRIGGER], tags, stop_after_first: !spec.parallel }
+            : { type: "tags_with_separator" as const, tags, separator: CALL_SEPARATOR, at_least_one: true, stop_after_first: !spec.parallel };
+          return await c.compileStructuralTag({ type: "structural_tag", format });
+        }
+      }
+    } catch (e) {
+      if (e instanceof ConstraintError) throw e;
+      const fatal = xg.takeFatalError();
+      if (fatal) {
+        // the instance aborted: later grammars compile on a fresh one (running matchers keep theirs)
+        this.compiler = this.newCompiler();
+        this.cache.clear(); // (what it held belongs to the aborted instance)
+        throw new ConstraintError(`${field}: ${fatal}`, field);
+      }
+      throw new ConstraintError(`${field}: ${grammarMessage(e)}`, field);
+    }
+    throw new ConstraintError(`${field}: unknown constraint type ${JSON.stringify((spec as { type: unknown }).type)}`, field);
+  }
+
+  /** A matcher for one generation under `spec`. */
+  async constrain(spec: ConstraintSpec, field: string): Promise<TokenConstraint> {
+    const g = await this.compile(spec, field);
+    const m = await xg.GrammarMatcher.createGrammarMatcher(g, this.stopIds);
+    let terminated = false;
+    return {
+      nextMask: () => m.getNextTokenBitmask(),
+      accept: (id) => {
+        const ok = m.acceptToken(id);
+        terminated = m.isTerminated();
+        return ok;
+      },
+      get terminated() {
+        return terminated;
+      },
+      dispose: () => m.dispose(),
+    };
+  }
+
+  /** Words of a mask for this vocabulary. */
+  get maskWords(): number {
+    return Math.ceil(this.vocabSize / 32);
+  }
+}
+
+/** xgrammar's errors arrive as C++ exceptions (a pointer) or Errors; either way, a readable message. */
+function grammarMessage(e: unknown): string {
+  if (e instanceof Error) return e.message.replace(/^RuntimeError: /, "");
+  if (typeof e === "string") return e;
+  return `the grammar engine refused it (${String(e)})`;
+}
