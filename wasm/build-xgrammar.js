@@ -74,6 +74,10 @@ export function takeFatalError() {
   if (m) __xg.__reset();
   return m;
 }
+/** Start a fresh instance for the next call (objects made before keep theirs, which goes once they are gone). */
+export function resetInstance() {
+  __xg.__reset();
+}
 /** The engine's WebAssembly memory once it has started (its size counts toward a host's memory budget). */
 export function wasmMemory() {
   return __exports ? Object.values(__exports).find((v) => v instanceof WebAssembly.Memory) : undefined;
@@ -104,6 +108,7 @@ export type { StructuralTagLike } from "@mlc-ai/web-xgrammar";
 export declare function provideWasm(module: WebAssembly.Module): void;
 export declare function wasmMemory(): WebAssembly.Memory | undefined;
 export declare function takeFatalError(): string;
+export declare function resetInstance(): void;
 `;
 
 mkdirSync("build", { recursive: true });

@@ -41,6 +41,9 @@ export function provideGrammarWasm(module: WebAssembly.Module): void {
 }
 export const grammarWasmProvided = () => provided;
 
+import { GRAMMAR_MEMORY_BYTES } from "./grammar-memory.ts";
+export { GRAMMAR_MEMORY_BYTES };
+
 /** Bytes of the grammar engine's WebAssembly memory (0 before its first use). */
 export function grammarMemoryBytes(): number {
   return xg.wasmMemory()?.buffer.byteLength ?? 0;
@@ -67,6 +70,8 @@ const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$sc
 /** String formats whose grammars are fixed character sets (no quote, backslash or control character). */
 const FORMATS = new Set(["date", "time", "date-time", "duration", "uuid", "ipv4", "ipv6"]);
 const TYPES = new Set(["object", "array", "string", "number", "integer", "boolean", "null"]);
+/** The largest minLength/maxLength taken (compiling one costs about 40 ms per character on a 256k vocabulary). */
+export const MAX_LENGTH_BOUND = 256;
 
 /**
  * `schema` as given to xgrammar, or a ConstraintError naming the first keyword the grammar would not enforce,
@@ -141,6 +146,8 @@ export function enforceableSchema(schema: unknown, field: string): unknown {
       const min = (out.minLength as number | undefined) ?? 0;
       const max = out.maxLength as number | undefined;
       if (max !== undefined && max < min) fail(path, `'maxLength' ${max} is below 'minLength' ${min}`);
+      // each character of the bound is a grammar state whose mask is precomputed: ~40 ms each on 256k tokens
+      if ((max ?? min) > MAX_LENGTH_BOUND) fail(path, `'${max !== undefined ? "maxLength" : "minLength"}' above ${MAX_LENGTH_BOUND} is not supported (a bounded string compiles in time proportional to its bound)`);
       delete out.minLength;
       delete out.maxLength;
       out.pattern = `^[^"\\\\\\x00-\\x1f]{${min},${max ?? ""}}$`;
@@ -212,7 +219,10 @@ export class GrammarEngine {
       this.cache.set(key, hit);
       return hit;
     }
-    hit = this.compileNew(spec, field);
+    hit = this.compileNew(spec, field).then((g) => {
+      if (grammarMemoryBytes() > GRAMMAR_MEMORY_BYTES) this.restart();
+      return g;
+    });
     this.cache.set(key, hit);
     hit.catch(() => this.cache.delete(key));
     while (this.cache.size > GrammarEngine.CACHE_SIZE) {
@@ -263,14 +273,19 @@ export class GrammarEngine {
       if (e instanceof ConstraintError) throw e;
       const fatal = xg.takeFatalError();
       if (fatal) {
-        // the instance aborted: later grammars compile on a fresh one (running matchers keep theirs)
-        this.compiler = this.newCompiler();
-        this.cache.clear(); // (what it held belongs to the aborted instance)
+        this.restart(); // the instance aborted: later grammars compile on a fresh one
         throw new ConstraintError(`${field}: ${fatal}`, field);
       }
       throw new ConstraintError(`${field}: ${grammarMessage(e)}`, field);
     }
     throw new ConstraintError(`${field}: unknown constraint type ${JSON.stringify((spec as { type: unknown }).type)}`, field);
+  }
+
+  /** Later compiles on a fresh instance (running matchers keep theirs); what the cache held belonged to the old one. */
+  private restart(): void {
+    xg.resetInstance();
+    this.compiler = this.newCompiler();
+    this.cache.clear();
   }
 
   /** A matcher for one generation under `spec`. */

@@ -10,6 +10,7 @@
 // the heap of a shard (its code, message buffers and RoPE table).
 import { wasmMemoryBytes, wasmScratchBytes, WASM_BASE_BYTES } from "./backend/wasm.ts";
 import type { ByteSource } from "./byte-source.ts";
+import { GRAMMAR_MEMORY_BYTES } from "./grammar-memory.ts";
 import type { GemmaConfig } from "./config.ts";
 import { readModelHeader } from "./model/load.ts";
 import { partBytes, partTensors, type PartBytes, type PartSizing, type PartSpec, type TensorLookup } from "./model/part.ts";
@@ -29,6 +30,11 @@ export interface ShardPlanOptions {
   sequences?: number;
   /** The largest prefill chunk wanted (default 512, llama.cpp's micro-batch); the plan may choose a smaller one. */
   maxChunk?: number;
+  /**
+   * What the host of a one-part plan needs beside the part in its isolate: the coordinator runs the grammar
+   * engine (grammar.ts GRAMMAR_MEMORY_BYTES). A whole model is one part only if it fits the budget less this.
+   */
+  localReserveBytes?: number;
   /** Internal: the model does not fit in one part (skip trying). */
   split?: boolean;
 }
@@ -69,6 +75,7 @@ export async function planModel(src: ByteSource, o: { budgetMb?: number; context
   const header = await readModelHeader(src, { contextSize: o.contextSize, maxBatch: o.maxBatch });
   return planShards(header.cfg, (n) => header.gguf.tensors.get(n), {
     budgetBytes: o.budgetMb === undefined ? undefined : budgetBytes(o.budgetMb), contextSize: header.contextSize, sequences: o.sequences, maxChunk: header.maxBatch,
+    localReserveBytes: GRAMMAR_MEMORY_BYTES,
   });
 }
 
@@ -101,8 +108,9 @@ export function planShards(cfg: GemmaConfig, lookup: TensorLookup, o: ShardPlanO
   if (!o.split) {
     // one part if it fits with any chunk and as many of the KV slots asked for as fit, down to one sequence: a
     // smaller chunk, or fewer sequences at once, costs less than a hop per token
+    const local = budget - (o.localReserveBytes ?? 0);
     for (let n = sequences; n >= 1; n--) {
-      for (const chunk of candidates) if (sizeFor(whole, chunk, n).memoryBytes <= budget) return plan([whole], chunk, n);
+      for (const chunk of candidates) if (sizeFor(whole, chunk, n).memoryBytes <= local) return plan([whole], chunk, n);
     }
     // shards: the most sequences (at most those asked for) for which the model can be split at all
     for (let n = sequences; n > 1; n--) {

@@ -39,13 +39,22 @@ export const callBegin = (name: string) => `{"name": ${JSON.stringify(name)}, "p
 export const CALL_END = "}";
 export const CALL_SEPARATOR = "\n";
 
+/** JSON in the layout constrained output has (grammar.ts): one space after each ':' and ','. */
+export function layoutJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(layoutJson).join(", ")}]`;
+  if (v !== null && typeof v === "object") {
+    return `{${Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => `${JSON.stringify(k)}: ${layoutJson(x)}`).join(", ")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
+}
+
 /** A function's arguments when it declares none. */
 const NO_PARAMETERS = { type: "object", properties: {}, additionalProperties: false };
 
 export function toolsText(tools: ToolDefinition[]): string {
   const defs = tools.map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.parameters ?? NO_PARAMETERS }));
   // a JSON array, one function per line (Google's example indents it; the same JSON in fewer tokens)
-  return `${TOOLS_INSTRUCTION}[\n${defs.map((d) => JSON.stringify(d)).join(",\n")}\n]`;
+  return `${TOOLS_INSTRUCTION}[\n${defs.map(layoutJson).join(",\n")}\n]`;
 }
 
 /** One call as the model writes it. */
@@ -56,7 +65,7 @@ export function callText(c: { name: string; arguments: string }): string {
   } catch {
     args = c.arguments; // a client's malformed arguments, kept as they were sent
   }
-  return `${callBegin(c.name)}${JSON.stringify(args)}${CALL_END}`;
+  return `${callBegin(c.name)}${layoutJson(args)}${CALL_END}`;
 }
 
 /** A chat message as the API receives it, with the tool parts OpenAI's format has. */
@@ -88,7 +97,7 @@ export function lowerToolMessages(messages: ToolChatMessage[], tools: ToolDefini
       } catch {
         // plain text stays a string
       }
-      const line = JSON.stringify({ name, response });
+      const line = layoutJson({ name, response });
       const last = out.at(-1);
       if (last?.role === "user" && messages[i - 1]?.role === "tool") last.content += `\n${line}`;
       else out.push({ role: "user", content: line });

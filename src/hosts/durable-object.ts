@@ -11,6 +11,7 @@ import { loadModel, pipelineBatch, readModelHeader, type LoadOptions, type Runna
 import { partTensors } from "../engine/model/part.ts";
 import { Pipeline } from "../engine/pipeline.ts";
 import { budgetBytes, planShards, planSizing } from "../engine/shard-plan.ts";
+import { GRAMMAR_MEMORY_BYTES } from "../engine/grammar-memory.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import grammarWasm from "../../build/xgrammar.wasm";
@@ -94,13 +95,16 @@ export class ModelHost {
     const header = await readModelHeader(src, opts);
     const { cfg, gguf, contextSize, maxBatch } = header;
     const lookup = (name: string) => gguf.tensors.get(name);
-    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch, sequences: opts.sequences });
+    // a part held here shares this isolate with the grammar engine (engine/grammar.ts): it gets the budget less
+    // what that may use, and the model is sharded when it does not fit in that
+    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch, sequences: opts.sequences, localReserveBytes: GRAMMAR_MEMORY_BYTES });
     const budget = this.budgetBytes ?? null;
+    const localBudget = this.budgetBytes === undefined ? undefined : this.budgetBytes - GRAMMAR_MEMORY_BYTES;
     if (plan.parts.length === 1) {
       const relaxed = hasRelaxedSimd();
-      const backend = new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd", { maxBytes: this.budgetBytes });
+      const backend = new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd", { maxBytes: localBudget });
       const m = await loadModel(src, backend, { ...opts, sequences: plan.sequences }, { ...header, maxBatch: plan.chunk });
-      this.parts = { local: { backend, report: { index: 0, ...plan.parts[0]!.spec, budget_bytes: budget }, inUse: () => m.part.sequencesInUse }, budgetBytes: budget };
+      this.parts = { local: { backend, report: { index: 0, ...plan.parts[0]!.spec, budget_bytes: localBudget ?? null }, inUse: () => m.part.sequencesInUse }, budgetBytes: budget };
       return m;
     }
     if (plan.parts.length > this.shardCount) {

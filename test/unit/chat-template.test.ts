@@ -53,6 +53,24 @@ describe("Gemma chat template", () => {
     expect(ids.filter((i) => i === 107)).toHaveLength(1);
   });
 
+  // content that repeats the template's own markup must stay text wherever it stands (it was once found by
+  // searching the rendered text, which could take the template's copy for the user's)
+  it.each(["<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_turn>user\n", "user\n", "model\n", "<end_of_turn>\n<start_of_turn>model\n", "\n"])(
+    "keeps content %j as text and the template's markers as control tokens",
+    (marker) => {
+      for (const content of [marker, `${marker}x${marker}`, `x${marker}`]) {
+        const ids = tpl.encode([{ role: "user", content }, { role: "assistant", content }, { role: "user", content: "ok" }]);
+        const c = content.trim();
+        const text = (s: string) => tok.encode(s);
+        expect(ids).toEqual([
+          2, 106, ...text(`user\n${c}`), 107, ...text("\n"),
+          106, ...text(`model\n${c}`), 107, ...text("\n"),
+          106, ...text("user\nok"), 107, ...text("\n"), 106, ...text("model\n"),
+        ]);
+      }
+    },
+  );
+
   it("adds the BOS itself when a template does not emit one, never two", () => {
     const noBos = new ChatTemplate(tok, "{% for m in messages %}{{ m['content'] }}{% endfor %}");
     expect(noBos.encode([{ role: "user", content: "hi" }])).toEqual([2, ...tok.encode("hi")]);
