@@ -140,6 +140,11 @@ export function enforceableSchema(schema: unknown, field: string): unknown {
           break;
       }
     }
+    // integers stay within what a JSON parser in JavaScript reads exactly (and never run on in digits)
+    if (out.type === "integer") {
+      if (out.minimum === undefined && out.exclusiveMinimum === undefined) out.minimum = -Number.MAX_SAFE_INTEGER;
+      if (out.maximum === undefined && out.exclusiveMaximum === undefined) out.maximum = Number.MAX_SAFE_INTEGER;
+    }
     if (out.minLength !== undefined || out.maxLength !== undefined) {
       if (out.type !== "string") fail(path, `'minLength'/'maxLength' are supported on strings only (type "string")`);
       if (out.format !== undefined) fail(path, `'minLength'/'maxLength' together with 'format' are not supported`);

@@ -102,12 +102,18 @@ describe("grammar masks, token by token against the language", () => {
     for (const s of seen) expect(L).toContain(s);
   });
 
-  it("arrays with minItems/maxItems of bounded integers; anyOf over a $ref into $defs and null; const", async () => {
+  it("arrays with minItems/maxItems of bounded integers; anyOf over a $ref into $defs and null; const; nested $refs", async () => {
     const ints = ["0", "1", "2"];
     const arrays = [...ints.map((a) => `[${a}]`), ...ints.flatMap((a) => ints.map((b) => `[${a}, ${b}]`))];
     await checkMasks({ type: "json_schema", schema: { type: "array", items: { type: "integer", minimum: 0, maximum: 2 }, minItems: 1, maxItems: 2 } }, arrays, 8);
     await checkMasks({ type: "json_schema", schema: { $defs: { b: { type: "boolean" } }, anyOf: [{ $ref: "#/$defs/b" }, { type: "null" }] } }, ["true", "false", "null"]);
     await checkMasks({ type: "json_schema", schema: { type: "object", properties: { v: { const: "hi" } }, required: ["v"], additionalProperties: false } }, ['{"v": "hi"}'], 2);
+    // nested references: $defs that refer to $defs, and the older "definitions"
+    const item = (t: string) => `{"tag": "${t}"}`;
+    const items = ["a", "b"].flatMap((x) => [`[${item(x)}]`, ...["a", "b"].map((y) => `[${item(x)}, ${item(y)}]`)]);
+    const nested = { $defs: { item: { type: "object", properties: { tag: { $ref: "#/$defs/tag" } }, required: ["tag"], additionalProperties: false }, tag: { enum: ["a", "b"] } }, type: "array", items: { $ref: "#/$defs/item" }, minItems: 1, maxItems: 2 };
+    await checkMasks({ type: "json_schema", schema: nested }, items, 8);
+    await checkMasks({ type: "json_schema", schema: { definitions: { t: { enum: [1, 2] } }, type: "array", items: { $ref: "#/definitions/t" }, minItems: 1, maxItems: 1 } }, ["[1]", "[2]"], 3);
   });
 
   it("strings with minLength/maxLength: any characters that need no escape, counted as characters", async () => {
@@ -142,6 +148,15 @@ describe("what a constraint may not ask", () => {
   ];
   it.each(refused)("refuses %j by its keyword and path", (schema, message) => {
     expect(() => enforceableSchema(schema, "f")).toThrow(message);
+  });
+
+  it("bounds integers to JavaScript's safe range where the schema leaves them open, and strings' lengths as a pattern", () => {
+    expect(enforceableSchema({ type: "object", properties: { n: { type: "integer" }, m: { type: "integer", minimum: 3 } } }, "f")).toEqual({
+      type: "object",
+      properties: { n: { type: "integer", minimum: -(2 ** 53 - 1), maximum: 2 ** 53 - 1 }, m: { type: "integer", minimum: 3, maximum: 2 ** 53 - 1 } },
+    });
+    expect(enforceableSchema({ type: "string", maxLength: 5 }, "f")).toEqual({ type: "string", pattern: '^[^"\\\\\\x00-\\x1f]{0,5}$' });
+    expect(() => enforceableSchema({ type: "string", maxLength: 257 }, "f")).toThrow(/'maxLength' above 256 is not supported/);
   });
 
   it("turns grammar, regex and schema errors into ConstraintErrors, and keeps working after xgrammar aborts", async () => {
