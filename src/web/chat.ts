@@ -93,10 +93,10 @@ interface Piece {
   finish?: string;
 }
 
-/** A reply from the server: the SSE chunks of /v1/chat/completions. */
 /** The "answer" setting asks for a JSON object (response_format json_object; in the page, the same grammar). */
 const jsonAnswer = () => $<HTMLSelectElement>("format").value === "json";
 
+/** A reply from the server: the SSE chunks of /v1/chat/completions. */
 async function* fromServer(signal: AbortSignal): AsyncGenerator<Piece> {
   const res = await fetch("/v1/chat/completions", {
     method: "POST",
