@@ -52,9 +52,10 @@ edit("environment: worker", 'ENVIRONMENT_IS_WORKER=typeof importScripts=="functi
 edit("environment: node", 'ENVIRONMENT_IS_NODE=typeof process=="object"&&typeof process.versions=="object"&&typeof process.versions.node=="string"', "ENVIRONMENT_IS_NODE=false");
 edit("import of node:module", "const{createRequire:createRequire}=await import('module');", "const createRequire=null;");
 // the host's compiled module, instantiated by Emscripten's hook
-edit("module arguments", "binding = await Module()", "binding = await Module(__moduleArg())");
-// a fatal error in the C++ (a grammar it cannot parse) aborts the instance: the next call starts a fresh one
-edit("reset", "let binding = null;", "let binding = null;\n  exports.__reset = () => { binding = null; };");
+// one instance at a time: calls that arrive while it starts wait for the same one (the package's own check lets
+// two start), and resetInstance() makes the next call start a fresh one
+edit("module arguments", "if (binding == null) {\n          binding = await Module();\n      }", "while (binding == null) {\n          const starting = (bindingStart ??= Module(__moduleArg()));\n          const b = await starting;\n          if (bindingStart === starting) binding = b;\n      }");
+edit("reset", "let binding = null;", "let binding = null;\n  let bindingStart = null;\n  exports.__reset = () => { binding = null; bindingStart = null; };");
 
 const tail = `
 let __wasm;
@@ -64,17 +65,16 @@ let __fatal = "";
 export function provideWasm(module) {
   __wasm = module;
 }
-/**
- * After an error: the message of xgrammar's last fatal error ("" if none), and a fresh instance for the next call
- * (a fatal error aborts the instance it happened in; objects made before keep working on theirs, or not at all).
- */
+/** After an error: the message of xgrammar's last fatal error ("" if none). */
 export function takeFatalError() {
   const m = __fatal;
   __fatal = "";
-  if (m) __xg.__reset();
   return m;
 }
-/** Start a fresh instance for the next call (objects made before keep theirs, which goes once they are gone). */
+/**
+ * Start a fresh instance for the next call. The package's wrappers all use the current instance, so no object of
+ * the old one (a compiler, a compiled grammar, a matcher) may be used after this: call it only when none is live.
+ */
 export function resetInstance() {
   __xg.__reset();
 }

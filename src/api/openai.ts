@@ -142,7 +142,8 @@ const usage = (run: Started, done: { completionTokens: number; cachedTokens?: nu
   prompt_tokens: run.promptTokens, completion_tokens: done.completionTokens, total_tokens: run.promptTokens + done.completionTokens,
   prompt_tokens_details: { cached_tokens: done.cachedTokens ?? 0 },
 });
-const finishReason = (r: string, calls = 0) => (r === "length" ? "length" : calls > 0 ? "tool_calls" : "stop");
+/** OpenAI's finish_reason: "tool_calls" when calls were made, except where a named function was forced ("stop", as OpenAI answers). */
+const finishReason = (r: string, calls = 0, named = false) => (r === "length" ? "length" : calls > 0 && !named ? "tool_calls" : "stop");
 
 /** OpenAI's tool_calls entries (`at` the stream's index where streaming). */
 const toolCallsOut = (p: ToolCallParser) => p.calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
@@ -171,10 +172,13 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     unsupported(b, "function_call", "the legacy function calling; use 'tool_choice'");
     tools = toolsOf(b);
     if (tools?.choice) {
-      if (constraint) throw bad(constraint.field.split(".")[0]!, `'${constraint.field.split(".")[0]}' cannot be combined with 'tools' (unless tool_choice is "none"): the answer is either text or calls`);
+      if (constraint) {
+        const field = constraint.field.split(".")[0]!;
+        throw bad(field, `'${field}' cannot be combined with 'tools' (unless tool_choice is "none"): the answer is either text or calls`);
+      }
       constraint = toolConstraint(tools);
     }
-    prompt = { messages: messages(b), ...(tools ? { tools: tools.tools } : {}) };
+    prompt = { messages: messages(b), ...(tools ? { tools: tools.tools, toolsCallable: tools.choice !== undefined } : {}) };
     wantLogprobs = bool(b, "logprobs") ?? false;
     topLogprobs = num(b, "top_logprobs", { min: 0, max: 20, int: true }) ?? 0;
     if (topLogprobs > 0 && !wantLogprobs) throw bad("top_logprobs", `'top_logprobs' requires 'logprobs': true`);
@@ -184,6 +188,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     else if (Array.isArray(p) && p.length === 1 && typeof p[0] === "string") prompt = { text: p[0] };
     else throw bad("prompt", `'prompt' must be a string (one prompt per request)`);
     unsupported(b, "response_format", "on /v1/completions; use json_schema, grammar or guided_* here, or /v1/chat/completions");
+    for (const f of ["tools", "tool_choice", "functions"]) unsupported(b, f, "on /v1/completions; tools are for /v1/chat/completions");
     unsupported(b, "suffix", "insertion is not implemented");
     unsupported(b, "echo", "echoing the prompt is not implemented", (v) => v === false);
     const lp = num(b, "logprobs", { min: 0, max: 5, int: true });
@@ -199,6 +204,10 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     topLogprobs: wantLogprobs ? topLogprobs : 0,
     ...(constraint ? { constraint: constraint.spec, constraintField: constraint.field } : {}),
   };
+  // calls are read out of the text (engine/tools.ts), and what is not a call is the content; logprobs are not
+  // reported for such answers (OpenAI's cover content tokens only, and call tokens are not content)
+  const parsed = tools?.choice !== undefined;
+  const named = typeof tools?.choice === "object";
   const run = await start(c, service, req);
   const id = newId(chat ? "chatcmpl" : "cmpl");
   const created = now();
@@ -209,8 +218,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     const r = await collect(run);
     let message: Json = { role: "assistant", content: r.text, refusal: null };
     let calls = 0;
-    if (tools?.choice) {
-      // calls are read out of the text (engine/tools.ts); what is not a call is the content
+    if (parsed) {
       const p = new ToolCallParser(callId);
       p.push(r.text);
       p.finish();
@@ -218,7 +226,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
       message = { role: "assistant", content: calls && !p.content ? null : p.content, refusal: null, ...(calls ? { tool_calls: toolCallsOut(p) } : {}) };
     }
     const choice = chat
-      ? { index: 0, message, logprobs: wantLogprobs ? logprobsOf(r.tokens) : null, finish_reason: finishReason(r.done.finishReason, calls) }
+      ? { index: 0, message, logprobs: wantLogprobs && !parsed ? logprobsOf(r.tokens) : null, finish_reason: finishReason(r.done.finishReason, calls, named) }
       : { index: 0, text: r.text, logprobs: null, finish_reason: finishReason(r.done.finishReason) };
     return c.json({ id, object: object_, created, model, system_fingerprint: config.fingerprint, choices: [choice], usage: usage(run, r.done) });
   }
@@ -227,11 +235,12 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
   const u = common.includeUsage ? { usage: null } : {};
   const chunk = (choice: Json) => `data: ${JSON.stringify({ id, object: chunkObject, created, model, system_fingerprint: config.fingerprint, choices: [choice], ...u })}\n\n`;
   let first = chat;
-  const parser = tools?.choice ? new ToolCallParser(callId) : undefined;
+  const parser = parsed ? new ToolCallParser(callId) : undefined;
+  const toolChunks = (events: ToolStreamEvent[]) => events.map((e) => chunk({ index: 0, delta: toolDelta(e), logprobs: null, finish_reason: null })).join("");
   // text as deltas: plain content, or content and tool-call deltas when calls are parsed
   const textChunks = (text: string, lp: Json | null): string => {
     if (!parser) return chat ? chunk({ index: 0, delta: { content: text }, logprobs: lp, finish_reason: null }) : chunk({ index: 0, text, logprobs: null, finish_reason: null });
-    return parser.push(text).map((ev) => chunk({ index: 0, delta: toolDelta(ev), logprobs: null, finish_reason: null })).join("");
+    return toolChunks(parser.push(text));
   };
   return sse(
     c,
@@ -246,8 +255,8 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
         if (ev.text || (wantLogprobs && !ev.special)) out += textChunks(ev.text, wantLogprobs ? logprobsOf([ev]) : null);
       } else if (ev.type === "done") {
         if (ev.text) out += textChunks(ev.text, null);
-        if (parser) out += parser.finish().map((e) => chunk({ index: 0, delta: toolDelta(e), logprobs: null, finish_reason: null })).join("");
-        const reason = finishReason(ev.finishReason, parser?.calls.length ?? 0);
+        if (parser) out += toolChunks(parser.finish());
+        const reason = finishReason(ev.finishReason, parser?.calls.length ?? 0, named);
         out += chat ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: reason }) : chunk({ index: 0, text: "", logprobs: null, finish_reason: reason });
         if (common.includeUsage) {
           out += `data: ${JSON.stringify({ id, object: chunkObject, created, model, system_fingerprint: config.fingerprint, choices: [], usage: usage(run, ev) })}\n\n`;

@@ -115,8 +115,9 @@ export function toolsOf(b: Json): ToolRequest | undefined {
     let parameters: unknown;
     if (f.parameters !== undefined && f.parameters !== null) {
       const p = object(f.parameters, `tools[${i}].function.parameters`);
-      if (p.type !== undefined && p.type !== "object") throw bad(`tools[${i}].function.parameters`, `'tools[${i}].function.parameters' must be an object schema (type "object")`);
-      parameters = p;
+      // {} declares no arguments; anything else must be an object schema (the arguments are a JSON object)
+      if (Object.keys(p).length && p.type !== "object") throw bad(`tools[${i}].function.parameters`, `'tools[${i}].function.parameters' must be an object schema (type "object")`);
+      if (Object.keys(p).length) parameters = p;
     }
     return { name: f.name, ...(typeof f.description === "string" ? { description: f.description } : {}), ...(parameters !== undefined ? { parameters } : {}) };
   });

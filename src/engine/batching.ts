@@ -306,7 +306,7 @@ export class BatchScheduler {
     if (at < 0) return;
     this.running.splice(at, 1);
     if (s.cancelled && !s.decoding?.finished && !empty) s.emit({ ...s.decoding!.abort(), cachedTokens: s.cached });
-    s.req.constraint?.dispose();
+    s.req.constraint?.dispose(); // (never throws: grammar.ts)
     const slot = s.slot!;
     slot.lastUsed = ++this.clock;
     if (this.opts.promptCache && !empty) slot.state = "kept";

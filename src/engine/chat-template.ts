@@ -102,8 +102,12 @@ export class ChatTemplate {
     const segments: { text: string; parseSpecial: boolean }[] = [];
     let pos = 0;
     for (const [i, m] of turns.entries()) {
-      const at = text.indexOf(mark(i), pos);
-      if (at < 0) continue; // the template left this message out
+      const at = text.indexOf(mark(i));
+      // each content once, in order, as it is or trimmed: content that a template drops, repeats, reorders or
+      // transforms could not be told apart from the template's own text
+      if (at < pos || text.indexOf(mark(i), at + 1) >= 0) {
+        throw new ChatTemplateError(`the chat template does not render messages' content once each and in order (turn ${i}); such templates are not supported`);
+      }
       const end = at + mark(i).length;
       const keptLeft = text.slice(at - pad.length, at) === pad;
       const keptRight = text.slice(end, end + pad.length) === [...pad].reverse().join("");

@@ -9,7 +9,11 @@ import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "./sampler.ts";
 import { StreamingDecoder, type Tokenizer } from "./tokenizer.ts";
 
 /** A prompt: text, token ids, or chat messages (which may hold tool calls and results, with the tools offered). */
-export type Prompt = { text: string } | { messages: (ChatMessage | ToolChatMessage)[]; tools?: ToolDefinition[]; template?: ChatTemplateOptions } | { ids: number[] };
+export type Prompt =
+  | { text: string }
+  /** `toolsCallable` false: tool_choice "none" (the tools are shown, no call asked for; tools.ts). */
+  | { messages: (ChatMessage | ToolChatMessage)[]; tools?: ToolDefinition[]; toolsCallable?: boolean; template?: ChatTemplateOptions }
+  | { ids: number[] };
 
 export interface GenerateRequest {
   prompt: Prompt;
@@ -60,7 +64,7 @@ export class RequestError extends Error {
 /** Prompt to token ids: plain text gets one BOS in front (as llama.cpp does for this vocab). */
 export function encodePrompt(m: RunnableModel, prompt: Prompt): number[] {
   if ("ids" in prompt) return prompt.ids.slice();
-  if ("messages" in prompt) return m.chatTemplate.encode(lowerToolMessages(prompt.messages, prompt.tools), prompt.template);
+  if ("messages" in prompt) return m.chatTemplate.encode(lowerToolMessages(prompt.messages, prompt.tools, prompt.toolsCallable ?? true), prompt.template);
   return m.tokenizer.encode(prompt.text, { addBos: m.tokenizer.addBos });
 }
 
@@ -111,16 +115,16 @@ export class StopMatcher {
 
 /** Generate tokens for one request on a loaded model (which must not be used concurrently). */
 export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGenerator<TokenEvent | DoneEvent> {
-  const promptIds = encodePrompt(m, req.prompt);
-  if (!promptIds.length) throw new RequestError("the prompt is empty", "prompt");
-  const room = m.contextSize - promptIds.length;
-  if (room <= 0) {
-    throw new RequestError(`the prompt has ${promptIds.length} tokens; the context holds ${m.contextSize}`, "prompt");
-  }
-  if (!(Number.isInteger(req.maxTokens) && req.maxTokens > 0)) throw new RequestError(`maxTokens must be a positive integer, got ${req.maxTokens}`, "max_tokens");
-  const maxTokens = Math.min(req.maxTokens, room);
-
   try {
+    const promptIds = encodePrompt(m, req.prompt);
+    if (!promptIds.length) throw new RequestError("the prompt is empty", "prompt");
+    const room = m.contextSize - promptIds.length;
+    if (room <= 0) {
+      throw new RequestError(`the prompt has ${promptIds.length} tokens; the context holds ${m.contextSize}`, "prompt");
+    }
+    if (!(Number.isInteger(req.maxTokens) && req.maxTokens > 0)) throw new RequestError(`maxTokens must be a positive integer, got ${req.maxTokens}`, "max_tokens");
+    const maxTokens = Math.min(req.maxTokens, room);
+
     const d = new Decoding(m.tokenizer, req, promptIds.length, maxTokens, promptIds);
     let logits = await m.forward(promptIds, 0);
     let pos = promptIds.length;
@@ -138,6 +142,7 @@ export async function* generate(m: RunnableModel, req: GenerateRequest): AsyncGe
       pos++;
     }
   } finally {
+    // (a generator never iterated runs none of this: whoever made the constraint disposes it then)
     req.constraint?.dispose();
     await Promise.resolve(m.release?.()).catch(() => {}); // a part that is gone holds nothing to free
   }

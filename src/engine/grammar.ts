@@ -11,6 +11,7 @@
 // Whitespace in generated JSON is fixed (`{"a": 1, "b": [2, 3]}`: one space after ':' and ','), so the model can
 // never run on in blanks.
 import * as xg from "../../build/xgrammar.js";
+import { GRAMMAR_MEMORY_BYTES } from "./grammar-memory.ts";
 import { TOKEN_TYPE, type Tokenizer } from "./tokenizer.ts";
 import { CALL_END, CALL_SEPARATOR, CALL_TRIGGER, callBegin } from "./tools.ts";
 
@@ -21,7 +22,7 @@ export type ConstraintSpec =
   | { type: "regex"; pattern: string }
   | { type: "grammar"; grammar: string }
   /** Calls of these functions in tools.ts's shape; auto: text or calls, required: calls only. */
-  | { type: "tool_calls"; tools: { name: string; parameters: unknown }[]; mode: "auto" | "required"; parallel: boolean };
+  | { type: "tool_calls"; tools: { name: string; parameters: unknown; index: number }[]; mode: "auto" | "required"; parallel: boolean };
 
 /** A constraint that cannot be compiled or asks for what is not supported (the API answers 400). */
 export class ConstraintError extends Error {
@@ -40,8 +41,6 @@ export function provideGrammarWasm(module: WebAssembly.Module): void {
   provided = true;
 }
 export const grammarWasmProvided = () => provided;
-
-import { GRAMMAR_MEMORY_BYTES } from "./grammar-memory.ts";
 export { GRAMMAR_MEMORY_BYTES };
 
 /** Bytes of the grammar engine's WebAssembly memory (0 before its first use). */
@@ -72,12 +71,16 @@ const FORMATS = new Set(["date", "time", "date-time", "duration", "uuid", "ipv4"
 const TYPES = new Set(["object", "array", "string", "number", "integer", "boolean", "null"]);
 /** The largest minLength/maxLength taken (compiling one costs about 40 ms per character on a 256k vocabulary). */
 export const MAX_LENGTH_BOUND = 256;
+/** The most characters of length bounds in one constraint, all strings together (about 20 s of compiling at most). */
+export const MAX_LENGTH_TOTAL = 512;
+/** The largest count of a repetition in a regex or grammar. */
+export const MAX_REPETITION = 1024;
 
 /**
  * `schema` as given to xgrammar, or a ConstraintError naming the first keyword the grammar would not enforce,
  * with its path (`field` is the request field the schema came in).
  */
-export function enforceableSchema(schema: unknown, field: string): unknown {
+export function enforceableSchema(schema: unknown, field: string, budget = { left: MAX_LENGTH_TOTAL }): unknown {
   const fail = (path: string, what: string): never => {
     throw new ConstraintError(`${field}${path}: ${what}`, field);
   };
@@ -153,6 +156,8 @@ export function enforceableSchema(schema: unknown, field: string): unknown {
       if (max !== undefined && max < min) fail(path, `'maxLength' ${max} is below 'minLength' ${min}`);
       // each character of the bound is a grammar state whose mask is precomputed: ~40 ms each on 256k tokens
       if ((max ?? min) > MAX_LENGTH_BOUND) fail(path, `'${max !== undefined ? "maxLength" : "minLength"}' above ${MAX_LENGTH_BOUND} is not supported (a bounded string compiles in time proportional to its bound)`);
+      budget.left -= max ?? min;
+      if (budget.left < 0) fail(path, `the length bounds of this constraint's strings add up past ${MAX_LENGTH_TOTAL} characters, which is not supported (each character of a bound is compiled ahead)`);
       delete out.minLength;
       delete out.maxLength;
       out.pattern = `^[^"\\\\\\x00-\\x1f]{${min},${max ?? ""}}$`;
@@ -173,18 +178,47 @@ export interface TokenConstraint {
   dispose(): void;
 }
 
+// The xgrammar instance's lifetime. The package's wrappers all use one module-level instance, so objects of an
+// instance must never meet another: the instance is replaced (after a fatal error, which leaves it with leaked
+// state, or when its memory grew past GRAMMAR_MEMORY_BYTES) only when nothing of it is in use, that is when no
+// compile is under way and no matcher is alive. Engines notice the new epoch and rebuild their tables.
+let inUse = 0;
+let restartWanted = false;
+let epoch = 0;
+let memoryCap = GRAMMAR_MEMORY_BYTES;
+/** A different cap on the engine's memory (tests make it tiny to see instances replaced under load). */
+export function setGrammarMemoryCap(bytes: number): void {
+  memoryCap = bytes;
+}
+function release(): void {
+  inUse--;
+  if (restartWanted && inUse === 0) {
+    xg.resetInstance();
+    restartWanted = false;
+    epoch++;
+  }
+}
+
+interface CacheEntry {
+  grammar: Promise<xg.CompiledGrammar>;
+  /** Requests between compile and matcher (a grammar evicted meanwhile is disposed after the last of them). */
+  users: number;
+  evicted: boolean;
+}
+
 /** The grammar engine of one vocabulary: compiles specs (keeping the last few) and starts matchers. */
 export class GrammarEngine {
-  private compiler: Promise<xg.GrammarCompiler>;
+  private compiler!: Promise<xg.GrammarCompiler>;
+  private epoch = -1;
   private readonly tok: Tokenizer;
   private readonly vocabSize: number;
   private readonly stopIds: number[];
   /** Compiled grammars by spec, most recently used last. */
-  private readonly cache = new Map<string, Promise<xg.CompiledGrammar>>();
+  private readonly cache = new Map<string, CacheEntry>();
   private static readonly CACHE_SIZE = 16;
 
   /**
-   * The engine for a tokenizer (its tables are built on first use: half a second for a 256k vocabulary).
+   * The engine for a tokenizer (its tables are built on first use: a quarter of a second for 256k tokens).
    * Control, unknown and unused tokens are never allowed (they are given xgrammar as empty strings, which it
    * excludes); the tokenizer's stop tokens are allowed where the grammar may end.
    */
@@ -193,10 +227,13 @@ export class GrammarEngine {
     this.tok = tok;
     this.vocabSize = vocabSize;
     this.stopIds = tok.stopIds;
-    this.compiler = this.newCompiler();
   }
 
-  private newCompiler(): Promise<xg.GrammarCompiler> {
+  /** The tables of the current instance (rebuilt after a replacement; what the cache held belonged to the old one). */
+  private current(): void {
+    if (this.epoch === epoch) return;
+    this.epoch = epoch;
+    this.cache.clear();
     const tok = this.tok;
     const vocab = tok.tokens.map((t, i) => {
       const ty = tok.types[i];
@@ -207,35 +244,40 @@ export class GrammarEngine {
       if (ty === TOKEN_TYPE.USER_DEFINED && !t.includes("\u2581")) return t;
       return "";
     });
-    const p = (async () => {
+    this.compiler = (async () => {
       const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, "byte_fallback", false, this.vocabSize, this.stopIds);
       return xg.GrammarCompiler.createGrammarCompiler(info, false); // (compiled grammars are kept by this.cache)
     })();
-    p.catch(() => {});
-    return p;
+    this.compiler.catch(() => {});
   }
 
-  /** Compile (or find compiled) a spec; a bad one is a ConstraintError naming `field`. */
-  private compile(spec: ConstraintSpec, field: string): Promise<xg.CompiledGrammar> {
+  /** The cache entry of a spec, compiling it when it is not there; a bad spec is a ConstraintError naming `field`. */
+  private entry(spec: ConstraintSpec, field: string): CacheEntry {
     const key = JSON.stringify(spec);
-    let hit = this.cache.get(key);
-    if (hit) {
+    let e = this.cache.get(key);
+    if (e) {
       this.cache.delete(key);
-      this.cache.set(key, hit);
-      return hit;
+      this.cache.set(key, e);
+      return e;
     }
-    hit = this.compileNew(spec, field).then((g) => {
-      if (grammarMemoryBytes() > GRAMMAR_MEMORY_BYTES) this.restart();
-      return g;
-    });
-    this.cache.set(key, hit);
-    hit.catch(() => this.cache.delete(key));
+    e = { grammar: this.compileNew(spec, field), users: 0, evicted: false };
+    const made = e;
+    this.cache.set(key, made);
+    made.grammar.then(
+      () => {
+        if (grammarMemoryBytes() > memoryCap) restartWanted = true;
+      },
+      () => {
+        if (this.cache.get(key) === made) this.cache.delete(key);
+      },
+    );
     while (this.cache.size > GrammarEngine.CACHE_SIZE) {
-      const [oldest, p] = this.cache.entries().next().value!;
+      const [oldest, old] = this.cache.entries().next().value!;
       this.cache.delete(oldest);
-      void p.then((g) => g.dispose(), () => {});
+      old.evicted = true;
+      if (old.users === 0) disposeWhenDone(old);
     }
-    return hit;
+    return made;
   }
 
   private async compileNew(spec: ConstraintSpec, field: string): Promise<xg.CompiledGrammar> {
@@ -255,16 +297,20 @@ export class GrammarEngine {
           } catch (e) {
             throw new ConstraintError(`${field}: ${(e as Error).message}`, field);
           }
+          checkRepetitions(spec.pattern, field);
           return await c.compileStructuralTag({ type: "structural_tag", format: { type: "regex", pattern: spec.pattern } });
         case "grammar":
           if (typeof spec.grammar !== "string" || !spec.grammar.trim()) throw new ConstraintError(`${field}: the grammar must be a non-empty string`, field);
+          checkRepetitions(spec.grammar, field);
           return await c.compileGrammar(spec.grammar, "root");
         case "tool_calls": {
           // one tag per function: its call's fixed start, its arguments' grammar (the layout above), the call's end
+          const budget = { left: MAX_LENGTH_TOTAL };
+          const schemas = spec.tools.map((t) => enforceableSchema(t.parameters, `${field}[${t.index}].function.parameters`, budget));
           const tags = [];
           for (const [i, t] of spec.tools.entries()) {
-            const schema = enforceableSchema(t.parameters, `${field}[${i}].function.parameters`);
-            const args = await xg.Testings._jsonSchemaToEBNF(JSON.stringify(schema), L.anyWhitespace, L.indent, L.separators, true);
+            // (the JSON Schema converter xgrammar exposes for tests: its structural tags' own JSON has unbounded whitespace)
+            const args = await xg.Testings._jsonSchemaToEBNF(JSON.stringify(schemas[i]), L.anyWhitespace, L.indent, L.separators, true);
             tags.push({ type: "tag" as const, begin: callBegin(t.name), content: { type: "grammar" as const, grammar: args }, end: CALL_END });
           }
           if (!tags.length) throw new ConstraintError(`${field}: no function to call`, field);
@@ -278,7 +324,7 @@ export class GrammarEngine {
       if (e instanceof ConstraintError) throw e;
       const fatal = xg.takeFatalError();
       if (fatal) {
-        this.restart(); // the instance aborted: later grammars compile on a fresh one
+        restartWanted = true; // the instance aborted: it is replaced once nothing uses it
         throw new ConstraintError(`${field}: ${fatal}`, field);
       }
       throw new ConstraintError(`${field}: ${grammarMessage(e)}`, field);
@@ -286,18 +332,26 @@ export class GrammarEngine {
     throw new ConstraintError(`${field}: unknown constraint type ${JSON.stringify((spec as { type: unknown }).type)}`, field);
   }
 
-  /** Later compiles on a fresh instance (running matchers keep theirs); what the cache held belonged to the old one. */
-  private restart(): void {
-    xg.resetInstance();
-    this.compiler = this.newCompiler();
-    this.cache.clear();
-  }
-
-  /** A matcher for one generation under `spec`. */
+  /** A matcher for one generation under `spec` (dispose it when the generation ends; disposing twice is harmless). */
   async constrain(spec: ConstraintSpec, field: string): Promise<TokenConstraint> {
-    const g = await this.compile(spec, field);
-    const m = await xg.GrammarMatcher.createGrammarMatcher(g, this.stopIds);
+    inUse++; // from the compile to the matcher's end
+    let m: xg.GrammarMatcher;
+    try {
+      this.current();
+      const e = this.entry(spec, field);
+      e.users++;
+      try {
+        m = await xg.GrammarMatcher.createGrammarMatcher(await e.grammar, this.stopIds);
+      } finally {
+        e.users--;
+        if (e.evicted && e.users === 0) disposeWhenDone(e);
+      }
+    } catch (err) {
+      release();
+      throw err;
+    }
     let terminated = false;
+    let disposed = false;
     return {
       nextMask: () => m.getNextTokenBitmask(),
       accept: (id) => {
@@ -308,13 +362,30 @@ export class GrammarEngine {
       get terminated() {
         return terminated;
       },
-      dispose: () => m.dispose(),
+      dispose: () => {
+        if (disposed) return;
+        disposed = true;
+        try {
+          m.dispose();
+        } catch {
+          // (an object of an instance that aborted: nothing left to free)
+        }
+        release();
+      },
     };
   }
+}
 
-  /** Words of a mask for this vocabulary. */
-  get maskWords(): number {
-    return Math.ceil(this.vocabSize / 32);
+/** A compiled grammar no request will use any more (a matcher holds its own reference: disposing is safe). */
+function disposeWhenDone(e: CacheEntry): void {
+  void e.grammar.then((g) => g.dispose(), () => {});
+}
+
+/** Counted repetitions in a regex or grammar (`{m}`, `{m,}`, `{m,n}`): each count is a state to precompute. */
+function checkRepetitions(text: string, field: string): void {
+  for (const m of text.matchAll(/\{(\d+)(?:,(\d*))?\}/g)) {
+    const n = Math.max(Number(m[1]), Number(m[2] || 0));
+    if (n > MAX_REPETITION) throw new ConstraintError(`${field}: the repetition ${m[0]} counts past ${MAX_REPETITION}, which is not supported (each count is a grammar state compiled ahead)`, field);
   }
 }
 

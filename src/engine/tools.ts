@@ -33,9 +33,14 @@ export const TOOLS_INSTRUCTION =
   '{"name": function name, "parameters": dictionary of argument name and its value}\n\n' +
   "You SHOULD NOT include any other text in the response if you call a function\n";
 
+/** With tool_choice "none": the definitions (the history may hold calls of them), and no call now. */
+export const TOOLS_NOT_NOW = "You have access to these functions, but do not call any of them now: answer in text\n";
+
 /** The text every call starts with, and a call's parts (the grammar and the parser agree on these). */
 export const CALL_TRIGGER = '{"name": "';
-export const callBegin = (name: string) => `{"name": ${JSON.stringify(name)}, "parameters": `;
+/** Between a call's name and its arguments. */
+export const CALL_GAP = ', "parameters": ';
+export const callBegin = (name: string) => `${CALL_TRIGGER.slice(0, -1)}${JSON.stringify(name)}${CALL_GAP}`;
 export const CALL_END = "}";
 export const CALL_SEPARATOR = "\n";
 
@@ -51,10 +56,11 @@ export function layoutJson(v: unknown): string {
 /** A function's arguments when it declares none. */
 const NO_PARAMETERS = { type: "object", properties: {}, additionalProperties: false };
 
-export function toolsText(tools: ToolDefinition[]): string {
+/** The definitions after the instruction (`callable`) or after TOOLS_NOT_NOW. */
+export function toolsText(tools: ToolDefinition[], callable = true): string {
   const defs = tools.map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.parameters ?? NO_PARAMETERS }));
   // a JSON array, one function per line (Google's example indents it; the same JSON in fewer tokens)
-  return `${TOOLS_INSTRUCTION}[\n${defs.map(layoutJson).join(",\n")}\n]`;
+  return `${callable ? TOOLS_INSTRUCTION : TOOLS_NOT_NOW}[\n${defs.map(layoutJson).join(",\n")}\n]`;
 }
 
 /** One call as the model writes it. */
@@ -79,14 +85,15 @@ export interface ToolChatMessage {
 
 /**
  * Messages with tool calls and results, and the tool definitions, as the plain turns Gemma's template takes: the
- * definitions go in front of the system text (which the template merges into the first user turn), calls become
- * the assistant's text, and each run of tool results becomes a user turn. A result's function is found from its
- * tool_call_id; an id that no earlier call has is an error naming the message.
+ * definitions are a system message in front (chat-template.ts merges system messages into the first user turn),
+ * calls become the assistant's text, and each run of tool results becomes a user turn. A result's function is
+ * found from its tool_call_id; an id that no earlier call has is an error naming the message. `callable` false
+ * (tool_choice "none") shows the definitions without the instruction to call.
  */
-export function lowerToolMessages(messages: ToolChatMessage[], tools: ToolDefinition[] | undefined): ChatMessage[] {
+export function lowerToolMessages(messages: ToolChatMessage[], tools: ToolDefinition[] | undefined, callable = true): ChatMessage[] {
   const out: ChatMessage[] = [];
   const names = new Map<string, string>();
-  if (tools?.length) out.push({ role: "system", content: toolsText(tools) });
+  if (tools?.length) out.push({ role: "system", content: toolsText(tools, callable) });
   for (const [i, m] of messages.entries()) {
     if (m.role === "tool") {
       const name = m.toolCallId !== undefined ? names.get(m.toolCallId) : undefined;
@@ -112,7 +119,6 @@ export function lowerToolMessages(messages: ToolChatMessage[], tools: ToolDefini
     // a user message right after tool results joins their turn (roles must alternate)
     const last = out.at(-1);
     if (m.role === "user" && last?.role === "user" && messages[i - 1]?.role === "tool") last.content += `\n\n${m.content}`;
-    else if (m.role === "system" && tools?.length && out.length === 1 && i === 0) out[0] = { role: "system", content: `${out[0]!.content}\n\n${m.content}` };
     else out.push({ role: m.role as ChatMessage["role"], content: m.content });
   }
   return out;
@@ -130,10 +136,10 @@ export class ToolMessageError extends Error {
 
 /** The grammar of the calls a choice allows (grammar.ts compiles it). */
 export function toolCallConstraint(tools: ToolDefinition[], choice: ToolChoice, parallel: boolean): ConstraintSpec {
-  const listed = typeof choice === "object" ? tools.filter((t) => t.name === choice.name) : tools;
+  const listed = tools.map((t, index) => ({ name: t.name, parameters: t.parameters ?? NO_PARAMETERS, index })).filter((t) => typeof choice !== "object" || t.name === choice.name);
   return {
     type: "tool_calls",
-    tools: listed.map((t) => ({ name: t.name, parameters: t.parameters ?? NO_PARAMETERS })),
+    tools: listed,
     mode: choice === "auto" ? "auto" : "required",
     // a named function is called once
     parallel: typeof choice === "object" ? false : parallel,
@@ -147,14 +153,17 @@ export type ToolStreamEvent =
   | { type: "arguments"; index: number; text: string };
 
 /**
- * Reads calls out of generated text as it arrives. Text before a call is content (a tail that could begin a
- * call is held back until it is clear); a call gives its name once the name is complete, then its arguments in
- * fragments, as OpenAI streams them. Whitespace between and after calls is dropped. The grammar guarantees the
- * shape; text that breaks it (only possible without a constraint) ends the call where it breaks.
+ * Reads calls out of generated text as it arrives, the same whatever the pieces. Text before a call is content
+ * (a tail that could begin a call is held back until it is clear); a call is announced once its name and the gap
+ * after it are complete, then its arguments follow in fragments, as OpenAI streams them. Whitespace next to a call
+ * is the calls' layout, not content: it is held until text follows and dropped if a call or the end comes first.
+ * The grammar guarantees the shape; text that breaks it (only possible without a constraint) is content.
  */
 export class ToolCallParser {
-  private state: "text" | "name" | "gap" | "args" | "end" = "text";
+  private state: "text" | "name" | "args" | "end" = "text";
   private buf = "";
+  /** Whitespace held back from the content (see above). */
+  private blank = "";
   private depth = 0;
   private inString = false;
   private escaped = false;
@@ -174,31 +183,33 @@ export class ToolCallParser {
         const at = this.buf.indexOf(CALL_TRIGGER);
         if (at < 0) {
           const keep = heldTail(this.buf, CALL_TRIGGER);
-          this.emitContent(out, this.buf.slice(0, this.buf.length - keep));
+          this.text(out, this.buf.slice(0, this.buf.length - keep));
           this.buf = this.buf.slice(this.buf.length - keep);
           return out;
         }
-        this.emitContent(out, this.buf.slice(0, at));
+        this.text(out, this.buf.slice(0, at));
         this.buf = this.buf.slice(at + CALL_TRIGGER.length);
         this.state = "name";
       } else if (this.state === "name") {
+        // the name, its closing quote and the gap after it: then the call is certain
         const end = closingQuote(this.buf);
-        if (end < 0) return out;
-        const name = JSON.parse(`"${this.buf.slice(0, end)}"`) as string;
-        this.buf = this.buf.slice(end + 1);
-        const call: ToolCall = { id: this.newId(), name, arguments: "" };
-        this.calls.push(call);
-        out.push({ type: "call", index: this.calls.length - 1, id: call.id, name });
-        this.state = "gap";
-      } else if (this.state === "gap") {
-        const gap = ', "parameters": ';
-        if (this.buf.length < gap.length) return out;
-        if (!this.buf.startsWith(gap)) {
-          this.state = "text"; // not the shape: the rest is text
+        if (end < 0 || this.buf.length < end + 1 + CALL_GAP.length) return out;
+        if (this.buf.slice(end + 1, end + 1 + CALL_GAP.length) !== CALL_GAP) {
+          this.buf = CALL_TRIGGER + this.buf; // not a call after all: its text is content
+          this.text(out, this.buf.slice(0, CALL_TRIGGER.length));
+          this.buf = this.buf.slice(CALL_TRIGGER.length);
+          this.state = "text";
           continue;
         }
-        this.buf = this.buf.slice(gap.length);
-        Object.assign(this, { state: "args", depth: 0, inString: false, escaped: false });
+        this.blank = ""; // whitespace before a call is layout
+        const call: ToolCall = { id: this.newId(), name: JSON.parse(`"${this.buf.slice(0, end)}"`) as string, arguments: "" };
+        this.calls.push(call);
+        out.push({ type: "call", index: this.calls.length - 1, id: call.id, name: call.name });
+        this.buf = this.buf.slice(end + 1 + CALL_GAP.length);
+        this.state = "args";
+        this.depth = 0;
+        this.inString = false;
+        this.escaped = false;
       } else if (this.state === "args") {
         let i = 0;
         let done = false;
@@ -211,7 +222,10 @@ export class ToolCallParser {
           } else if (ch === '"') this.inString = true;
           else if (ch === "{" || ch === "[") this.depth++;
           else if (ch === "}" || ch === "]") {
-            if (this.depth === 0) break; // a scalar's end: the call's own brace
+            if (this.depth === 0) {
+              done = true; // a scalar's end: the call's own brace
+              break;
+            }
             this.depth--;
             if (this.depth === 0) {
               i++;
@@ -226,29 +240,42 @@ export class ToolCallParser {
           out.push({ type: "arguments", index: this.calls.length - 1, text: frag });
         }
         this.buf = this.buf.slice(i);
-        if (!done && !this.buf.length) return out;
+        if (!done) return out;
         this.state = "end";
       } else {
-        const rest = this.buf.trimStart();
-        if (!rest.length) return out;
-        if (rest.startsWith(CALL_END)) this.buf = rest.slice(1);
+        if (!this.buf.length) return out;
+        if (this.buf.startsWith(CALL_END)) this.buf = this.buf.slice(CALL_END.length);
         this.state = "text";
       }
     }
   }
 
-  /** The end of the text: what was held back is content (an unfinished call keeps the arguments it had). */
+  /** The end of the text: what was held back is content, unless it is layout (an unfinished call keeps its arguments). */
   finish(): ToolStreamEvent[] {
     const out: ToolStreamEvent[] = [];
-    if (this.state === "text") this.emitContent(out, this.buf);
+    if (this.state === "text") this.text(out, this.buf);
+    else if (this.state === "name") this.text(out, CALL_TRIGGER + this.buf); // cut before the call was certain
+    if (!this.calls.length && this.blank) this.emit(out, this.blank);
     this.buf = "";
+    this.blank = "";
     return out;
   }
 
-  private emitContent(out: ToolStreamEvent[], text: string): void {
-    // whitespace around calls is the calls' layout, not content
-    if (!text || (this.calls.length && !text.trim())) return;
-    if (this.calls.length && !this.content) text = text.trimStart();
+  /** Content text: whitespace at its end is held (it may be the layout before a call, or after one). */
+  private text(out: ToolStreamEvent[], text: string): void {
+    const body = text.trimEnd();
+    if (!body) {
+      this.blank += text;
+      return;
+    }
+    // held whitespace goes out with the text that follows it; content that starts after a call starts at its text
+    const first = this.calls.length > 0 && !this.content;
+    this.emit(out, first ? body.trimStart() : this.blank + body);
+    this.blank = text.slice(body.length);
+  }
+
+  private emit(out: ToolStreamEvent[], text: string): void {
+    if (!text) return;
     this.content += text;
     out.push({ type: "content", text });
   }

@@ -212,9 +212,22 @@ export class LocalModelService implements ModelService {
         return;
       }
     }
-    // the grammar, compiled before the request queues (a schema it cannot enforce is the client's 400)
+    const sched = this.scheduler!;
+    // (those queued now include any the next step admits: the limit counts both)
+    const busy = (): ServiceEvent | undefined => {
+      if (sched.active + sched.queued < sched.opts.maxBatchSize + (this.opts.maxQueue ?? 8)) return undefined;
+      this.serviceMetrics.failed("overloaded");
+      return { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${sched.active} requests are running and ${sched.queued} waiting; retry shortly` };
+    };
+    // the grammar, compiled before the request queues (a schema it cannot enforce is the client's 400); a request
+    // that would get a 429 gets it before it costs a compile
     let constraint: TokenConstraint | undefined;
     if (req.constraint) {
+      const refused = busy();
+      if (refused) {
+        yield refused;
+        return;
+      }
       const field = req.constraintField ?? "response_format";
       try {
         if (!grammarWasmProvided()) {
@@ -231,13 +244,11 @@ export class LocalModelService implements ModelService {
     }
 
     // queue (checked and joined with no await between, so requests arriving together cannot overshoot it)
-    const sched = this.scheduler!;
     const queuePosition = sched.queued + sched.active;
-    // (those queued now include any the next step admits: the limit counts both)
-    if (sched.active + sched.queued >= sched.opts.maxBatchSize + (this.opts.maxQueue ?? 8)) {
+    const refused = busy();
+    if (refused) {
       constraint?.dispose();
-      this.serviceMetrics.failed("overloaded");
-      yield { type: "error", kind: "overloaded", status: 429, message: `model "${this.modelId}" is busy: ${sched.active} requests are running and ${sched.queued} waiting; retry shortly` };
+      yield refused;
       return;
     }
     // a seed is always set, so that a sampled answer can be reproduced from what the response reports
@@ -245,10 +256,16 @@ export class LocalModelService implements ModelService {
     const events = new EventQueue<BatchEvent>();
     const queuedAt = Date.now();
     const id = ++this.requestIds;
-    const handle = sched.submit(
-      { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, cachePrompt: req.cachePrompt, constraint },
-      (ev) => events.push(ev),
-    );
+    let handle: ReturnType<typeof sched.submit>;
+    try {
+      handle = sched.submit(
+        { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, cachePrompt: req.cachePrompt, constraint },
+        (ev) => events.push(ev),
+      );
+    } catch (e) {
+      constraint?.dispose(); // (the scheduler disposes it from here on)
+      throw e;
+    }
     // the caller going away, or the time limit: the request leaves the queue (or its slot) at once
     const timeoutMs = this.opts.requestTimeoutMs ?? 300_000;
     let timedOut = false;

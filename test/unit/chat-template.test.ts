@@ -71,6 +71,13 @@ describe("Gemma chat template", () => {
     },
   );
 
+  it("refuses a template that renders a message's content twice or not at all", () => {
+    const twice = new ChatTemplate(tok, "{% for m in messages %}{{ m['content'] }}{{ m['content'] }}{% endfor %}");
+    expect(() => twice.encode([{ role: "user", content: "hi" }])).toThrow(/content once each and in order/);
+    const none = new ChatTemplate(tok, "{% for m in messages %}x{% endfor %}");
+    expect(() => none.encode([{ role: "user", content: "hi" }])).toThrow(ChatTemplateError);
+  });
+
   it("adds the BOS itself when a template does not emit one, never two", () => {
     const noBos = new ChatTemplate(tok, "{% for m in messages %}{{ m['content'] }}{% endfor %}");
     expect(noBos.encode([{ role: "user", content: "hi" }])).toEqual([2, ...tok.encode("hi")]);

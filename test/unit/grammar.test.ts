@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ReferenceBackend } from "../../src/engine/backend/reference.ts";
 import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { generate, type GenerateRequest } from "../../src/engine/generate.ts";
-import { ConstraintError, enforceableSchema, GrammarEngine, provideGrammarWasm, type ConstraintSpec } from "../../src/engine/grammar.ts";
+import { ConstraintError, enforceableSchema, GrammarEngine, provideGrammarWasm, setGrammarMemoryCap, type ConstraintSpec } from "../../src/engine/grammar.ts";
 import { loadModel, type LoadedModel } from "../../src/engine/model/load.ts";
 import { mulberry32, Sampler } from "../../src/engine/sampler.ts";
 import type { Tokenizer } from "../../src/engine/tokenizer.ts";
@@ -157,6 +157,47 @@ describe("what a constraint may not ask", () => {
     });
     expect(enforceableSchema({ type: "string", maxLength: 5 }, "f")).toEqual({ type: "string", pattern: '^[^"\\\\\\x00-\\x1f]{0,5}$' });
     expect(() => enforceableSchema({ type: "string", maxLength: 257 }, "f")).toThrow(/'maxLength' above 256 is not supported/);
+  });
+
+  it("refuses constraints whose compile would take too long: length bounds past 512 in all, repetitions past 1024", () => {
+    const props = Object.fromEntries([0, 1, 2].map((i) => [`s${i}`, { type: "string", maxLength: 200 }]));
+    expect(() => enforceableSchema({ type: "object", properties: props }, "f")).toThrow(/add up past 512 characters/);
+    return Promise.all([
+      expect(engine.constrain({ type: "regex", pattern: "a{2000}" }, "guided_regex")).rejects.toThrow(/guided_regex: the repetition \{2000\} counts past 1024/),
+      expect(engine.constrain({ type: "grammar", grammar: 'root ::= "a"{3,5000}' }, "grammar")).rejects.toThrow(/counts past 1024/),
+    ]);
+  });
+
+  it("keeps a live generation's matcher working through an abort and through the instance's replacement", async () => {
+    const spec: ConstraintSpec = { type: "regex", pattern: "(ab|cd)e?" };
+    const live = await engine.constrain(spec, "a");
+    const before = await live.nextMask();
+    // an abort (a grammar that does not parse), and a memory cap every compile exceeds: the instance is to be
+    // replaced, but not while `live` uses it
+    await expect(engine.constrain({ type: "grammar", grammar: "root ::= (" }, "grammar")).rejects.toThrow(ConstraintError);
+    setGrammarMemoryCap(1);
+    try {
+      const other = await engine.constrain({ type: "regex", pattern: "x|y" }, "b");
+      expect(await live.nextMask()).toEqual(before);
+      other.dispose();
+      expect(await live.nextMask()).toEqual(before);
+    } finally {
+      setGrammarMemoryCap(32 * 2 ** 20);
+    }
+    live.dispose();
+    live.dispose(); // twice is harmless
+    // nothing used the old instance any more: the next constraint runs on a fresh one, exactly
+    await checkMasks(spec, ["ab", "abe", "cd", "cde"], 2);
+  });
+
+  it("compiles more distinct constraints at once than it keeps (an evicted grammar still serves its request)", async () => {
+    const fresh = new GrammarEngine(tok);
+    const made = await Promise.all([...Array(20).keys()].map((i) => fresh.constrain({ type: "regex", pattern: `x{${i + 1}}` }, "r")));
+    for (const [i, c] of made.entries()) {
+      const x = tok.encode("x")[0]!;
+      expect(((await c.nextMask())[x >> 5]! >>> (x & 31)) & 1, `constraint ${i}`).toBe(1);
+      c.dispose();
+    }
   });
 
   it("turns grammar, regex and schema errors into ConstraintErrors, and keeps working after xgrammar aborts", async () => {

@@ -67,6 +67,11 @@ describe("the prompt", () => {
     expect(() => lowerToolMessages([{ role: "user", content: "x" }, { role: "tool", content: "1", toolCallId: "zz" }], undefined)).toThrow(ToolMessageError);
   });
 
+  it("with tool_choice none shows the definitions without asking for a call", () => {
+    const [first] = lowerToolMessages([{ role: "user", content: "Hi" }], [{ name: "f" }], false);
+    expect(first!.content).toBe('You have access to these functions, but do not call any of them now: answer in text\n[\n{"name": "f", "parameters": {"type": "object", "properties": {}, "additionalProperties": false}}\n]');
+  });
+
   it("writes JSON in the layout constrained output has", () => {
     expect(layoutJson({ a: [1, { b: null }], c: "x\"y" })).toBe('{"a": [1, {"b": null}], "c": "x\\"y"}');
   });
@@ -87,7 +92,7 @@ describe("ToolCallParser", () => {
     const whole = parse([text]);
     const chars = parse([...text]);
     for (const { p } of [whole, chars]) {
-      expect(p.content).toBe("Let me look.\n");
+      expect(p.content).toBe("Let me look.");
       expect(p.calls).toEqual([
         { id: "id0", name: "get_weather", arguments: '{"city": "Pa}ris", "n": [1, {"d": 2}]}' },
         { id: "id1", name: "f", arguments: "{}" },
@@ -97,14 +102,37 @@ describe("ToolCallParser", () => {
     const ev = chars.events.filter((e) => e.type !== "content");
     expect(ev[0]).toEqual({ type: "call", index: 0, id: "id0", name: "get_weather" });
     expect(ev.filter((e) => e.type === "arguments" && e.index === 0).map((e) => (e as { text: string }).text).join("")).toBe(chars.p.calls[0]!.arguments);
-    expect(chars.events.filter((e) => e.type === "content").map((e) => (e as { text: string }).text).join("")).toBe("Let me look.\n");
+    expect(chars.events.filter((e) => e.type === "content").map((e) => (e as { text: string }).text).join("")).toBe("Let me look.");
   });
 
   it("holds back a tail that may start a call, and lets it go as text when it does not", () => {
     const p = new ToolCallParser(() => "x");
-    expect(p.push('a {"na')).toEqual([{ type: "content", text: "a " }]);
-    expect(p.push("me is")).toEqual([{ type: "content", text: '{"name is' }]);
+    expect(p.push('a {"na')).toEqual([{ type: "content", text: "a" }]); // (the space waits: it may be layout)
+    expect(p.push("me is")).toEqual([{ type: "content", text: ' {"name is' }]);
     expect(p.calls).toHaveLength(0);
+  });
+
+  it("keeps text after a call as it was, in any split; whitespace that is only the calls' layout is dropped", () => {
+    const text = '\n{"name": "f", "parameters": {}}\n\nDone.\n\nNext line\n';
+    for (const pieces of [[text], [...text], text.split("\n").flatMap((l) => [l, "\n"])]) {
+      const { p, events } = parse(pieces);
+      expect(p.content).toBe("Done.\n\nNext line");
+      expect(events.filter((e) => e.type === "content").map((e) => (e as { text: string }).text).join("")).toBe(p.content);
+    }
+    expect(parse(['  {"name": "f", "parameters": {}}\n']).p.content).toBe("");
+    expect(parse(["Hi\n\nthere\n"]).p.content).toBe("Hi\n\nthere\n");
+  });
+
+  it("announces a call only once its name and the gap are there; a text that is not a call is content", () => {
+    const p = new ToolCallParser(() => "x");
+    expect(p.push('{"name": "f"')).toEqual([]);
+    expect(p.push(', "parameters": ')).toEqual([{ type: "call", index: 0, id: "x", name: "f" }]);
+    const notCall = parse(['{"name": "Ada", "age": 3}']);
+    expect(notCall.p.calls).toHaveLength(0);
+    expect(notCall.p.content).toBe('{"name": "Ada", "age": 3}');
+    const cut = parse(['ok {"name": "get_wea']);
+    expect(cut.p.calls).toHaveLength(0);
+    expect(cut.p.content).toBe('ok {"name": "get_wea');
   });
 
   it("keeps the arguments an unfinished call had when the text ends", () => {
