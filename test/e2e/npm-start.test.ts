@@ -199,7 +199,15 @@ describe("the chat page in headless Chromium", () => {
     await browser?.close();
   });
 
-  /** Send a message from the page; resolves with the reply once its bubble is marked finished. */
+  /** The page on a new, empty conversation (the last one is restored on every visit). */
+  async function fresh(p: Page = page): Promise<void> {
+    await p.goto(`${base}/`);
+    await p.locator("#model option").first().waitFor({ state: "attached" });
+    await p.click("#newChat");
+    expect(await p.locator(".msg").count()).toBe(0);
+  }
+
+  /** Send a message from the page; resolves with the reply (its raw text) once its bubble is marked finished. */
   async function sendFromPage(text: string): Promise<{ reply: string; partials: number; finish: string }> {
     const before = await page.locator(".msg.assistant").count();
     await page.evaluate(() => {
@@ -207,22 +215,22 @@ describe("the chat page in headless Chromium", () => {
       const w = window as unknown as { seen: string[] };
       w.seen = [];
       new MutationObserver(() => {
-        const all = document.querySelectorAll(".msg.assistant");
-        w.seen.push(all[all.length - 1]?.textContent ?? "");
+        const all = document.querySelectorAll(".msg.assistant .body");
+        w.seen.push(all[all.length - 1]?.innerHTML ?? "");
       }).observe(document.getElementById("log")!, { subtree: true, childList: true, characterData: true });
     });
     await page.fill("#input", text);
     await page.click("#send");
     const bubble = page.locator(".msg.assistant").nth(before);
     await bubble.and(page.locator("[data-finish]")).waitFor({ timeout: 60_000 });
-    const reply = (await bubble.textContent()) ?? "";
+    const reply = (await bubble.getAttribute("data-raw")) ?? "";
+    const html = (await bubble.locator(".body").innerHTML()) ?? "";
     const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
-    return { reply, partials: new Set(seen.filter((t) => t && t !== reply)).size, finish: (await bubble.getAttribute("data-finish")) ?? "" };
+    return { reply, partials: new Set(seen.filter((t) => t && t !== html)).size, finish: (await bubble.getAttribute("data-finish")) ?? "" };
   }
 
   it("lists the models, streams a greedy reply as it arrives (the API's own answer), and saves a screenshot", async () => {
-    await page.goto(`${base}/`);
-    await page.locator("#model option").first().waitFor({ state: "attached" });
+    await fresh();
     expect(await page.locator("#model").inputValue()).toBe(MODEL);
     await page.fill("#temperature", "0");
     await page.fill("#maxTokens", "48");
@@ -283,6 +291,122 @@ describe("the chat page in headless Chromium", () => {
     });
   });
 
+  /** Make the page's fetch of /v1/chat/completions answer `events` (SSE data payloads), 20 ms apart. */
+  async function scriptReplies(events: string[]): Promise<void> {
+    await page.evaluate((evs) => {
+      const w = window as unknown as { fetch: typeof fetch; realFetch?: typeof fetch };
+      w.realFetch ??= w.fetch;
+      w.fetch = async (...a: Parameters<typeof fetch>) => {
+        if (!String(a[0]).includes("/v1/chat/completions")) return w.realFetch!(...a);
+        const enc = new TextEncoder();
+        const body = new ReadableStream<Uint8Array>({
+          async start(ctl) {
+            for (const e of evs) {
+              await new Promise((r) => setTimeout(r, 20));
+              ctl.enqueue(enc.encode(`data: ${e}\n\n`));
+            }
+            ctl.close();
+          },
+        });
+        return new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } });
+      };
+    }, events);
+  }
+  const unscript = () => page.evaluate(() => {
+    const w = window as unknown as { fetch: typeof fetch; realFetch?: typeof fetch };
+    if (w.realFetch) w.fetch = w.realFetch;
+  });
+  const delta = (content: string) => JSON.stringify({ choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+
+  it("renders Markdown as it streams, with copy buttons on code, and never the model's HTML", async () => {
+    await fresh();
+    const text = "**Bold** and `code`.\n\n```js\nlet x = 1;\n```\n\n<img src=x onerror=\"document.title='pwned'\"> [link](javascript:alert(1)) <script>window.bad=1</script>";
+    const pieces = text.match(/[\s\S]{1,6}/g)!;
+    await scriptReplies([...pieces.map(delta), JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }), JSON.stringify({ choices: [], usage: { completion_tokens: pieces.length } }), "[DONE]"]);
+    try {
+      const { reply, partials } = await sendFromPage("Show me Markdown");
+      expect(reply).toBe(text);
+      expect(partials, "rendered while it streamed").toBeGreaterThan(3);
+      const body = page.locator(".msg.assistant .body").last();
+      expect(await body.locator("strong").textContent()).toBe("Bold");
+      expect(await body.locator("pre code").textContent()).toBe("let x = 1;\n");
+      expect(await body.locator("pre button.copy").count()).toBe(1);
+      expect(await body.locator("img, script").count()).toBe(0);
+      expect(await body.locator('a[href^="javascript"]').count()).toBe(0);
+      expect(await body.textContent()).toContain("<img src=x");
+      expect(await page.title()).toBe("gemma-edge chat");
+      expect(await page.evaluate(() => (window as unknown as { bad?: number }).bad)).toBeUndefined();
+      expect(await page.locator(".msg.assistant .stats").last().textContent()).toMatch(new RegExp(`^${pieces.length} tokens · [0-9.]+ tok/s$`));
+      // a phone's width: the conversation list above, the messages across
+      await page.setViewportSize({ width: 390, height: 800 });
+      await page.screenshot({ path: resolve(root, "test-results/chat-page-phone.png"), fullPage: true });
+      const list = await page.locator("aside").boundingBox();
+      const log = await page.locator("#log").boundingBox();
+      expect(list!.y + list!.height).toBeLessThanOrEqual(log!.y + 1);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      await page.setViewportSize({ width: 1280, height: 720 });
+    } finally {
+      await unscript();
+    }
+  });
+
+  it("keeps conversations across a reload, lists them, and switches between them", async () => {
+    await fresh();
+    await page.fill("#temperature", "0");
+    await page.fill("#maxTokens", "12");
+    const first = await sendFromPage("Remember me");
+    await page.reload();
+    await page.locator(".msg.assistant").first().waitFor();
+    expect(await page.locator(".msg.user").first().getAttribute("data-raw")).toBe("Remember me");
+    expect(await page.locator(".msg.assistant").first().getAttribute("data-raw")).toBe(first.reply);
+    expect(await page.locator('#chatList li[aria-current="true"] .open').textContent()).toBe("Remember me");
+    await page.click("#newChat");
+    expect(await page.locator(".msg").count()).toBe(0);
+    await page.locator("#chatList .open", { hasText: "Remember me" }).first().click();
+    expect(await page.locator(".msg.assistant").first().getAttribute("data-raw")).toBe(first.reply);
+    // regenerate (greedy: the same reply again, in place) and edit the last message (back into the input)
+    await page.fill("#temperature", "0");
+    await page.fill("#maxTokens", "12");
+    await page.click(".msg.assistant button.regenerate");
+    await page.locator(".msg.assistant[data-finish]").waitFor();
+    expect(await page.locator(".msg.assistant").count()).toBe(1);
+    expect(await page.locator(".msg.assistant").first().getAttribute("data-raw")).toBe(first.reply);
+    await page.click(".msg.user button.edit");
+    expect(await page.inputValue("#input")).toBe("Remember me");
+    expect(await page.locator(".msg").count()).toBe(0);
+    await page.fill("#input", "");
+  });
+
+  it("sends the system prompt, and says so when the server cannot be reached", async () => {
+    await fresh();
+    await page.fill("#temperature", "0");
+    await page.fill("#maxTokens", "12");
+    await page.fill("#system", "Answer briefly.");
+    const api = (await (await fetch(`${base}/v1/chat/completions`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "system", content: "Answer briefly." }, { role: "user", content: "Hi" }], max_tokens: 12, temperature: 0, top_p: 0.95 }),
+    })).json()) as any;
+    expect((await sendFromPage("Hi")).reply).toBe(api.choices[0].message.content);
+    await page.fill("#system", "");
+    await page.evaluate(() => {
+      const w = window as unknown as { fetch: typeof fetch; realFetch?: typeof fetch };
+      w.realFetch ??= w.fetch;
+      w.fetch = async () => {
+        throw new TypeError("Failed to fetch");
+      };
+    });
+    try {
+      await page.fill("#input", "Are you there?");
+      await page.click("#send");
+      await page.locator("#error:not([hidden])").waitFor();
+      expect(await page.textContent("#error")).toMatch(/^cannot reach the server \(Failed to fetch\)/);
+      expect(await page.inputValue("#input")).toBe("Are you there?"); // the failed message, back to be sent again
+    } finally {
+      await unscript();
+      await page.fill("#input", "");
+    }
+  });
+
   const cliGreedy = async (prompt: string, maxTokens: number) => {
     const { stdout } = await promisify(execFile)(process.execPath, [resolve(root, "bin/gemma-edge.js"), "generate", "--model", resolve(root, "models/gemma-edge-tiny.gguf"), "--prompt", prompt, "--chat", "--max-tokens", String(maxTokens), "--temperature", "0", "--json"]);
     return JSON.parse(stdout) as { text: string; finish_reason: string };
@@ -296,8 +420,7 @@ describe("the chat page in headless Chromium", () => {
     const cli = await cliGreedy("Hello", 24);
     for (const visit of [1, 2]) {
       ggufRequests.length = 0;
-      await page.goto(`${base}/`);
-      await page.locator("#model option").first().waitFor({ state: "attached" });
+      await fresh();
       await page.check("#local");
       await page.selectOption("#localBackend", "wasm");
       await page.fill("#temperature", "0");
@@ -326,8 +449,7 @@ describe("the chat page in headless Chromium", () => {
     })).json()) as any;
     expect(free.choices[0].message.content.startsWith("{")).toBe(false);
     for (const local of [false, true]) {
-      await page.goto(`${base}/`);
-      await page.locator("#model option").first().waitFor({ state: "attached" });
+      await fresh();
       if (local) {
         await page.check("#local");
         await page.selectOption("#localBackend", "wasm");
@@ -363,7 +485,7 @@ describe("the chat page in headless Chromium", () => {
       await bubble.waitFor({ timeout: 90_000 });
       expect(await p.textContent("#error")).toBe("");
       expect(await p.textContent("#status")).toBe("running in this browser (webgpu)");
-      expect(await bubble.textContent()).toBe((await cliGreedy("Hello", 24)).text);
+      expect(await bubble.getAttribute("data-raw")).toBe((await cliGreedy("Hello", 24)).text);
       await p.screenshot({ path: resolve(root, "test-results/chat-page-webgpu.png"), fullPage: true });
     } finally {
       await gpuBrowser.close();
