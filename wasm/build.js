@@ -1,4 +1,4 @@
-// Builds the WebAssembly kernels from wasm/kernels.ts with the AssemblyScript compiler from npm:
+// Builds the WebAssembly kernels from wasm/kernels.ts (which exports wasm/kernels/*) with the AssemblyScript compiler from npm:
 // build/kernels-relaxed.wasm (SIMD128 + relaxed SIMD) and build/kernels-simd.wasm (SIMD128 only), and the same two
 // over a shared memory (kernels-*-mt.wasm), for hosts that run kernels on several threads (Node worker_threads).
 import asc from "assemblyscript/asc";

@@ -1,0 +1,76 @@
+// ---- llama.cpp's summation orders (see src/engine/backend/ggml-order.ts for the scalar definitions) ----
+
+/**
+ * Whether f32x4.relaxed_madd rounds once (a fused multiply-add: V8 on CPUs with FMA) on this engine; set by
+ * init_fused_madd. Where it does, the hot kernels use it instead of the exact f64 emulation below (same results).
+ * Per instance: each thread's instance sets its own.
+ */
+export let fusedMadd = false;
+
+/**
+ * Probe relaxed_madd with a*b + c where rounding once and twice differ (the host passes a = 1 + 2^-23,
+ * b = 1 - 2^-23, c = -1: fused gives -2^-46, unfused 0; arguments, not constants, so no compiler folds it) and
+ * remember the answer. Returns whether the fused path is now on (never in the plain SIMD build).
+ */
+export function init_fused_madd(a: f32, b: f32, c: f32): bool {
+  if (!ASC_FEATURE_RELAXED_SIMD) return false;
+  const r = f32x4.extract_lane(f32x4.relaxed_madd(f32x4.splat(a), f32x4.splat(b), f32x4.splat(c)), 0);
+  fusedMadd = r == <f32>(<f64>a * <f64>b + <f64>c) && r != a * b + c;
+  return fusedMadd;
+}
+
+/** Back to the f64 emulation (tests run both paths). */
+export function disable_fused_madd(): void {
+  fusedMadd = false;
+}
+
+/** One f32 fused multiply-add per lane (a*b + c, rounded once): relaxed_madd where fused, else exactly in f64 then rounded. */
+@inline export function fma4(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) return f32x4.relaxed_madd(a, b, c);
+  const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(b)), f64x2.promote_low_f32x4(c));
+  const a2 = v128.shuffle<f32>(a, a, 2, 3, 0, 1);
+  const b2 = v128.shuffle<f32>(b, b, 2, 3, 0, 1);
+  const c2 = v128.shuffle<f32>(c, c, 2, 3, 0, 1);
+  const hi = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a2), f64x2.promote_low_f32x4(b2)), f64x2.promote_low_f32x4(c2));
+  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
+}
+
+/** Scalar f32 fused multiply-add. */
+@inline export function fma1(a: f32, b: f32, c: f32): f32 {
+  return <f32>(<f64>a * <f64>b + <f64>c);
+}
+
+/** hsum_float_8 of lanes lo = l0..l3, hi = l4..l7: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
+@inline export function hsum8(lo: v128, hi: v128): f32 {
+  const r = f32x4.add(lo, hi);
+  return (f32x4.extract_lane(r, 0) + f32x4.extract_lane(r, 2)) + (f32x4.extract_lane(r, 1) + f32x4.extract_lane(r, 3));
+}
+
+/** GGML_F32x8_REDUCE of 4 x 8 lanes (a0..a3 low/high halves), then hadd twice. */
+@inline export function reduce32(a0l: v128, a0h: v128, a1l: v128, a1h: v128, a2l: v128, a2h: v128, a3l: v128, a3h: v128): f32 {
+  const xl = f32x4.add(f32x4.add(a0l, a2l), f32x4.add(a1l, a3l));
+  const xh = f32x4.add(f32x4.add(a0h, a2h), f32x4.add(a1h, a3h));
+  const t = f32x4.add(xl, xh);
+  return (f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1)) + (f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3));
+}
+
+@inline export function hsum_i32(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+}
+
+@inline export function f16_to_f32(h: u32): f32 {
+  return reinterpret<f32>(((h & 0x7fff) << 13)) * reinterpret<f32>(<u32>(112 + 127) << 23) * (h & 0x8000 ? -1 : 1);
+}
+
+/** 4 f16 bit patterns (low 16 bits of each i32 lane) -> 4 f32 (exact for finite values). */
+@inline export function f16x4_to_f32x4(h: v128): v128 {
+  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(reinterpret<f32>(<u32>(112 + 127) << 23)));
+  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+/** Sums of 4 consecutive products of two 16-byte i8 vectors: [q0..q3] (elements 0-3, 4-7, 8-11, 12-15). */
+@inline export function quads_i8(a: v128, b: v128): v128 {
+  const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)); //  pairs of 0..7
+  const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b)); // pairs of 8..15
+  return i32x4.add(v128.shuffle<i32>(d0, d1, 0, 2, 4, 6), v128.shuffle<i32>(d0, d1, 1, 3, 5, 7));
+}

@@ -1,0 +1,176 @@
+// ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
+import { f16_to_f32, fma1, fma4, hsum8, hsum_i32, quads_i8 } from "./common";
+
+/**
+ * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
+ * kmask shuffle of the AVX2 kernels (get_scale_min_k4 for all eight at once).
+ */
+@inline function k4_scales(q: usize): i64 {
+  const u0 = load<u32>(q), u2 = load<u32>(q + 8);
+  return <i64>(u0 & 0x3f3f3f3f) | (<i64>((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4)) << 32);
+}
+
+/**
+ * The block's mins times its activations' sums, as the AVX2 kernels pair them: lane k (i32) = min[2k] * q8s[2k] +
+ * min[2k+1] * q8s[2k+1], q8s[j] = bsums[2j] + bsums[2j+1] (16 i32 sums at bs; each fits i16).
+ */
+@inline function k4_min_products(q: usize, bs: usize): v128 {
+  const u1 = load<u32>(q + 4), u2 = load<u32>(q + 8);
+  const mins = <i64>(u1 & 0x3f3f3f3f) | (<i64>(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4)) << 32);
+  const b0 = v128.load(bs), b1 = v128.load(bs + 16), b2 = v128.load(bs + 32), b3 = v128.load(bs + 48);
+  const q8s = i16x8.narrow_i32x4_s(
+    i32x4.add(v128.shuffle<i32>(b0, b1, 0, 2, 4, 6), v128.shuffle<i32>(b0, b1, 1, 3, 5, 7)),
+    i32x4.add(v128.shuffle<i32>(b2, b3, 0, 2, 4, 6), v128.shuffle<i32>(b2, b3, 1, 3, 5, 7)));
+  return i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(i64x2.splat(mins)), q8s);
+}
+
+/**
+ * sum_s scale[s] * (q . x over sub-block s) for sub-blocks s0..s0+count-1 of one row's Q4_K block at p (scales from
+ * k4_scales) with one token's Q8_K values at x: exact, in i32.
+ */
+@inline function q4k_sumi(p: usize, x: usize, scales: i64, s0: i32, count: i32): i32 {
+  let acc = i32x4.splat(0);
+  for (let s = s0; s < s0 + count; s++) {
+    const sc = <i32>(scales >> (<i64>s << 3)) & 0xff;
+    for (let l0 = 0; l0 < 32; l0 += 16) {
+      const b = v128.load(p + 16 + (<usize>(s >> 1) << 5) + l0);
+      acc = i32x4.add(acc, k_quads(s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f)), v128.load(x + (<usize>s << 5) + l0), sc));
+    }
+  }
+  return hsum_i32(acc);
+}
+
+/**
+ * K-quant weights (kind 0 Q4_K, 1 Q5_K, 2 Q6_K; rows of cols/256 blocks) x Q8_K activations (per token: qs cols
+ * i8, ds cols/256 f32, bsums cols/16 i32), in llama.cpp's orders as quant-k.ts dotKRow (kOrder): `repacked` (Q4_K,
+ * rows % 8 == 0; 1: a batch, 2: single-token rows) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
+ */
+export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+  const nb = cols >> 8;
+  const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
+  // repacked 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token rows)
+  const gemmTokens = repacked == 1 ? ntok - (ntok & 3) : 0;
+  for (let r = 0; r < rows; r++) {
+    const row = w + <usize>r * <usize>nb * bb;
+    for (let t = 0; t < ntok; t++) {
+      const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot(kind, row, nb, bb, qs, ds, bsums, t);
+      store<f32>(out + (<usize>(t * ostride + r) << 2), v);
+    }
+  }
+}
+
+/**
+ * gemv/gemm_q4_K_8x8_q8_K: acc = fma(f32(sumi), d*d8, acc) and accm likewise with summ and dmin, the integer sums
+ * taken over `per` sub-blocks at a time (gemv 8, the whole block; gemm 2); acc - accm.
+ */
+@inline function q4k_row_repacked(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, per: i32): f32 {
+  let acc: f32 = 0, accm: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = row + <usize>b * 144;
+    const i = t * nb + b;
+    const d8 = load<f32>(ds + (<usize>i << 2));
+    const d = f16_to_f32(load<u16>(p)) * d8, dmin = f16_to_f32(load<u16>(p + 2)) * d8;
+    const x = qs + (<usize>i << 8);
+    const scales = k4_scales(p + 4);
+    const mp = k4_min_products(p + 4, bsums + (<usize>i << 6)); // lane k: sub-blocks 2k and 2k+1
+    if (per == 8) {
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 0, 8), d, acc);
+      accm = fma1(<f32>hsum_i32(mp), dmin, accm);
+    } else {
+      // gemm: per pair of sub-blocks
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 0, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 0), dmin, accm);
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 2, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 1), dmin, accm);
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 4, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 2), dmin, accm);
+      acc = fma1(<f32>q4k_sumi(p, x, scales, 6, 2), d, acc);
+      accm = fma1(<f32>i32x4.extract_lane(mp, 3), dmin, accm);
+    }
+  }
+  return acc - accm;
+}
+
+/**
+ * sc * (the sums of 4 consecutive products) of 16 weight values v (0..63) and 16 activations x: lane k sums bytes
+ * 4k..4k+3. Relaxed build: products paired in i16 (<= 2*63*127, no saturation), then paired again and scaled by one
+ * pmaddwd, as the AVX2 kernels do; plain build: quads_i8 times sc.
+ */
+@inline function k_quads(v: v128, x: v128, sc: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x, v), i16x8.splat(<i16>sc));
+  return i32x4.mul(quads_i8(v, x), i32x4.splat(sc));
+}
+
+/** 32 * (bsums[2m] * sc[2m] + bsums[2m+1] * sc[2m+1]) for 4 lanes m from 8 sums (i32, at bs) and 8 int8 scales (at sc). */
+@inline function q6_offsets(bs: usize, sc: usize): v128 {
+  const s = i16x8.extend_low_i8x16_s(v128.load64_zero(sc));
+  const p0 = i32x4.mul(v128.load(bs), i32x4.extend_low_i16x8_s(s));
+  const p1 = i32x4.mul(v128.load(bs + 16), i32x4.extend_high_i16x8_s(s));
+  return i32x4.shl(i32x4.add(v128.shuffle<i32>(p0, p1, 0, 2, 4, 6), v128.shuffle<i32>(p0, p1, 1, 3, 5, 7)), 5);
+}
+
+/** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
+@inline function k_row_vec_dot(kind: i32, row: usize, nb: i32, bb: usize, qs: usize, ds: usize, bsums: usize, t: i32): f32 {
+  let aLo = f32x4.splat(0), aHi = f32x4.splat(0), accM = f32x4.splat(0);
+  let summs: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = row + <usize>b * bb;
+    const i = t * nb + b;
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const d8 = load<f32>(ds + (<usize>i << 2));
+    let sLo = i32x4.splat(0), sHi = i32x4.splat(0);
+    if (kind == 2) {
+      // Q6_K: the unsigned values q + 32, group g (32 values) with scales 2g (lanes 0-3) and 2g+1 (lanes 4-7)
+      const m4 = i8x16.splat(0x0f), m3 = i8x16.splat(3);
+      for (let h = 0; h < 2; h++) {
+        const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7), sc = p + 192 + (<usize>h << 3);
+        for (let half = 0; half < 2; half++) {
+          const o = <usize>(half << 4);
+          const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
+          const u0 = v128.or(v128.and(a, m4), i8x16.shl(v128.and(hb, m3), 4));
+          const u1 = v128.or(v128.and(c, m4), i8x16.shl(v128.and(i8x16.shr_u(hb, 2), m3), 4));
+          const u2 = v128.or(i8x16.shr_u(a, 4), i8x16.shl(v128.and(i8x16.shr_u(hb, 4), m3), 4));
+          const u3 = v128.or(i8x16.shr_u(c, 4), i8x16.shl(i8x16.shr_u(hb, 6), 4));
+          const s0 = k_quads(u0, v128.load(xs + o), <i32>load<i8>(sc + half));
+          const s1 = k_quads(u1, v128.load(xs + 32 + o), <i32>load<i8>(sc + 2 + half));
+          const s2 = k_quads(u2, v128.load(xs + 64 + o), <i32>load<i8>(sc + 4 + half));
+          const s3 = k_quads(u3, v128.load(xs + 96 + o), <i32>load<i8>(sc + 6 + half));
+          const sum = i32x4.add(i32x4.add(s0, s1), i32x4.add(s2, s3));
+          if (half) sHi = i32x4.add(sHi, sum);
+          else sLo = i32x4.add(sLo, sum);
+        }
+      }
+      sLo = i32x4.sub(sLo, q6_offsets(bs, p + 192));
+      sHi = i32x4.sub(sHi, q6_offsets(bs + 32, p + 200));
+    } else {
+      const five = kind == 1;
+      const qsw = p + (five ? 48 : 16);
+      const scales = k4_scales(p + 4);
+      for (let s = 0; s < 8; s++) {
+        const sc = <i32>(scales >> (<i64>s << 3)) & 0xff;
+        for (let half = 0; half < 2; half++) {
+          const o = <usize>(half << 4);
+          const bt = v128.load(qsw + (<usize>(s >> 1) << 5) + o);
+          let v = s & 1 ? i8x16.shr_u(bt, 4) : v128.and(bt, i8x16.splat(0x0f));
+          if (five) v = v128.or(v, i8x16.shl(v128.and(i8x16.shr_u(v128.load(p + 16 + o), <i32>s), i8x16.splat(1)), 4));
+          const q = k_quads(v, v128.load(x + (<usize>s << 5) + o), sc);
+          if (half) sHi = i32x4.add(sHi, q);
+          else sLo = i32x4.add(sLo, q);
+        }
+      }
+    }
+    const d = f32x4.splat(d8 * f16_to_f32(load<u16>(p + (kind == 2 ? 208 : 0))));
+    aLo = fma4(d, f32x4.convert_i32x4_s(sLo), aLo);
+    aHi = fma4(d, f32x4.convert_i32x4_s(sHi), aHi);
+    if (kind == 2) continue;
+    // mins: sums of bsums pairs (q8s[j] = bsums[2j] + bsums[2j+1]) times the six-bit mins
+    const dmin: f32 = -d8 * f16_to_f32(load<u16>(p + 2));
+    const prod = k4_min_products(p + 4, bs);
+    if (kind == 0) accM = fma4(f32x4.splat(dmin), f32x4.convert_i32x4_s(prod), accM);
+    else summs = fma1(dmin, <f32>hsum_i32(prod), summs);
+  }
+  const h = hsum8(aLo, aHi);
+  if (kind == 0) return h + ((f32x4.extract_lane(accM, 0) + f32x4.extract_lane(accM, 2)) + (f32x4.extract_lane(accM, 1) + f32x4.extract_lane(accM, 3)));
+  if (kind == 1) return h + summs;
+  return h;
+}
