@@ -17,7 +17,6 @@ export const GGML_TYPE = {
   Q8_K: 15,
   BF16: 30,
 } as const;
-export type GgmlType = number;
 
 const NAMES = new Map<number, string>(Object.entries(GGML_TYPE).map(([k, v]) => [v, k]));
 

@@ -280,10 +280,6 @@ export async function readGguf(src: ByteSource): Promise<GgufFile> {
 
 // ---- typed metadata access: every miss names the key and what was expected ----
 
-export function metaValue(f: GgufFile, key: string): GgufValue | undefined {
-  return f.metadata.get(key);
-}
-
 export function metaString(f: GgufFile, key: string, fallback?: string): string {
   const v = f.metadata.get(key);
   if (v === undefined) {

@@ -18,12 +18,6 @@ export const QUANTIZE_TYPES: Record<string, number | WeightMix> = {
 const INPUT_TYPES = new Set<number>([GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16]);
 const SLAB_BYTES = 8 << 20;
 
-export interface QuantizeProgress {
-  tensor: string;
-  done: number;
-  total: number;
-}
-
 /** The output tensors: each a generator that reads its input rows slab by slab. */
 function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | WeightMix, nLayers: number): TensorToWrite[] {
   return tensors.map((t) => {
