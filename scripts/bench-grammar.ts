@@ -6,7 +6,6 @@
 //    schema against the same request unconstrained, alternating for REPEATS rounds (default 3): decode tok/s
 //    (median, min–max) and the ratio. Each request generates GEN tokens (default 48).
 // The mask's share of a decode step is part 1's median mask time over part 2's unconstrained step time.
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import OpenAI from "openai";
@@ -15,7 +14,7 @@ import { readModelHeader } from "../src/engine/model/load.ts";
 import { mulberry32 } from "../src/engine/sampler.ts";
 import { toolCallConstraint } from "../src/engine/tools.ts";
 import { FileByteSource } from "../src/hosts/node-file-source.ts";
-import { freePort } from "../test/helpers/wrangler-dev.ts";
+import { startServe } from "./bench-server.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const model = resolve(root, process.env.MODEL ?? "models/gemma-2b-shape-q4_0.gguf");
@@ -71,18 +70,7 @@ for (const [name, spec] of SPECS) {
 const memory = grammarMemoryBytes();
 
 // --- 2. end to end
-const port = await freePort();
-const server = spawn(process.execPath, [resolve(root, "bin/gemma-edge.js"), "serve", "--model", model, "--port", String(port), "--threads", "1"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
-let log = "";
-server.stdout!.on("data", (d) => (log += d));
-server.stderr!.on("data", (d) => (log += d));
-process.on("exit", () => { try { process.kill(-server.pid!, "SIGKILL"); } catch { /* gone */ } });
-const base = `http://127.0.0.1:${port}`;
-for (;;) {
-  if (server.exitCode !== null) throw new Error(`gemma-edge serve exited:\n${log}`);
-  if (await fetch(`${base}/health`).then((r) => r.status === 200, () => false)) break;
-  await new Promise((r) => setTimeout(r, 500));
-}
+const { base, stop } = await startServe(model);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "none", maxRetries: 0 });
 const story = { type: "object", properties: { story: { type: "string" } }, required: ["story"], additionalProperties: false };
 async function decodeRate(constrained: boolean, seed: number): Promise<number> {
@@ -102,7 +90,7 @@ for (let r = 0; r < repeats; r++) {
     process.stderr.write(`${constrained ? "json_schema" : "unconstrained"}: ${rates[i]!.at(-1)!.toFixed(2)} tok/s\n`);
   }
 }
-process.kill(-server.pid!, "SIGKILL");
+stop();
 
 const stepMs = 1000 / med(rates[0]);
 process.stdout.write(`\nGrammar engine on ${model.split("/").pop()} (${tok.vocabSize} tokens); its WebAssembly memory afterwards: ${(memory / 1e6).toFixed(1)} MB\n\n`);

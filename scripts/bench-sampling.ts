@@ -2,11 +2,10 @@
 // the Gemma-2B-shape Q4_0 file (1 thread), streaming /v1/completions with the official client's settings,
 // alternating between settings for REPEATS rounds (default 3); decode tok/s (medians, min–max) and the ratio to
 // greedy. Each request generates GEN tokens (default 64) from the same prompt.
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import OpenAI from "openai";
-import { freePort } from "../test/helpers/wrangler-dev.ts";
+import { startServe } from "./bench-server.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const model = resolve(root, process.env.MODEL ?? "models/gemma-2b-shape-q4_0.gguf");
@@ -23,19 +22,7 @@ const SETTINGS: [string, Record<string, number>][] = [
   ["repetition_penalty 1.1, frequency_penalty 0.5", { temperature: 1, repetition_penalty: 1.1, frequency_penalty: 0.5 }],
 ];
 
-const port = await freePort();
-const server = spawn(process.execPath, [resolve(root, "bin/gemma-edge.js"), "serve", "--model", model, "--port", String(port), "--threads", "1"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
-let log = "";
-server.stdout!.on("data", (d) => (log += d));
-server.stderr!.on("data", (d) => (log += d));
-process.on("exit", () => { try { process.kill(-server.pid!, "SIGKILL"); } catch { /* gone */ } });
-const base = `http://127.0.0.1:${port}`;
-for (;;) {
-  if (server.exitCode !== null) throw new Error(`gemma-edge serve exited:\n${log}`);
-  const ok = await fetch(`${base}/health`).then((r) => r.status === 200, () => false);
-  if (ok) break;
-  await new Promise((r) => setTimeout(r, 500));
-}
+const { base, stop } = await startServe(model);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "none", maxRetries: 0 });
 const modelId = (await client.models.list()).data[0]!.id;
 
@@ -59,4 +46,4 @@ const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 
 const greedy = med(rates[0]!);
 process.stdout.write(`\n| setting (stream of ${gen} tokens, 1 thread, ${repeats} alternating rounds) | decode tok/s (median, min–max) | / greedy |\n|---|---|---|\n`);
 SETTINGS.forEach(([name], i) => process.stdout.write(`| ${name} | ${med(rates[i]!).toFixed(2)} (${Math.min(...rates[i]!).toFixed(2)}–${Math.max(...rates[i]!).toFixed(2)}) | ${(med(rates[i]!) / greedy).toFixed(3)} |\n`));
-process.kill(-server.pid!, "SIGKILL");
+stop();
