@@ -9,11 +9,10 @@
 // SECTIONS=clients,chat,path,llama picks what runs (default all).
 //  3. the serving path's cost: one client's decode rate at temperature 1 against the engine's raw decode, alternating.
 // Prints markdown tables (docs/batching.md shows one run).
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import OpenAI from "openai";
-import { freePort } from "../test/helpers/wrangler-dev.ts";
+import { startServe } from "./bench-server.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const model = resolve(root, process.env.MODEL ?? "models/gemma-2b-shape-q4_0.gguf");
@@ -28,28 +27,7 @@ const sections = new Set((process.env.SECTIONS ?? "clients,chat,path,llama").spl
 const skipLlama = !sections.has("llama");
 if (!existsSync(model)) throw new Error(`${model} is missing: npm run bench makes it`);
 
-const port = await freePort();
-const server = spawn(process.execPath, [
-  resolve(root, "bin/gemma-edge.js"), "serve", "--model", model, "--port", String(port), "--threads", "1", "--context", String(context),
-  "--max-batch-size", String(batch), "--prompt-cache", "2", "--max-queue", "64",
-], { stdio: ["ignore", "pipe", "pipe"], detached: true });
-let log = "";
-server.stdout!.on("data", (d) => (log += d));
-server.stderr!.on("data", (d) => (log += d));
-const stop = () => {
-  try {
-    process.kill(-server.pid!, "SIGKILL");
-  } catch {
-    /* gone */
-  }
-};
-process.on("exit", stop);
-const base = `http://127.0.0.1:${port}`;
-for (;;) {
-  if (server.exitCode !== null) throw new Error(`gemma-edge serve exited:\n${log}`);
-  if (await fetch(`${base}/health`).then((r) => r.status === 200, () => false)) break;
-  await new Promise((r) => setTimeout(r, 500));
-}
+const { base, stop } = await startServe(model, ["--context", String(context), "--max-batch-size", String(batch), "--prompt-cache", "2", "--max-queue", "64"]);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "none", maxRetries: 0, timeout: 3_600_000 });
 const modelId = (await client.models.list()).data[0]!.id;
 const say = (s: string) => process.stderr.write(s + "\n");
