@@ -122,10 +122,10 @@ function messages(b: Json): Message[] {
   });
 }
 
-const newId = (prefix: string) => `${prefix}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+const newId = (prefix: string, sep = "-") => `${prefix}${sep}${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
 const now = () => Math.floor(Date.now() / 1000);
 /** Tool call ids as OpenAI writes them (call_ and 24 characters). */
-const callId = () => `call_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+const callId = () => newId("call", "_");
 
 function logprobsOf(tokens: TokenEv[]) {
   return {
@@ -145,7 +145,7 @@ const usage = (run: Started, done: { completionTokens: number; cachedTokens?: nu
 /** OpenAI's finish_reason: "tool_calls" when calls were made, except where a named function was forced ("stop", as OpenAI answers). */
 const finishReason = (r: string, calls = 0, named = false) => (r === "length" ? "length" : calls > 0 && !named ? "tool_calls" : "stop");
 
-/** OpenAI's tool_calls entries (`at` the stream's index where streaming). */
+/** OpenAI's tool_calls entries of a whole (non-streamed) answer. */
 const toolCallsOut = (p: ToolCallParser) => p.calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
 
 /** A tool event as a chat.completion.chunk delta. */

@@ -80,8 +80,7 @@ export class Sampler {
     let l = this.penalize(logits, penalized);
     if (mask) {
       if (l === logits) l = Float32Array.from(logits);
-      applyMask(l, mask);
-      if (!(maxOf(l) > -Infinity)) throw new Error("the grammar allows no token here");
+      if (!applyMask(l, mask)) throw new Error("the grammar allows no token here");
     }
     let id: number;
     let lse: number;
@@ -313,14 +312,20 @@ function kthLargest(v: Float32Array, k: number): number {
   return v[want]!;
 }
 
-/** Set disallowed logits to -Infinity (in place). `mask` has bit i set when token i is allowed. */
-export function applyMask(logits: Float32Array, mask: Int32Array): void {
+/**
+ * Set disallowed logits to -Infinity (in place). `mask` has bit i set when token i is allowed. Returns whether any
+ * token is allowed (read off the mask's words, no pass over the logits).
+ */
+export function applyMask(logits: Float32Array, mask: Int32Array): boolean {
   const n = logits.length;
+  let any = false;
   for (let w = 0; w < mask.length; w++) {
-    const bits = mask[w]!;
-    if (bits === -1) continue;
     const base = w << 5;
     const end = Math.min(32, n - base);
+    const bits = end < 32 ? mask[w]! & ((1 << end) - 1) : mask[w]!;
+    if (bits !== 0) any = true;
+    if (bits === -1) continue;
     for (let b = 0; b < end; b++) if (!((bits >>> b) & 1)) logits[base + b] = -Infinity;
   }
+  return any;
 }
