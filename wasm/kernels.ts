@@ -21,3 +21,4 @@ export { matmul_k } from "./kernels/kquant";
 export { geglu } from "./kernels/geglu";
 export { attend_f16 } from "./kernels/attention";
 export { attend_tiled } from "./kernels/attention-tiled";
+export { quantize_row, QUANTIZE_SCRATCH } from "./kernels/quantize";

@@ -20,11 +20,12 @@ async function run(args: string[]): Promise<number> {
   const out = required(values.out, "out");
   const { CONVERT_TYPES, prepareConvert } = await import("../tools/convert.ts");
   const { writeGguf } = await import("../engine/gguf-writer.ts");
+  const { nodeRowEncoder } = await import("../hosts/node-wasm.ts");
   const typeName = String(values.type ?? "f16").toLowerCase();
   const target = CONVERT_TYPES[typeName];
   if (target === undefined) throw new UsageError(`--type must be one of ${Object.keys(CONVERT_TYPES).join(", ")}, got "${values.type}"`);
   const t0 = performance.now();
-  const { metadata, tensors } = await prepareConvert(dir, target); // checks the whole checkpoint before writing
+  const { metadata, tensors } = await prepareConvert(dir, target, await nodeRowEncoder()); // checks the whole checkpoint before writing
   const size = await writeFileStreaming(out, (sink) => writeGguf(sink, metadata, tensors));
   const rss = process.resourceUsage().maxRSS / 1024;
   process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${typeName}, ${tensors.length} tensors) in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB\n`);

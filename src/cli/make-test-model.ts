@@ -65,7 +65,10 @@ async function run(args: string[]): Promise<number> {
   if (shape.nHeads % shape.nKvHeads !== 0) throw new UsageError(`--heads ${shape.nHeads} must be a multiple of --kv-heads ${shape.nKvHeads}`);
   if (shape.headDim % 2) throw new UsageError(`--head-dim must be even, got ${shape.headDim}`);
   const seed = num(values.seed, "seed", { min: 0, max: 2 ** 32 - 1, int: true }) ?? 1;
-  const size = await writeFileStreaming(out, (sink) => writeTestModel({ shape, type, mix, seed, chatTemplate: values["no-chat-template"] ? null : undefined }, sink));
-  process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${shapeName}, ${typeName}, seed ${seed})\n`);
+  const { nodeRowEncoder } = await import("../hosts/node-wasm.ts");
+  const encode = await nodeRowEncoder();
+  const t0 = performance.now();
+  const size = await writeFileStreaming(out, (sink) => writeTestModel({ shape, type, mix, seed, encode, chatTemplate: values["no-chat-template"] ? null : undefined }, sink));
+  process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${shapeName}, ${typeName}, seed ${seed}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   return 0;
 }

@@ -18,13 +18,14 @@ async function run(args: string[]): Promise<number> {
   const input = required(values.in, "in");
   const out = required(values.out, "out");
   const { QUANTIZE_TYPES, prepareQuantize } = await import("../tools/quantize.ts");
+  const { nodeRowEncoder } = await import("../hosts/node-wasm.ts");
   const typeName = String(values.type ?? "").toLowerCase();
   const target = QUANTIZE_TYPES[typeName];
   if (target === undefined) throw new UsageError(`--type must be one of ${Object.keys(QUANTIZE_TYPES).join(", ")}, got "${values.type ?? ""}"`);
   const src = await open(input);
   const t0 = performance.now();
   try {
-    const write = await prepareQuantize(src, target); // checks every tensor before the output file is created
+    const write = await prepareQuantize(src, target, await nodeRowEncoder()); // checks every tensor before the output file is created
     const size = await writeFileStreaming(out, write);
     const rss = process.resourceUsage().maxRSS / 1024;
     process.stderr.write(`wrote ${out} (${(size / 1e6).toFixed(1)} MB, ${typeName}) from ${(src.size / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB\n`);

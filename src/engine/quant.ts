@@ -154,6 +154,9 @@ export function toBf16(x: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
+/** Encodes f32 values (whole blocks) as bytes of a ggml type: encodeRow, or the WebAssembly twin (wasm-quantizer.ts). */
+export type RowEncoder = (type: number, x: Float32Array) => Uint8Array;
+
 /** Encode f32 values as a tensor of the given type (for writers). */
 export function encodeRow(type: number, x: Float32Array): Uint8Array {
   switch (type) {

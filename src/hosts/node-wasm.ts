@@ -4,6 +4,8 @@
 import { readFile } from "node:fs/promises";
 import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
 import { NodeKernelThreads } from "./node-threads.ts";
+import type { RowEncoder } from "../engine/quant.ts";
+import { wasmRowEncoder } from "../engine/wasm-quantizer.ts";
 
 const modules = new Map<string, Promise<WebAssembly.Module>>();
 
@@ -33,6 +35,11 @@ export function grammarModule(): Promise<WebAssembly.Module> {
     },
   );
   return grammar;
+}
+
+/** ggml's quantizers in WebAssembly (engine/wasm-quantizer.ts), for the CLI's writers. */
+export async function nodeRowEncoder(): Promise<RowEncoder> {
+  return wasmRowEncoder(await kernelModule("simd"));
 }
 
 export async function loadWasmBackend(variant: "relaxed" | "simd" = hasRelaxedSimd() ? "relaxed" : "simd", threads = 1): Promise<WasmBackend> {

@@ -10,7 +10,7 @@ import { GGML_TYPE } from "../engine/ggml-types.ts";
 import { GGUF_VALUE } from "../engine/gguf.ts";
 import type { MetaEntry, TensorToWrite } from "../engine/gguf-writer.ts";
 import { bf16ToF32, f16ToF32, roundF16 } from "../engine/numeric.ts";
-import { encodeRow } from "../engine/quant.ts";
+import { encodeRow, type RowEncoder } from "../engine/quant.ts";
 import { FileByteSource } from "../hosts/node-file-source.ts";
 import { ConvertError, parseSentencePieceModel, piecesFromTokenizerJson, SP_TYPE, type SpPiece } from "./checkpoint-vocab.ts";
 import { gemmaMetadata, type GemmaHparams } from "./gemma-metadata.ts";
@@ -139,7 +139,7 @@ function looksSpecial(t: string): boolean {
 }
 
 /** Reads a checkpoint and returns what to write: GGUF metadata and tensors (streamed from the safetensors). */
-export async function prepareConvert(dir: string, target: number): Promise<{ metadata: MetaEntry[]; tensors: TensorToWrite[] }> {
+export async function prepareConvert(dir: string, target: number, encode: RowEncoder = encodeRow): Promise<{ metadata: MetaEntry[]; tensors: TensorToWrite[] }> {
   const cfg = (await readJson<HfConfig>(join(dir, "config.json"), true))!;
   const hfArch = cfg.architectures?.[0] ?? cfg.model_type;
   const ARCHS: Record<string, "gemma" | "gemma2" | "gemma3"> = { GemmaForCausalLM: "gemma", Gemma2ForCausalLM: "gemma2", Gemma3ForCausalLM: "gemma3" };
@@ -232,7 +232,7 @@ export async function prepareConvert(dir: string, target: number): Promise<{ met
     const cols = shape.at(-1)!;
     const type = shape.length === 1 ? GGML_TYPE.F32 : target;
     if ((type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q8_0) && cols % 32 !== 0) throw new ConvertError(`tensor "${hf}": ${cols} columns is not a multiple of 32`);
-    tensors.push({ name: gguf, dims: [...shape].reverse(), type, data: () => convertRows(t, cols, type, isNorm) });
+    tensors.push({ name: gguf, dims: [...shape].reverse(), type, data: () => convertRows(t, cols, type, isNorm, encode) });
   };
   const { hidden_size: d, intermediate_size: ff, num_hidden_layers: L } = cfg;
   const qDim = cfg.num_attention_heads * headDim, kvDim = (cfg.num_key_value_heads ?? cfg.num_attention_heads) * headDim;
@@ -308,7 +308,7 @@ function archMetadata(arch: "gemma" | "gemma2" | "gemma3", cfg: HfConfig): Parti
  * A tensor's rows in the target type, a slab at a time. Values go through f32 as llama.cpp's converter does (BF16 is
  * widened to f32 first; F16 stays f16, so Gemma's "+1" on norm weights rounds to f16 there).
  */
-async function* convertRows(t: StTensor, cols: number, type: number, isNorm: boolean): AsyncGenerator<Uint8Array> {
+async function* convertRows(t: StTensor, cols: number, type: number, isNorm: boolean, encode: RowEncoder): AsyncGenerator<Uint8Array> {
   const width = t.dtype === "F32" ? 4 : 2;
   const rows = t.nbytes / width / cols;
   const rowsPerSlab = Math.max(1, Math.floor((1 << 22) / cols));
@@ -323,7 +323,7 @@ async function* convertRows(t: StTensor, cols: number, type: number, isNorm: boo
         const v = t.dtype === "F32" ? dv.getFloat32(i * 4, true) : t.dtype === "F16" ? f16ToF32(dv.getUint16(i * 2, true)) : bf16ToF32(dv.getUint16(i * 2, true));
         x[i] = isNorm ? (t.dtype === "F16" ? roundF16(v + 1) : Math.fround(v + 1)) : v;
       }
-      yield encodeRow(type, x);
+      yield encode(type, x);
     }
   } finally {
     await src.close();

@@ -10,7 +10,7 @@ import { fallbackType, WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
 export { WEIGHT_MIXES };
 import { GGUF_VALUE } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
-import { encodeRow } from "../engine/quant.ts";
+import { encodeRow, type RowEncoder } from "../engine/quant.ts";
 import { mulberry32 } from "../engine/sampler.ts";
 import { gemmaMetadata } from "./gemma-metadata.ts";
 import { buildVocab } from "./synthetic-vocab.ts";
@@ -83,6 +83,8 @@ export interface TestModelOptions {
   seed: number;
   chatTemplate?: string | null;
   name?: string;
+  /** The quantizer (default quant.ts encodeRow; the CLI passes the WebAssembly one, the same bytes faster). */
+  encode?: RowEncoder;
 }
 
 function hash(s: string, seed: number): number {
@@ -92,7 +94,7 @@ function hash(s: string, seed: number): number {
 }
 
 /** Rows of uniform noise with standard deviation `std` (+ `mean`), generated a slab at a time. */
-function* randomRows(name: string, seed: number, rows: number, cols: number, type: number, std: number, mean = 0) {
+function* randomRows(encode: RowEncoder, name: string, seed: number, rows: number, cols: number, type: number, std: number, mean = 0) {
   const rand = mulberry32(hash(name, seed));
   const a = std * Math.sqrt(3);
   const rowsPerSlab = Math.max(1, Math.floor((1 << 22) / cols));
@@ -100,7 +102,7 @@ function* randomRows(name: string, seed: number, rows: number, cols: number, typ
     const n = Math.min(rowsPerSlab, rows - r);
     const x = new Float32Array(n * cols);
     for (let i = 0; i < x.length; i++) x[i] = mean + (rand() * 2 - 1) * a;
-    yield encodeRow(type, x);
+    yield encode(type, x);
   }
 }
 
@@ -109,16 +111,17 @@ export function testModelTensors(o: TestModelOptions): TensorToWrite[] {
   const qDim = s.nHeads * s.headDim;
   const kvDim = s.nKvHeads * s.headDim;
   const out: TensorToWrite[] = [];
+  const encode = o.encode ?? encodeRow;
   const mat = (name: string, rows: number, cols: number, std: number) => {
     // a mix falls back as llama.cpp's quantizer does on rows that are not a multiple of 256 (a Gemma-3-1B shape)
     const type = o.mix ? fallbackType(o.mix.typeOf(name, s.nLayers), cols) : o.type;
     const block = typeLayout(type).blockSize;
     if (cols % block !== 0) throw new Error(`${name}: ${cols} columns is not a multiple of ${block}, required by ${ggmlTypeName(type)}`);
-    out.push({ name, dims: [cols, rows], type, data: () => randomRows(name, o.seed, rows, cols, type, std) });
+    out.push({ name, dims: [cols, rows], type, data: () => randomRows(encode, name, o.seed, rows, cols, type, std) });
   };
   // Norm weights as stored in GGUF (1 + w already applied by llama.cpp's converter): around `mean`.
   const norm = (name: string, mean: number, n = s.dim) =>
-    out.push({ name, dims: [n], type: GGML_TYPE.F32, data: () => randomRows(name, o.seed, 1, n, GGML_TYPE.F32, 0.1 * mean, mean) });
+    out.push({ name, dims: [n], type: GGML_TYPE.F32, data: () => randomRows(encode, name, o.seed, 1, n, GGML_TYPE.F32, 0.1 * mean, mean) });
   const arch = s.arch ?? "gemma";
 
   const GAIN = 16; // residual-branch gain: the layers, not the last token's embedding, decide

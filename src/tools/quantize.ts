@@ -7,7 +7,7 @@ import type { ByteSource } from "../engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName, LLAMA_FTYPE, rowBytes, typeLayout } from "../engine/ggml-types.ts";
 import { GGUF_VALUE, GgufError, readGguf, type GgufTensorInfo } from "../engine/gguf.ts";
 import { writeGguf, type MetaEntry, type TensorToWrite } from "../engine/gguf-writer.ts";
-import { dequantizeRow, encodeRow } from "../engine/quant.ts";
+import { dequantizeRow, encodeRow, type RowEncoder } from "../engine/quant.ts";
 import { fallbackType, WEIGHT_MIXES, type WeightMix } from "./weight-mix.ts";
 
 /** The --type names: one type for every matrix, or a mix. */
@@ -19,7 +19,7 @@ const INPUT_TYPES = new Set<number>([GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF1
 const SLAB_BYTES = 8 << 20;
 
 /** The output tensors: each a generator that reads its input rows slab by slab. */
-function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | WeightMix, nLayers: number): TensorToWrite[] {
+function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | WeightMix, nLayers: number, encode: RowEncoder): TensorToWrite[] {
   return tensors.map((t) => {
     if (!INPUT_TYPES.has(t.type)) {
       throw new GgufError(`tensor "${t.name}" has type ${ggmlTypeName(t.type)}; quantize reads F32, F16 or BF16 weights`);
@@ -43,7 +43,7 @@ function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | Weigh
           const raw = await src.read(t.offset + r * inRow, n * inRow);
           const f = new Float32Array(n * cols);
           dequantizeRow(t.type, raw, 0, n * cols, f);
-          yield encodeRow(type, f);
+          yield encode(type, f);
         }
       },
     };
@@ -54,7 +54,7 @@ function plan(src: ByteSource, tensors: GgufTensorInfo[], target: number | Weigh
  * Read and check the input (every tensor's type and shape) before anything is written; returns the writer that
  * streams the quantized file to a sink and resolves to its size.
  */
-export async function prepareQuantize(src: ByteSource, target: number | WeightMix): Promise<(sink: (b: Uint8Array) => void | Promise<void>) => Promise<number>> {
+export async function prepareQuantize(src: ByteSource, target: number | WeightMix, encode: RowEncoder = encodeRow): Promise<(sink: (b: Uint8Array) => void | Promise<void>) => Promise<number>> {
   if (!Object.values(QUANTIZE_TYPES).includes(target)) throw new Error(`cannot quantize to ${typeof target === "number" ? ggmlTypeName(target) : "that mix"}`);
   const f = await readGguf(src);
   const fileType = typeof target === "number" ? LLAMA_FTYPE[target]! : target.fileType;
@@ -65,6 +65,6 @@ export async function prepareQuantize(src: ByteSource, target: number | WeightMi
   if (!f.metadata.has("general.file_type")) metadata.push({ key: "general.file_type", type: GGUF_VALUE.UINT32, value: fileType });
   const arch = f.metadata.get("general.architecture");
   const blocks = f.metadata.get(`${typeof arch === "string" ? arch : "gemma"}.block_count`);
-  const tensors = plan(src, [...f.tensors.values()], target, typeof blocks === "number" ? blocks : 0);
+  const tensors = plan(src, [...f.tensors.values()], target, typeof blocks === "number" ? blocks : 0, encode);
   return (sink) => writeGguf(sink, metadata, tensors, f.alignment);
 }

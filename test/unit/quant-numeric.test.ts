@@ -7,6 +7,9 @@ import { cosf, expf, f16ToF32, f32ToF16, roundF16, sinf, tanhf } from "../../src
 import { dequantizeRow, encodeRow, quantizeQ4_0, quantizeQ8_0, toBf16, toF16 } from "../../src/engine/quant.ts";
 import { dequantizeK, dotKRow, kDotScratch, quantizeActivationsQ8_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "../../src/engine/quant-k.ts";
 import { goldenInputs, goldenInputsK } from "../golden/inputs.ts";
+import { mulberry32 } from "../../src/engine/sampler.ts";
+import { wasmRowEncoder } from "../../src/engine/wasm-quantizer.ts";
+import { kernelModule } from "../../src/hosts/node-wasm.ts";
 
 const golden = JSON.parse(readFileSync(new URL("../golden/ggml-golden.json", import.meta.url), "utf8")) as {
   q4_0: string; q8_0: string; f16: string; bf16: string; expf: [number, number][]; sincosf: [number, number, number][]; tanhf: [number, number][];
@@ -150,4 +153,37 @@ describe("glibc libm functions, bit for bit", () => {
     const bad = golden.tanhf.filter(([x, y]) => toBits(tanhf(fromBits(x))) !== y);
     expect(bad).toEqual([]);
   });
+});
+
+describe("the WebAssembly quantizers (wasm/kernels/quantize.ts) write the same bytes as ggml and the TypeScript ones", () => {
+  const types = [["q4_0", GGML_TYPE.Q4_0], ["q4_1", GGML_TYPE.Q4_1], ["q5_0", GGML_TYPE.Q5_0], ["q5_1", GGML_TYPE.Q5_1], ["q8_0", GGML_TYPE.Q8_0],
+    ["q4_K", GGML_TYPE.Q4_K], ["q5_K", GGML_TYPE.Q5_K], ["q6_K", GGML_TYPE.Q6_K]] as const;
+  // weight-like rows (uniform, with outliers), then blocks the searches treat apart: all zero, constant, one
+  // value, all positive (min clamps to 0), all negative, tiny (1e-30) and large (1e4) magnitudes
+  const rand = mulberry32(5);
+  const x = new Float32Array(64 * 256);
+  for (let i = 0; i < x.length; i++) x[i] = (rand() * 2 - 1) * 0.05 * (rand() < 0.01 ? 40 : 1);
+  const edge = (b: number, f: (j: number) => number) => { for (let j = 0; j < 256; j++) x[b * 256 + j] = f(j); };
+  edge(1, () => 0);
+  edge(2, () => 0.25);
+  edge(3, (j) => (j === 77 ? -3 : 0));
+  edge(4, (j) => 0.01 + j * 1e-4);
+  edge(5, (j) => -0.01 - ((j * 37) % 256) * 1e-4);
+  edge(6, (j) => (j % 3 ? 1e-30 : -2e-30));
+  edge(7, (j) => ((j * 131) % 256) * 40 - 5000);
+  for (const variant of ["simd", "relaxed"] as const) {
+    it(`${variant} build: ggml's golden blocks, and ${x.length} values of every type equal to quant.ts`, async () => {
+      const encode = wasmRowEncoder(await kernelModule(variant));
+      for (const [name, type] of types) {
+        const k = name.endsWith("K");
+        expect(hex(encode(type, k ? goldenInputsK() : goldenInputs())), `${name} golden`).toBe(golden[name]);
+        const ours = encode(type, x), ts = encodeRow(type, x);
+        expect(ours.length, name).toBe(ts.length);
+        const firstDiff = ours.findIndex((v, i) => v !== ts[i]);
+        expect(firstDiff, `${name}: first differing byte`).toBe(-1);
+      }
+      expect(() => encode(GGML_TYPE.Q4_K, new Float32Array(100))).toThrow(/not a whole number of 256-value blocks/);
+      expect(hex(encode(GGML_TYPE.F16, goldenInputs()))).toBe(golden.f16); // types it does not carry go to quant.ts
+    });
+  }
 });

@@ -1,5 +1,5 @@
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
-import { f16_to_f32, fma1, fma4, hsum8, hsum_i32, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8 } from "./common";
 
 /**
  * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
@@ -50,13 +50,156 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
   // repacked 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token rows)
   const gemmTokens = repacked == 1 ? ntok - (ntok & 3) : 0;
-  for (let r = 0; r < rows; r++) {
-    const row = w + <usize>r * <usize>nb * bb;
+  const rowBytes = <usize>nb * bb;
+  let r0 = 0;
+  if (repacked) {
+    // four rows at a time, one lane each, for the tokens that take gemv's order (rows % 8 == 0 when repacked)
+    for (; r0 + 3 < rows; r0 += 4) {
+      const row = w + <usize>r0 * rowBytes;
+      for (let t = gemmTokens; t < ntok; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemv_x4(row, rowBytes, nb, qs, ds, bsums, t));
+      for (let t = 0; t < gemmTokens; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemm_x4(row, rowBytes, nb, qs, ds, bsums, t));
+    }
+  }
+  for (let r = r0; r < rows; r++) {
+    const row = w + <usize>r * rowBytes;
     for (let t = 0; t < ntok; t++) {
       const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot(kind, row, nb, bb, qs, ds, bsums, t);
       store<f32>(out + (<usize>(t * ostride + r) << 2), v);
     }
   }
+}
+
+/** [v0 lanes 0+2, v1 lanes 0+2, v0 lanes 1+3, v1 lanes 1+3]: half of hsum4x4_i32. */
+@inline function hsum2x4_i32(v0: v128, v1: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(v0, v1, 0, 4, 1, 5), v128.shuffle<i32>(v0, v1, 2, 6, 3, 7));
+}
+
+/** Lane k: the sum of v_k's four lanes (four rows' i32x4 partial sums into one vector). */
+@inline function hsum4x4_i32(v0: v128, v1: v128, v2: v128, v3: v128): v128 {
+  const a = i32x4.add(v128.shuffle<i32>(v0, v1, 0, 4, 1, 5), v128.shuffle<i32>(v0, v1, 2, 6, 3, 7)); // v0 v1 v0 v1
+  const b = i32x4.add(v128.shuffle<i32>(v2, v3, 0, 4, 1, 5), v128.shuffle<i32>(v2, v3, 2, 6, 3, 7)); // v2 v3 v2 v3
+  return i32x4.add(v128.shuffle<i32>(a, b, 0, 1, 4, 5), v128.shuffle<i32>(a, b, 2, 3, 6, 7));
+}
+
+/** Scale s (0..7) of a block, from the eight six-bit scales widened to i16 lanes, in every i16 lane. */
+@inline function scale_lanes(sc16: v128, s: i32): v128 {
+  switch (s) {
+    case 0: return i8x16.shuffle(sc16, sc16, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+    case 1: return i8x16.shuffle(sc16, sc16, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    case 2: return i8x16.shuffle(sc16, sc16, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5);
+    case 3: return i8x16.shuffle(sc16, sc16, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7);
+    case 4: return i8x16.shuffle(sc16, sc16, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9);
+    case 5: return i8x16.shuffle(sc16, sc16, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11);
+    case 6: return i8x16.shuffle(sc16, sc16, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13);
+    default: return i8x16.shuffle(sc16, sc16, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15);
+  }
+}
+
+/**
+ * scale[2k] * (q . x over sub-block 2k) + scale[2k+1] * (... 2k+1) of one row's Q4_K block at p (sc16: its scales
+ * widened to i16 lanes) with one token's Q8_K values at x, as four i32 partial sums (exact). The pair shares its 32
+ * bytes (low nibbles 2k, high 2k+1); each sub-block's two i16 pair sums are added in i16 (<= 2 * 2 * 15 * 128)
+ * before one pmaddwd by its scale.
+ */
+@inline function q4k_pair(p: usize, x: usize, sc16: v128, k: i32): v128 {
+  const m4 = i8x16.splat(0x0f);
+  const q = p + 16 + (<usize>k << 5), xk = x + (<usize>k << 6);
+  const b0 = v128.load(q), b1 = v128.load(q + 16);
+  const lo0 = v128.and(b0, m4), lo1 = v128.and(b1, m4), hi0 = v128.and(i16x8.shr_u(b0, 4), m4), hi1 = v128.and(i16x8.shr_u(b1, 4), m4);
+  const slo = scale_lanes(sc16, 2 * k), shi = scale_lanes(sc16, 2 * k + 1);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const lo = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk), lo0), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk + 16), lo1));
+    const hi = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk + 32), hi0), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk + 48), hi1));
+    return i32x4.add(i32x4.dot_i16x8_s(lo, slo), i32x4.dot_i16x8_s(hi, shi));
+  }
+  const lo = i32x4.add(quads_i8(lo0, v128.load(xk)), quads_i8(lo1, v128.load(xk + 16)));
+  const hi = i32x4.add(quads_i8(hi0, v128.load(xk + 32)), quads_i8(hi1, v128.load(xk + 48)));
+  return i32x4.add(i32x4.mul(lo, i32x4.extend_low_i16x8_s(slo)), i32x4.mul(hi, i32x4.extend_low_i16x8_s(shi)));
+}
+
+@inline function k4_scales16(p: usize): v128 {
+  return i16x8.extend_low_i8x16_u(i64x2.splat(k4_scales(p + 4)));
+}
+
+/** The whole block of q4k_pair: sum_s scale[s] * (q . x over sub-block s), four i32 partial sums. */
+@inline function q4k_block_sums(p: usize, x: usize): v128 {
+  const sc16 = k4_scales16(p);
+  let acc = i32x4.splat(0);
+  for (let k = 0; k < 4; k++) acc = i32x4.add(acc, q4k_pair(p, x, sc16, k));
+  return acc;
+}
+
+/** One row's Q4_K block at p with one token's Q8_K values at x: lane k = the pair k's scaled sum (q4k_pair). */
+@inline function q4k_pair_sums(p: usize, x: usize): v128 {
+  const sc16 = k4_scales16(p);
+  return hsum4x4_i32(q4k_pair(p, x, sc16, 0), q4k_pair(p, x, sc16, 1), q4k_pair(p, x, sc16, 2), q4k_pair(p, x, sc16, 3));
+}
+
+/** 4x4 transpose of i32 lanes: lane r of the result is lane k of v_r. */
+@inline function lane_of_each(v0: v128, v1: v128, v2: v128, v3: v128, k: i32): v128 {
+  switch (k) {
+    case 0: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 0, 4, 0, 4), v128.shuffle<i32>(v2, v3, 0, 4, 0, 4), 0, 1, 4, 5);
+    case 1: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 1, 5, 1, 5), v128.shuffle<i32>(v2, v3, 1, 5, 1, 5), 0, 1, 4, 5);
+    case 2: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 2, 6, 2, 6), v128.shuffle<i32>(v2, v3, 2, 6, 2, 6), 0, 1, 4, 5);
+    default: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 3, 7, 3, 7), v128.shuffle<i32>(v2, v3, 3, 7, 3, 7), 0, 1, 4, 5);
+  }
+}
+
+/**
+ * gemm_q4_K_8x8_q8_K for four rows (row0 and the next three, rowBytes apart, one a lane) and token t: per block and
+ * sub-block pair k, acc = fma(f32(sumi of the pair), d*d8, acc) and accm = fma(f32(mins of the pair), dmin*d8, accm),
+ * as q4k_row_repacked (per 2) does for one row; acc - accm.
+ */
+function q4k_gemm_x4(row0: usize, rowBytes: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+  let acc = f32x4.splat(0), accm = f32x4.splat(0);
+  const r1 = rowBytes, r2 = rowBytes << 1, r3 = rowBytes * 3;
+  for (let b = 0; b < nb; b++) {
+    const p = row0 + <usize>b * 144;
+    const i = t * nb + b;
+    const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    // the two chains are independent: accm's four steps first, then acc's
+    const dmin = f32x4.mul(f16x4_at(p + 2, rowBytes), d8);
+    const n0 = k4_min_products(p + 4, bs), n1 = k4_min_products(p + r1 + 4, bs), n2 = k4_min_products(p + r2 + 4, bs), n3 = k4_min_products(p + r3 + 4, bs);
+    for (let k = 0; k < 4; k++) accm = fma4(f32x4.convert_i32x4_s(lane_of_each(n0, n1, n2, n3, k)), dmin, accm);
+    const d = f32x4.mul(f16x4_at(p, rowBytes), d8);
+    for (let k = 0; k < 4; k++) {
+      // rows in pairs, scales read again for each (fewer values live at once: x64 has 16 vector registers)
+      const h01 = hsum2x4_i32(q4k_pair(p, x, k4_scales16(p), k), q4k_pair(p + r1, x, k4_scales16(p + r1), k));
+      const h23 = hsum2x4_i32(q4k_pair(p + r2, x, k4_scales16(p + r2), k), q4k_pair(p + r3, x, k4_scales16(p + r3), k));
+      acc = fma4(f32x4.convert_i32x4_s(i32x4.add(v128.shuffle<i32>(h01, h23, 0, 1, 4, 5), v128.shuffle<i32>(h01, h23, 2, 3, 6, 7))), d, acc);
+    }
+  }
+  return f32x4.sub(acc, accm);
+}
+
+/** The f16 at byte `off` of four blocks `stride` bytes apart, as f32x4. */
+@inline function f16x4_at(p: usize, stride: usize): v128 {
+  let h = i32x4.splat(<i32>load<u16>(p));
+  h = i32x4.replace_lane(h, 1, <i32>load<u16>(p + stride));
+  h = i32x4.replace_lane(h, 2, <i32>load<u16>(p + 2 * stride));
+  h = i32x4.replace_lane(h, 3, <i32>load<u16>(p + 3 * stride));
+  return f16x4_to_f32x4(h);
+}
+
+/**
+ * gemv_q4_K_8x8_q8_K for four rows (row0 and the next three, rowBytes apart) and token t, one row a lane: per block,
+ * acc = fma(f32(sumi), d*d8, acc) and accm = fma(f32(summ), dmin*d8, accm) as q4k_row_repacked (per 8) does for
+ * one row; acc - accm.
+ */
+function q4k_gemv_x4(row0: usize, rowBytes: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+  let acc = f32x4.splat(0), accm = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const p = row0 + <usize>b * 144;
+    const i = t * nb + b;
+    const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const sumi = hsum4x4_i32(q4k_block_sums(p, x), q4k_block_sums(p + rowBytes, x), q4k_block_sums(p + 2 * rowBytes, x), q4k_block_sums(p + 3 * rowBytes, x));
+    const summ = hsum4x4_i32(k4_min_products(p + 4, bs), k4_min_products(p + rowBytes + 4, bs), k4_min_products(p + 2 * rowBytes + 4, bs), k4_min_products(p + 3 * rowBytes + 4, bs));
+    acc = fma4(f32x4.convert_i32x4_s(sumi), f32x4.mul(f16x4_at(p, rowBytes), d8), acc);
+    accm = fma4(f32x4.convert_i32x4_s(summ), f32x4.mul(f16x4_at(p + 2, rowBytes), d8), accm);
+  }
+  return f32x4.sub(acc, accm);
 }
 
 /**
@@ -101,13 +244,15 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   return i32x4.mul(quads_i8(v, x), i32x4.splat(sc));
 }
 
-/** 32 * (bsums[2m] * sc[2m] + bsums[2m+1] * sc[2m+1]) for 4 lanes m from 8 sums (i32, at bs) and 8 int8 scales (at sc). */
+/**
+ * 32 * (bsums[2m] * sc[2m] + bsums[2m+1] * sc[2m+1]) for 4 lanes m from 8 sums (i32, at bs; each fits i16: 16 *
+ * 128) and 8 int8 scales (at sc): one pmaddwd.
+ */
 @inline function q6_offsets(bs: usize, sc: usize): v128 {
   const s = i16x8.extend_low_i8x16_s(v128.load64_zero(sc));
-  const p0 = i32x4.mul(v128.load(bs), i32x4.extend_low_i16x8_s(s));
-  const p1 = i32x4.mul(v128.load(bs + 16), i32x4.extend_high_i16x8_s(s));
-  return i32x4.shl(i32x4.add(v128.shuffle<i32>(p0, p1, 0, 2, 4, 6), v128.shuffle<i32>(p0, p1, 1, 3, 5, 7)), 5);
+  return i32x4.shl(i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(v128.load(bs), v128.load(bs + 16)), s), 5);
 }
+
 
 /** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
 @inline function k_row_vec_dot(kind: i32, row: usize, nb: i32, bb: usize, qs: usize, ds: usize, bsums: usize, t: i32): f32 {
@@ -121,16 +266,19 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     let sLo = i32x4.splat(0), sHi = i32x4.splat(0);
     if (kind == 2) {
       // Q6_K: the unsigned values q + 32, group g (32 values) with scales 2g (lanes 0-3) and 2g+1 (lanes 4-7)
-      const m4 = i8x16.splat(0x0f), m3 = i8x16.splat(3);
+      // bytes unpacked with 16-bit shifts and a mask (WebAssembly has no 8-bit shift: i8x16.shr_u is two or
+      // three instructions on x64); the high two bits of value 32j + l sit at bits 2j of qh[l]
+      const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
       for (let h = 0; h < 2; h++) {
-        const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7), sc = p + 192 + (<usize>h << 3);
+        const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7);
+        const sc = p + 192 + (<usize>h << 3);
         for (let half = 0; half < 2; half++) {
           const o = <usize>(half << 4);
           const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
-          const u0 = v128.or(v128.and(a, m4), i8x16.shl(v128.and(hb, m3), 4));
-          const u1 = v128.or(v128.and(c, m4), i8x16.shl(v128.and(i8x16.shr_u(hb, 2), m3), 4));
-          const u2 = v128.or(i8x16.shr_u(a, 4), i8x16.shl(v128.and(i8x16.shr_u(hb, 4), m3), 4));
-          const u3 = v128.or(i8x16.shr_u(c, 4), i8x16.shl(i8x16.shr_u(hb, 6), 4));
+          const u0 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
+          const u1 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
+          const u2 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
+          const u3 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
           const s0 = k_quads(u0, v128.load(xs + o), <i32>load<i8>(sc + half));
           const s1 = k_quads(u1, v128.load(xs + 32 + o), <i32>load<i8>(sc + 2 + half));
           const s2 = k_quads(u2, v128.load(xs + 64 + o), <i32>load<i8>(sc + 4 + half));
