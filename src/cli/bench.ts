@@ -15,6 +15,8 @@ Measures load time, prefill and decode speed, time to first token (16-token prom
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --repeats R          measurements of each engine, alternating (default 3; figures are medians)
   --vs-llama-cpp       also measure llama.cpp (node-llama-cpp, CPU) on the same file and report ratios
+  --profile            instead: where one prefill and one decode step of our engine spend their time (each
+                       kernel by weight type, the LM head, attention, the rest, the sampler), as tables
   --json               the last line of output is one JSON object`,
   run,
 };
@@ -22,7 +24,7 @@ Measures load time, prefill and decode speed, time to first token (16-token prom
 async function run(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" }, threads: { type: "string" },
-    backend: { type: "string" }, repeats: { type: "string" }, "vs-llama-cpp": { type: "boolean" }, json: { type: "boolean" },
+    backend: { type: "string" }, repeats: { type: "string" }, "vs-llama-cpp": { type: "boolean" }, json: { type: "boolean" }, profile: { type: "boolean" },
     internal: { type: "string" },
   });
   const model = required(values.model, "model");
@@ -37,6 +39,12 @@ async function run(args: string[]): Promise<number> {
     backend,
   };
   const b = await import("../tools/bench.ts");
+  if (values.profile) {
+    const p = await b.profileOurs(o);
+    process.stdout.write(b.fmtProfile(p, o) + "\n");
+    if (values.json) process.stdout.write(JSON.stringify(p) + "\n");
+    return 0;
+  }
   if (values.internal === "ours" || values.internal === "llama-cpp") {
     const r = values.internal === "ours" ? await b.measureOurs(o) : await b.measureLlamaCpp(o);
     process.stdout.write(JSON.stringify(r) + "\n");

@@ -218,3 +218,74 @@ export async function bench(o: BenchOptions, vsLlamaCpp: boolean, log: (line: st
 export function fmt(r: RunFigures): string {
   return `load ${r.load_s.toFixed(2)} s, prefill ${r.prefill_tok_s.toFixed(2)} tok/s, decode ${r.decode_tok_s.toFixed(2)} tok/s, ttft(16) ${r.ttft_s.toFixed(3)} s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`;
 }
+
+/** One row of a profile: what, ms per decode step (or per prefill), share of the step, GMAC/s and weight GB/s. */
+export interface ProfileRow { what: string; ms: number; share: number; gmacs?: number; gbs?: number }
+
+/**
+ * Where one prefill of the prompt and one decode step spend their time (our engine, a wasm or reference backend):
+ * each kernel call timed by what it does, the rest of the forward pass (norms, RoPE, residuals, the embedding
+ * lookup) as the step less the kernels, and the sampler (temperature 1, the OpenAI default) on the step's logits.
+ */
+export async function profileOurs(o: BenchOptions): Promise<{ prefill: ProfileRow[]; decode: ProfileRow[]; prefillMs: number; decodeMs: number }> {
+  if (o.backend === "webgpu") throw new Error("--profile times the CPU kernels: use --backend wasm or reference");
+  const { FileByteSource } = await import("../hosts/node-file-source.ts");
+  const { createBackend } = await import("../hosts/node-backend.ts");
+  const { loadModel } = await import("../engine/model/load.ts");
+  const { BackendProfile } = await import("../engine/backend/profile.ts");
+  const { DEFAULT_SAMPLING, Sampler } = await import("../engine/sampler.ts");
+  const profile = new BackendProfile();
+  const src = await FileByteSource.open(o.model);
+  const m = await loadModel(src, profile.wrap(await createBackend(o.backend, o.threads)), { contextSize: benchContext(o) });
+  await src.close();
+  const prompt = await promptFor(o);
+  const argmax = (l: Float32Array) => {
+    let b = 0;
+    for (let i = 1; i < l.length; i++) if (l[i]! > l[b]!) b = i;
+    return b;
+  };
+  // warm the JIT (WebAssembly and TypeScript are recompiled optimized once hot)
+  let next = argmax(await m.forward(prompt.slice(0, 16), 0));
+  for (let i = 0; i < 3; i++) next = argmax(await m.forward([next], 16 + i));
+  const rows = (stepMs: number, steps: number, samplerMs?: number): ProfileRow[] => {
+    const out: ProfileRow[] = [...profile.entries].map(([what, e]) => ({
+      what, ms: e.ms / steps, share: e.ms / steps / stepMs,
+      ...(e.macs ? { gmacs: e.macs / e.ms / 1e6, gbs: e.bytes / e.ms / 1e6 } : {}),
+    }));
+    out.sort((a, b) => b.ms - a.ms);
+    const rest = stepMs - profile.totalMs() / steps;
+    out.push({ what: "the rest (norms, RoPE, residuals, embedding; TypeScript)", ms: rest, share: rest / stepMs });
+    if (samplerMs !== undefined) out.push({ what: "sampler, temperature 1 (after the step)", ms: samplerMs, share: samplerMs / stepMs });
+    return out;
+  };
+  profile.reset();
+  let t = performance.now();
+  next = argmax(await m.forward(prompt, 0));
+  const prefillMs = performance.now() - t;
+  const prefill = rows(prefillMs, 1);
+  profile.reset();
+  const sampler = new Sampler({ ...DEFAULT_SAMPLING, temperature: 1, seed: 1 });
+  let samplerMs = 0;
+  t = performance.now();
+  for (let i = 0; i < o.genTokens; i++) {
+    const logits = await m.forward([next], prompt.length + i);
+    next = argmax(logits);
+    const s0 = performance.now();
+    sampler.sample(logits);
+    samplerMs += performance.now() - s0;
+  }
+  const decodeMs = (performance.now() - t - samplerMs) / o.genTokens;
+  return { prefill, decode: rows(decodeMs, o.genTokens, samplerMs / o.genTokens), prefillMs, decodeMs };
+}
+
+/** A profile as two markdown tables. */
+export function fmtProfile(p: Awaited<ReturnType<typeof profileOurs>>, o: BenchOptions): string {
+  const table = (title: string, rs: ProfileRow[]) =>
+    [`${title}`, "", "| | ms | share | GMAC/s | weight GB/s |", "|---|---|---|---|---|",
+      ...rs.map((r) => `| ${r.what} | ${r.ms.toFixed(2)} | ${(100 * r.share).toFixed(1)}% | ${r.gmacs?.toFixed(1) ?? ""} | ${r.gbs?.toFixed(1) ?? ""} |`)].join("\n");
+  return [
+    table(`Prefill of ${o.promptTokens} tokens: ${p.prefillMs.toFixed(0)} ms (${((o.promptTokens / p.prefillMs) * 1000).toFixed(2)} tok/s)`, p.prefill),
+    "",
+    table(`One decode step (mean of ${o.genTokens}): ${p.decodeMs.toFixed(1)} ms (${(1000 / p.decodeMs).toFixed(2)} tok/s)`, p.decode),
+  ].join("\n");
+}

@@ -104,15 +104,15 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
     }
   }
 
-  it("reads embedding rows back from the repacked layout exactly", async () => {
-    const rows = 16, cols = 64;
-    const { wBytes } = randomCase(GGML_TYPE.Q4_0, rows, cols, 1, 7);
+  it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
+    const rows = 16;
+    const { wBytes } = randomCase(type, rows, cols, 1, 7);
     const rowOf = async (b: Backend) => {
       const off = b.reserve(wBytes.length), out = b.reserve(cols * 4), sb = b.scratchBytes(cols, 1), s = b.reserve(sb);
       b.commit();
       b.setScratch(s, sb);
       b.bytes(off, wBytes.length).set(wBytes);
-      const w: Weight = { name: "e", type: GGML_TYPE.Q4_0, rows, cols, offset: off, nbytes: wBytes.length, repacked: true };
+      const w: Weight = { name: "e", type, rows, cols, offset: off, nbytes: wBytes.length, repacked: true };
       b.prepareWeight(w);
       return [5, 6, 15].map((r) => (b.dequantizeRow(w, r, b.f32(out, cols)), Array.from(b.f32(out, cols))));
     };

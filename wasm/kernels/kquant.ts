@@ -41,6 +41,22 @@ import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8 } fro
 }
 
 /**
+ * Q4_K rows in groups of 4 rows ("x4", in place: `rows` a multiple of 4, `tmp` 4 rows' bytes): per group, block b of
+ * the four rows one after another (576 bytes), so a group's four streams are one. The blocks keep their bytes.
+ */
+export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
+  const nb = <usize>(cols >> 8);
+  const rowBytes = nb * 144;
+  for (let g = 0; g < rows; g += 4) {
+    const base = w + <usize>g * rowBytes;
+    memory.copy(tmp, base, rowBytes << 2);
+    for (let b: usize = 0; b < nb; b++) {
+      for (let r: usize = 0; r < 4; r++) memory.copy(base + b * 576 + r * 144, tmp + r * rowBytes + b * 144, 144);
+    }
+  }
+}
+
+/**
  * K-quant weights (kind 0 Q4_K, 1 Q5_K, 2 Q6_K; rows of cols/256 blocks) x Q8_K activations (per token: qs cols
  * i8, ds cols/256 f32, bsums cols/16 i32), in llama.cpp's orders as quant-k.ts dotKRow (kOrder): `repacked` (Q4_K,
  * rows % 8 == 0; 1: a batch, 2: single-token rows) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
@@ -48,16 +64,22 @@ import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8 } fro
 export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
-  // repacked 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token rows)
+  // repacked & 3 == 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token
+  // rows). repacked & 4: the weights are in the x4 layout (repack_q4_k_x4), rows a multiple of 4.
+  const x4 = (repacked & 4) != 0;
+  repacked &= 3;
+  if (x4 && (rows & 3) != 0) unreachable();
   const gemmTokens = repacked == 1 ? ntok - (ntok & 3) : 0;
   const rowBytes = <usize>nb * bb;
+  // within a group of 4 rows: the next row's block, the next block
+  const rowStep: usize = x4 ? 144 : rowBytes, blockStep: usize = x4 ? 576 : 144;
   let r0 = 0;
   if (repacked) {
-    // four rows at a time, one lane each, for the tokens that take gemv's order (rows % 8 == 0 when repacked)
+    // four rows at a time, one lane each (rows % 8 == 0 when repacked)
     for (; r0 + 3 < rows; r0 += 4) {
       const row = w + <usize>r0 * rowBytes;
-      for (let t = gemmTokens; t < ntok; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemv_x4(row, rowBytes, nb, qs, ds, bsums, t));
-      for (let t = 0; t < gemmTokens; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemm_x4(row, rowBytes, nb, qs, ds, bsums, t));
+      for (let t = gemmTokens; t < ntok; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemv_x4(row, rowStep, blockStep, nb, qs, ds, bsums, t));
+      for (let t = 0; t < gemmTokens; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemm_x4(row, rowStep, blockStep, nb, qs, ds, bsums, t));
     }
   }
   for (let r = r0; r < rows; r++) {
@@ -146,15 +168,16 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
 }
 
 /**
- * gemm_q4_K_8x8_q8_K for four rows (row0 and the next three, rowBytes apart, one a lane) and token t: per block and
+ * gemm_q4_K_8x8_q8_K for four rows (row0 and the next three: a block rowBytes from the last row's, blocks blockStep
+ * apart; one row a lane) and token t: per block and
  * sub-block pair k, acc = fma(f32(sumi of the pair), d*d8, acc) and accm = fma(f32(mins of the pair), dmin*d8, accm),
  * as q4k_row_repacked (per 2) does for one row; acc - accm.
  */
-function q4k_gemm_x4(row0: usize, rowBytes: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+function q4k_gemm_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
   let acc = f32x4.splat(0), accm = f32x4.splat(0);
   const r1 = rowBytes, r2 = rowBytes << 1, r3 = rowBytes * 3;
   for (let b = 0; b < nb; b++) {
-    const p = row0 + <usize>b * 144;
+    const p = row0 + <usize>b * blockStep;
     const i = t * nb + b;
     const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
@@ -183,14 +206,14 @@ function q4k_gemm_x4(row0: usize, rowBytes: usize, nb: i32, qs: usize, ds: usize
 }
 
 /**
- * gemv_q4_K_8x8_q8_K for four rows (row0 and the next three, rowBytes apart) and token t, one row a lane: per block,
+ * gemv_q4_K_8x8_q8_K for four rows (blocks as q4k_gemm_x4) and token t, one row a lane: per block,
  * acc = fma(f32(sumi), d*d8, acc) and accm = fma(f32(summ), dmin*d8, accm) as q4k_row_repacked (per 8) does for
  * one row; acc - accm.
  */
-function q4k_gemv_x4(row0: usize, rowBytes: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
   let acc = f32x4.splat(0), accm = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const p = row0 + <usize>b * 144;
+    const p = row0 + <usize>b * blockStep;
     const i = t * nb + b;
     const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);

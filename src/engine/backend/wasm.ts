@@ -21,6 +21,7 @@ interface KernelExports {
   matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   repack_q4_0_x4(w: number, rows: number, cols: number, tmp: number): void;
+  repack_q4_k_x4(w: number, rows: number, cols: number, tmp: number): void;
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, a0: number, a1: number, b0: number, b1: number, stride: number, offset: number, d: number, scratch: number, cap: number): void;
@@ -109,7 +110,7 @@ export class WasmBackend implements Backend {
   private committed = false;
   private scratch = 0;
   private scratchLen = 0;
-  /** Offsets of Q4_0 weights stored in the x4 layout (repacked in prepareWeight). */
+  /** Offsets of Q4_0 and Q4_K weights stored in their x4 layouts (repacked in prepareWeight). */
   private readonly x4 = new Set<number>();
 
   private threads: KernelThreads | undefined;
@@ -220,11 +221,25 @@ export class WasmBackend implements Backend {
       this.k.repack_q4_0_x4(w.offset, w.rows, w.cols, this.scratch);
       this.x4.add(w.offset);
     }
+    // and repacked Q4_K: four rows' blocks interleaved, so that the four-row kernels read one stream (not four)
+    if (w.type === GGML_TYPE.Q4_K && w.repacked) {
+      if ((w.cols / 256) * 144 * 4 > this.scratchLen) throw new Error(`${w.name}: scratch too small to repack`);
+      this.k.repack_q4_k_x4(w.offset, w.rows, w.cols, this.scratch);
+      this.x4.add(w.offset);
+    }
   }
 
   dequantizeRow(w: Weight, row: number, out: Float32Array): void {
-    if (this.x4.has(w.offset)) {
+    if (this.x4.has(w.offset) && w.type === GGML_TYPE.Q4_0) {
       this.k.dequant_q4_0_x4_row(w.offset, w.cols, row, this.ptr(out));
+      return;
+    }
+    if (this.x4.has(w.offset)) {
+      // Q4_K x4: the row's blocks, 144 bytes every 576, gathered and dequantized
+      const nb = w.cols / 256, all = this.bytes(w.offset, w.nbytes), group = (row >> 2) * nb * 576 + (row & 3) * 144;
+      const blocks = new Uint8Array(nb * 144);
+      for (let b = 0; b < nb; b++) blocks.set(all.subarray(group + b * 576, group + b * 576 + 144), b * 144);
+      dequantizeRow(w.type, blocks, 0, w.cols, out);
       return;
     }
     const rowBytes = w.nbytes / w.rows;
@@ -319,7 +334,7 @@ export class WasmBackend implements Backend {
         const qs = this.scratch, ds = alignUp(qs + n * cols, 16), bsums = ds + nb * 4;
         const buf = this.memory.buffer;
         quantizeActivationsQ8_K(x.subarray(0, n * cols), new Int8Array(buf, qs, n * cols), new Float32Array(buf, ds, nb), new Int32Array(buf, bsums, nb * 16));
-        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, w.repacked ? (batchRows === 1 ? 2 : 1) : 0, p, r, cols, qs, ds, bsums, n, o, rows]);
+        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, (w.repacked ? (batchRows === 1 ? 2 : 1) : 0) | (this.x4.has(w.offset) ? 4 : 0), p, r, cols, qs, ds, bsums, n, o, rows]);
         return;
       }
       default:
