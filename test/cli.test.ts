@@ -24,7 +24,7 @@ describe("gemma-edge CLI", () => {
     const out = join(dir, "f16.gguf");
     const r = await run("make-test-model", "--out", out, "--type", "f16", "--layers", "1", "--vocab", "600");
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/^wrote .*f16\.gguf \([\d.]+ MB, tiny, f16, seed 1\)\n$/);
+    expect(r.stderr).toMatch(/^wrote .*f16\.gguf \([\d.]+ MB, tiny, f16, seed 1\) in [\d.]+ s\n$/);
     expect(readFileSync(out).subarray(0, 4).toString()).toBe("GGUF");
   });
 
@@ -32,7 +32,7 @@ describe("gemma-edge CLI", () => {
     const out = join(dir, "g3.gguf");
     const r = await run("make-test-model", "--out", out, "--arch", "gemma3", "--window", "8", "--rope-scaling", "4", "--type", "q8_0");
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/, tiny-gemma3, q8_0, seed 1\)\n$/);
+    expect(r.stderr).toMatch(/, tiny-gemma3, q8_0, seed 1\) in [\d.]+ s\n$/);
     const { readGguf } = await import("../src/engine/gguf.ts");
     const { MemoryByteSource } = await import("../src/engine/byte-source.ts");
     const f = await readGguf(new MemoryByteSource(new Uint8Array(readFileSync(out))));
