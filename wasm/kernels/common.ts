@@ -74,3 +74,28 @@ export function disable_fused_madd(): void {
   const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b)); // pairs of 8..15
   return i32x4.add(v128.shuffle<i32>(d0, d1, 0, 2, 4, 6), v128.shuffle<i32>(d0, d1, 1, 3, 5, 7));
 }
+
+/** f32 -> f16 bits, round to nearest even (NaN stays NaN, overflow to infinity), as numeric.ts f32ToF16. */
+@inline export function f32_to_f16_bits(v: f32): u32 {
+  const x = reinterpret<u32>(v);
+  const sign = (x >> 16) & 0x8000;
+  const exp = <i32>((x >> 23) & 0xff);
+  let mant = x & 0x7fffff;
+  if (exp == 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = <u32>(14 - e);
+    const half: u32 = 1 << (shift - 1);
+    const rem = mant & ((<u32>1 << shift) - 1);
+    let h = mant >> shift;
+    if (rem > half || (rem == half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (<u32>e << 10) | (mant >> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+  return sign | h;
+}

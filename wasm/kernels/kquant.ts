@@ -151,12 +151,6 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   return acc;
 }
 
-/** One row's Q4_K block at p with one token's Q8_K values at x: lane k = the pair k's scaled sum (q4k_pair). */
-@inline function q4k_pair_sums(p: usize, x: usize): v128 {
-  const sc16 = k4_scales16(p);
-  return hsum4x4_i32(q4k_pair(p, x, sc16, 0), q4k_pair(p, x, sc16, 1), q4k_pair(p, x, sc16, 2), q4k_pair(p, x, sc16, 3));
-}
-
 /** 4x4 transpose of i32 lanes: lane r of the result is lane k of v_r. */
 @inline function lane_of_each(v0: v128, v1: v128, v2: v128, v3: v128, k: i32): v128 {
   switch (k) {

@@ -3,7 +3,7 @@
 // libggml-base), in the same f32 arithmetic and the same order: scalar code, since ggml's reference code is
 // scalar and a vector sum would round differently. `gemma-edge quantize` and `make-test-model` run these: the
 // K-quant search (make_qkx2_quants' 21 trial scales per 32 values) is where a quantizer spends its time.
-import { f16_to_f32 } from "./common";
+import { f16_to_f32, f32_to_f16_bits } from "./common";
 
 const GROUP_MAX_EPS: f32 = 1e-15;
 
@@ -16,34 +16,9 @@ const GROUP_MAX_EPS: f32 = 1e-15;
   return v < lo ? lo : v > hi ? hi : v;
 }
 
-/** f32 -> f16 bits, round to nearest even (numeric.ts f32ToF16; F16C's _cvtss_sh). */
-function f32_to_f16(value: f32): u32 {
-  const x = reinterpret<u32>(value);
-  const sign = (x >> 16) & 0x8000;
-  const exp = <i32>((x >> 23) & 0xff);
-  let mant = x & 0x7fffff;
-  if (exp == 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = <u32>(14 - e);
-    const half = <u32>1 << (shift - 1);
-    const rem = mant & ((<u32>1 << shift) - 1);
-    let h = mant >> shift;
-    if (rem > half || (rem == half && (h & 1))) h++;
-    return sign | h;
-  }
-  let h = (<u32>e << 10) | (mant >> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++; // may carry into the exponent: still correct
-  return sign | h;
-}
-
 /** Store v as an f16 at p; returns the stored half's value (infinities and NaN included, as numeric.ts f16ToF32). */
 @inline function store_f16(p: usize, v: f32): f32 {
-  const h = f32_to_f16(v);
+  const h = f32_to_f16_bits(v);
   store<u16>(p, <u16>h);
   if ((h & 0x7c00) == 0x7c00) return (h & 0x3ff) != 0 ? NaN : h & 0x8000 ? -Infinity : Infinity;
   return f16_to_f32(h);
