@@ -1,14 +1,28 @@
-// `npm run bench`: makes the Gemma-2B-shape Q4_0 file once (models/, outside git), measures our engine and
-// llama.cpp on it alternately (gemma-edge bench --vs-llama-cpp), and writes the table into docs/performance.md's
-// performance section and the chart into docs/bench.svg.
+// `npm run bench`: makes the Gemma-2B-shape Q4_0, Q8_0 and Q4_K_M files once (models/, outside git; the
+// WebAssembly quantizers write ggml's bytes in minutes), measures our engine and llama.cpp on each alternately
+// (gemma-edge bench --vs-llama-cpp), and writes the table into docs/performance.md's measured section and the
+// chart into docs/bench.svg. The targets are issue 16's.
+// Options: TYPES=q4_0,q8_0,q4_k_m (which files), REPEATS=N (alternating runs each, default 3),
+// BENCH_JSON=docs/bench.json (redraw the table and chart from saved results instead of measuring).
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
 import type { BenchResult, RunFigures } from "../src/tools/bench.ts";
 
 const root = resolve(import.meta.dirname, "..");
-const model = resolve(root, "models/gemma-2b-shape-q4_0.gguf");
+const FILES = {
+  q4_0: { label: "Q4_0", decode: 0.95, prefill: 0.8, ttft: 1.2 },
+  q8_0: { label: "Q8_0", decode: 0.8, prefill: 0.6, ttft: undefined },
+  q4_k_m: { label: "Q4_K_M", decode: 0.8, prefill: 0.6, ttft: undefined },
+} as const;
+type FileType = keyof typeof FILES;
+const modelPath = (t: FileType) => resolve(root, `models/gemma-2b-shape-${t}.gguf`);
+const types = (process.env.TYPES ?? "q4_0,q8_0,q4_k_m").split(",").map((t) => {
+  const k = t.trim().toLowerCase();
+  if (!(k in FILES)) throw new Error(`TYPES: unknown file type "${t}" (one of ${Object.keys(FILES).join(", ")})`);
+  return k as FileType;
+});
 const args = { prompt: 128, gen: 64, threads: 1, repeats: Number(process.env.REPEATS ?? 3) };
 const cli = (a: string[], capture: boolean) =>
   new Promise<string>((ok, fail) => {
@@ -21,22 +35,31 @@ const cli = (a: string[], capture: boolean) =>
     p.on("exit", (code) => (code === 0 ? ok(out) : fail(new Error(`gemma-edge ${a[0]} exited with ${code}`))));
   });
 
-// BENCH_JSON=file redraws the table and chart from a saved `gemma-edge bench --json` line instead of measuring
-let out: string;
+// docs/bench.json: { "q4_0": BenchResult, "q8_0": ..., "q4_k_m": ... } with each file's size in MB
+type Saved = Partial<Record<FileType, BenchResult & { file_mb: number }>>;
+const jsonPath = resolve(root, "docs/bench.json");
+let results: Saved;
 if (process.env.BENCH_JSON) {
-  out = readFileSync(process.env.BENCH_JSON, "utf8");
+  results = JSON.parse(readFileSync(process.env.BENCH_JSON, "utf8")) as Saved;
 } else {
-  if (!existsSync(model)) {
-    mkdirSync(resolve(root, "models"), { recursive: true });
-    await cli(["make-test-model", "--out", model, "--shape", "gemma-2b", "--type", "q4_0"], false);
+  results = existsSync(jsonPath) ? (JSON.parse(readFileSync(jsonPath, "utf8")) as Saved) : {};
+  if ("runs" in results) results = {}; // the one-file format of earlier versions
+  for (const t of types) {
+    const model = modelPath(t);
+    if (!existsSync(model)) {
+      mkdirSync(resolve(root, "models"), { recursive: true });
+      await cli(["make-test-model", "--out", model, "--shape", "gemma-2b", "--type", t], false);
+    }
+    const out = await cli(["bench", "--model", model, "--prompt-tokens", String(args.prompt), "--gen-tokens", String(args.gen), "--threads", String(args.threads), "--repeats", String(args.repeats), "--vs-llama-cpp", "--json"], true);
+    results[t] = { ...(JSON.parse(out.trim().split("\n").at(-1)!) as BenchResult), file_mb: statSync(model).size / 1e6 };
+    mkdirSync(resolve(root, "docs"), { recursive: true });
+    writeFileSync(jsonPath, JSON.stringify(results) + "\n"); // after each file, so a long run that stops keeps what it measured
   }
-  out = await cli(["bench", "--model", model, "--prompt-tokens", String(args.prompt), "--gen-tokens", String(args.gen), "--threads", String(args.threads), "--repeats", String(args.repeats), "--vs-llama-cpp", "--json"], true);
-  mkdirSync(resolve(root, "docs"), { recursive: true });
-  writeFileSync(resolve(root, "docs/bench.json"), out.trim().split("\n").at(-1)! + "\n");
 }
-const r = JSON.parse(out.trim().split("\n").at(-1)!) as BenchResult;
-Object.assign(args, { prompt: r.options.promptTokens, gen: r.options.genTokens, threads: r.options.threads, repeats: r.options.repeats });
-const them = r.llama_cpp!;
+const measured = (Object.keys(FILES) as FileType[]).filter((t) => results[t]);
+if (!measured.length) throw new Error("no results to report");
+const first = results[measured[0]!]!;
+Object.assign(args, { prompt: first.options.promptTokens, gen: first.options.genTokens, threads: first.options.threads, repeats: first.options.repeats });
 
 type Key = keyof RunFigures;
 const range = (runs: RunFigures[], k: Key) => {
@@ -47,61 +70,80 @@ const cell = (med: number, runs: RunFigures[], k: Key, digits: number) => {
   const [lo, hi] = range(runs, k);
   return `${med.toFixed(digits)} (${lo.toFixed(digits)}–${hi.toFixed(digits)})`;
 };
-const rows: [string, Key, number, boolean][] = [
-  ["decode, tok/s", "decode_tok_s", 2, true],
-  [`prefill of ${args.prompt} tokens, tok/s`, "prefill_tok_s", 2, true],
-  ["time to first token, 16-token prompt, s", "ttft_s", 3, false],
-  ["load, s", "load_s", 2, false],
-  ["peak RSS, MB", "peak_rss_mb", 0, false],
+const metrics: [string, Key, number, boolean, "decode" | "prefill" | "ttft" | undefined][] = [
+  ["decode, tok/s", "decode_tok_s", 2, true, "decode"],
+  [`prefill of ${args.prompt} tokens, tok/s`, "prefill_tok_s", 2, true, "prefill"],
+  ["time to first token, 16-token prompt, s", "ttft_s", 3, false, "ttft"],
+  ["load, s", "load_s", 2, false, undefined],
+  ["peak RSS, MB", "peak_rss_mb", 0, false, undefined],
 ];
 const spread = (runs: RunFigures[], k: Key, med: number) => {
   const [lo, hi] = range(runs, k);
   return (hi - lo) / med;
 };
-const noise = Math.max(...(["decode_tok_s", "prefill_tok_s"] as Key[]).flatMap((k) => [spread(r.runs, k, r[k]), spread(them.runs, k, them[k])]));
-const table = [
-  `| ${args.threads} thread, ${args.repeats} alternating runs each | gemma-edge (median, min–max) | llama.cpp (median, min–max) | ours / llama.cpp |`,
-  "|---|---|---|---|",
-  ...rows.map(([name, k, dg, higherBetter]) => `| ${name} | ${cell(r[k], r.runs, k, dg)} | ${cell(them[k], them.runs, k, dg)} | ${(higherBetter ? r[k] / them[k] : them[k] / r[k]).toFixed(2)}${higherBetter ? "" : " (inverse)"} |`),
-].join("\n");
+let noise = 0;
+const lines = [
+  `| file | ${args.threads} thread, ${args.repeats} alternating runs each | gemma-edge (median, min–max) | llama.cpp (median, min–max) | ours / llama.cpp | target |`,
+  "|---|---|---|---|---|---|",
+];
+for (const t of measured) {
+  const r = results[t]!, them = r.llama_cpp!;
+  for (const k of ["decode_tok_s", "prefill_tok_s"] as Key[]) noise = Math.max(noise, spread(r.runs, k, r[k]), spread(them.runs, k, them[k]));
+  for (const [name, k, dg, higherBetter, target] of metrics) {
+    const ratio = higherBetter ? r[k] / them[k] : them[k] / r[k];
+    // the time-to-first-token target is a ceiling on ours / theirs: shown as its inverse, a floor like the others
+    const goal = target && FILES[t][target];
+    const floor = goal === undefined ? undefined : target === "ttft" ? 1 / goal : goal;
+    const verdict = floor === undefined ? "" : `>= ${floor.toFixed(2)}: ${ratio >= floor ? "met" : "not met"}`;
+    lines.push(`| ${FILES[t].label}, ${r.file_mb.toFixed(0)} MB | ${name} | ${cell(r[k], r.runs, k, dg)} | ${cell(them[k], them.runs, k, dg)} | ${ratio.toFixed(2)}${higherBetter ? "" : " (inverse)"} | ${verdict} |`);
+  }
+}
 const cpu = cpus()[0]?.model ?? "unknown CPU";
 const section = `<!-- bench:start -->
-Gemma-2B-shape GGUF (generated, Q4_0, ${(1416.3).toFixed(1)} MB), prompt ${args.prompt} tokens, ${args.gen} generated, ${cpu},
+Gemma-2B-shape GGUFs (generated: ${measured.map((t) => FILES[t].label).join(", ")}), prompt ${args.prompt} tokens, ${args.gen} generated, ${cpu},
 ${new Date().toISOString().slice(0, 10)}. Ratios are of medians (for time and memory the inverse, so that higher is better).
 The largest spread between runs (max − min over median) was ${(noise * 100).toFixed(0)}%: the machine is shared and noisy.
 
-${table}
+${lines.join("\n")}
 
 ![decode and prefill, ours vs llama.cpp](bench.svg)
 
-Reproduce: \`npm run bench\` (table and chart), or \`npx gemma-edge bench --model models/gemma-2b-shape-q4_0.gguf --prompt-tokens ${args.prompt} --gen-tokens ${args.gen} --threads ${args.threads} --vs-llama-cpp --json\`.
+Reproduce: \`npm run bench\` (all three files, table and chart; \`TYPES=q4_k_m npm run bench\` for one), or
+\`npx gemma-edge bench --model models/gemma-2b-shape-q4_0.gguf --prompt-tokens ${args.prompt} --gen-tokens ${args.gen} --threads ${args.threads} --vs-llama-cpp --json\`.
 <!-- bench:end -->`;
 
-const readmePath = resolve(root, "docs/performance.md");
-const readme = readFileSync(readmePath, "utf8");
+const docPath = resolve(root, "docs/performance.md");
+const doc = readFileSync(docPath, "utf8");
 const re = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
-writeFileSync(readmePath, re.test(readme) ? readme.replace(re, section) : readme + `\n${section}\n`);
+writeFileSync(docPath, re.test(doc) ? doc.replace(re, section) : doc + `\n${section}\n`);
 
-// chart: decode and prefill, medians as bars, min–max as whiskers
-const groups: [string, Key][] = [["decode tok/s", "decode_tok_s"], ["prefill tok/s", "prefill_tok_s"]];
-const max = Math.max(...groups.flatMap(([, k]) => [range(r.runs, k)[1], range(them.runs, k)[1]])) * 1.15;
-const W = 560, H = 260, left = 50, bottom = 220, barW = 64, gap = 36;
-const y = (v: number) => bottom - (v / max) * 180;
-let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n`;
-svg += `<line x1="${left}" y1="${bottom}" x2="${W - 10}" y2="${bottom}" stroke="black"/>\n`;
-groups.forEach(([label, k], gi) => {
-  const x0 = left + 30 + gi * 250;
-  ([["gemma-edge", r, "#2b7bb9"], ["llama.cpp", them, "#d9822b"]] as const).forEach(([name, f, color], i) => {
-    const x = x0 + i * (barW + gap);
-    const [lo, hi] = range(f.runs, k);
-    svg += `<rect x="${x}" y="${y(f[k]).toFixed(1)}" width="${barW}" height="${(bottom - y(f[k])).toFixed(1)}" fill="${color}"/>\n`;
-    svg += `<line x1="${x + barW / 2}" y1="${y(lo).toFixed(1)}" x2="${x + barW / 2}" y2="${y(hi).toFixed(1)}" stroke="black"/>\n`;
-    svg += `<text x="${x + barW / 2}" y="${(y(hi) - 6).toFixed(1)}" text-anchor="middle">${f[k].toFixed(1)}</text>\n`;
-    svg += `<text x="${x + barW / 2}" y="${bottom + 14}" text-anchor="middle">${name}</text>\n`;
+// chart: two panels (decode, prefill), a pair of bars per file, medians as bars and min–max as whiskers
+const panels: [string, Key][] = [["decode tok/s", "decode_tok_s"], ["prefill tok/s", "prefill_tok_s"]];
+const barW = 30, pairGap = 22, panelGap = 50, left = 20, bottom = 220;
+const panelW = measured.length * (2 * barW + pairGap);
+const W = left + panels.length * panelW + (panels.length - 1) * panelGap + 20, H = 290;
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" fill="white"/>\n`;
+panels.forEach(([label, k], pi) => {
+  const x0 = left + pi * (panelW + panelGap);
+  const max = Math.max(...measured.flatMap((t) => [range(results[t]!.runs, k)[1], range(results[t]!.llama_cpp!.runs, k)[1]])) * 1.15;
+  const y = (v: number) => bottom - (v / max) * 170;
+  svg += `<line x1="${x0}" y1="${bottom}" x2="${x0 + panelW}" y2="${bottom}" stroke="black"/>\n`;
+  measured.forEach((t, fi) => {
+    const r = results[t]!;
+    const xf = x0 + fi * (2 * barW + pairGap) + pairGap / 2;
+    ([[r, "#2b7bb9"], [r.llama_cpp!, "#d9822b"]] as const).forEach(([f, color], i) => {
+      const x = xf + i * barW;
+      const [lo, hi] = range(f.runs, k);
+      svg += `<rect x="${x}" y="${y(f[k]).toFixed(1)}" width="${barW - 2}" height="${(bottom - y(f[k])).toFixed(1)}" fill="${color}"/>\n`;
+      svg += `<line x1="${x + barW / 2 - 1}" y1="${y(lo).toFixed(1)}" x2="${x + barW / 2 - 1}" y2="${y(hi).toFixed(1)}" stroke="black"/>\n`;
+      svg += `<text x="${x + barW / 2 - 1}" y="${(y(hi) - 5).toFixed(1)}" text-anchor="middle">${f[k].toFixed(1)}</text>\n`;
+    });
+    svg += `<text x="${xf + barW}" y="${bottom + 14}" text-anchor="middle">${FILES[t].label}</text>\n`;
   });
-  svg += `<text x="${x0 + barW + gap / 2}" y="${bottom + 32}" text-anchor="middle" font-weight="bold">${label}</text>\n`;
+  svg += `<text x="${x0 + panelW / 2}" y="${bottom + 32}" text-anchor="middle" font-weight="bold">${label}</text>\n`;
 });
-svg += `<text x="${W / 2}" y="18" text-anchor="middle">Gemma-2B shape, Q4_0, 1 thread (median, min–max)</text>\n</svg>\n`;
-mkdirSync(resolve(root, "docs"), { recursive: true });
+svg += `<rect x="${left}" y="${H - 26}" width="10" height="10" fill="#2b7bb9"/><text x="${left + 14}" y="${H - 17}">gemma-edge</text>\n`;
+svg += `<rect x="${left + 100}" y="${H - 26}" width="10" height="10" fill="#d9822b"/><text x="${left + 114}" y="${H - 17}">llama.cpp</text>\n`;
+svg += `<text x="${W / 2}" y="18" text-anchor="middle" font-size="12">Gemma-2B shape, ${args.threads} thread (median, min–max)</text>\n</svg>\n`;
 writeFileSync(resolve(root, "docs/bench.svg"), svg);
 process.stdout.write(`\nwrote the measured section of docs/performance.md and docs/bench.svg\n`);

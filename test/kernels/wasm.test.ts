@@ -10,7 +10,7 @@ import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.t
 import { loadModel } from "../../src/engine/model/load.ts";
 import { encodeRow } from "../../src/engine/quant.ts";
 import { attendHead, attendHeadTiled, geglu, visibleCells } from "../../src/engine/model/ops.ts";
-import { f32ToF16 } from "../../src/engine/numeric.ts";
+import { f16ToF32, f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
 import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { kquantMatmulActivations } from "../golden/inputs.ts";
@@ -103,6 +103,41 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
       });
     }
   }
+
+  // f16 block scales below 2^-14, where the conversion takes its subnormal path: Q6_K's d (max scale / 128) is that
+  // small for weights of the magnitudes real checkpoints have; the other types need smaller weights to get there
+  for (const [type, repacked] of [[GGML_TYPE.Q6_K, false], [GGML_TYPE.Q4_0, false], [GGML_TYPE.Q4_0, true], [GGML_TYPE.Q4_K, true], [GGML_TYPE.Q8_0, false], [GGML_TYPE.F16, false]] as const) {
+    it(`${ggmlTypeName(type)}${repacked ? " repacked" : ""} with f16 scales in the subnormal range, 1 and 4 tokens`, async () => {
+      const rows = 16, cols = 512;
+      const rand = mulberry32(type * 31 + 5);
+      const w = new Float32Array(rows * cols).map(() => (rand() * 2 - 1) * (type === GGML_TYPE.F16 ? 1e-4 : type === GGML_TYPE.Q4_0 ? 3e-4 : 0.002));
+      const wBytes = encodeRow(type, w);
+      if (type === GGML_TYPE.Q6_K) expect(new Uint16Array(wBytes.buffer, wBytes.byteOffset + 208, 1)[0]! & 0x7c00, "block 0's d is a subnormal f16").toBe(0);
+      for (const n of [1, 4]) {
+        const x = new Float32Array(n * cols).map(() => (rand() * 2 - 1) * 3);
+        const ours = runMatmul(await wasmBackend(variant), type, rows, cols, n, wBytes, x, repacked);
+        expect(ours.some((v) => v !== 0)).toBe(true);
+        expect(ours, `${n} token(s)`).toEqual(runMatmul(new ReferenceBackend(), type, rows, cols, n, wBytes, x, repacked));
+      }
+    });
+  }
+
+  it("reads every finite f16 value exactly, subnormal ones and signed zeros included (F16 rows, 1 token and 2)", async () => {
+    // row r holds f16 pattern r (exponent 31 left out) then zeros; x = (1, 0, ...): each output is that value
+    // (1 token: vec_dot's scalar leftovers; 2 tokens: the tinyBLAS path's 4-lane conversion)
+    const patterns = Array.from({ length: 0x10000 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00);
+    const rows = patterns.length, cols = 8;
+    const wBytes = new Uint8Array(rows * cols * 2);
+    const wv = new Uint16Array(wBytes.buffer);
+    patterns.forEach((h, r) => (wv[r * cols] = h));
+    const want = patterns.map((h) => f16ToF32(h) + 0); // + 0: the sums turn -0 into +0
+    for (const n of [1, 2]) {
+      const x = new Float32Array(n * cols);
+      for (let t = 0; t < n; t++) x[t * cols] = 1;
+      const ours = runMatmul(await wasmBackend(variant), GGML_TYPE.F16, rows, cols, n, wBytes, x, false);
+      for (let t = 0; t < n; t++) expect(ours.slice(t * rows, (t + 1) * rows), `${n} token(s), token ${t}`).toEqual(want);
+    }
+  });
 
   it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
     const rows = 16;

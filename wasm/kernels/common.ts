@@ -58,14 +58,26 @@ export function disable_fused_madd(): void {
   return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
 }
 
+/**
+ * f16 bits -> f32, exact for finite values (the exponent 31 of infinities and NaNs reads as 2^16, as it always has
+ * here: no weight or cache value has one). No arithmetic on subnormal f32 values: normal f16 values are rebuilt as
+ * bits, subnormal ones (mantissa * 2^-24) by one normal multiply. The earlier `bits * 2^112` took a subnormal f32
+ * operand for every f16 below 2^-14, which x64 handles in microcode (~100 cycles): Q6_K's block scales d are that
+ * small for weights of the usual magnitudes (d = max scale / 128), and the conversion was 60% of a Q6_K product.
+ */
 @inline export function f16_to_f32(h: u32): f32 {
-  return reinterpret<f32>(((h & 0x7fff) << 13)) * reinterpret<f32>(<u32>(112 + 127) << 23) * (h & 0x8000 ? -1 : 1);
+  const normal = reinterpret<f32>(((h & 0x7fff) << 13) + (<u32>112 << 23));
+  const sub = <f32>(h & 0x3ff) * reinterpret<f32>(<u32>(127 - 24) << 23);
+  const v = select<f32>(normal, sub, (h & 0x7c00) != 0);
+  return reinterpret<f32>(reinterpret<u32>(v) | ((h & 0x8000) << 16));
 }
 
-/** 4 f16 bit patterns (low 16 bits of each i32 lane) -> 4 f32 (exact for finite values). */
+/** 4 f16 bit patterns (low 16 bits of each i32 lane) -> 4 f32, as f16_to_f32. */
 @inline export function f16x4_to_f32x4(h: v128): v128 {
-  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(reinterpret<f32>(<u32>(112 + 127) << 23)));
-  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  const normal = i32x4.add(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), i32x4.splat(112 << 23));
+  const sub = f32x4.mul(f32x4.convert_i32x4_s(v128.and(h, i32x4.splat(0x3ff))), f32x4.splat(reinterpret<f32>(<u32>(127 - 24) << 23)));
+  const isSub = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0));
+  return v128.or(v128.bitselect(sub, normal, isSub), i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
 }
 
 /** Sums of 4 consecutive products of two 16-byte i8 vectors: [q0..q3] (elements 0-3, 4-7, 8-11, 12-15). */

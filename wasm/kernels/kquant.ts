@@ -96,11 +96,14 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   return i32x4.add(v128.shuffle<i32>(v0, v1, 0, 4, 1, 5), v128.shuffle<i32>(v0, v1, 2, 6, 3, 7));
 }
 
+/** hsum2x4_i32 of rows 0, 1 (h01) and rows 2, 3 (h23) -> lane k: row k's sum. */
+@inline function join_pairs(h01: v128, h23: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(h01, h23, 0, 1, 4, 5), v128.shuffle<i32>(h01, h23, 2, 3, 6, 7));
+}
+
 /** Lane k: the sum of v_k's four lanes (four rows' i32x4 partial sums into one vector). */
 @inline function hsum4x4_i32(v0: v128, v1: v128, v2: v128, v3: v128): v128 {
-  const a = i32x4.add(v128.shuffle<i32>(v0, v1, 0, 4, 1, 5), v128.shuffle<i32>(v0, v1, 2, 6, 3, 7)); // v0 v1 v0 v1
-  const b = i32x4.add(v128.shuffle<i32>(v2, v3, 0, 4, 1, 5), v128.shuffle<i32>(v2, v3, 2, 6, 3, 7)); // v2 v3 v2 v3
-  return i32x4.add(v128.shuffle<i32>(a, b, 0, 1, 4, 5), v128.shuffle<i32>(a, b, 2, 3, 6, 7));
+  return join_pairs(hsum2x4_i32(v0, v1), hsum2x4_i32(v2, v3));
 }
 
 /** Scale s (0..7) of a block, from the eight six-bit scales widened to i16 lanes, in every i16 lane. */
@@ -180,12 +183,18 @@ function q4k_gemm_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
     const n0 = k4_min_products(p + 4, bs), n1 = k4_min_products(p + r1 + 4, bs), n2 = k4_min_products(p + r2 + 4, bs), n3 = k4_min_products(p + r3 + 4, bs);
     for (let k = 0; k < 4; k++) accm = fma4(f32x4.convert_i32x4_s(lane_of_each(n0, n1, n2, n3, k)), dmin, accm);
     const d = f32x4.mul(f16x4_at(p, rowBytes), d8);
-    for (let k = 0; k < 4; k++) {
-      // rows in pairs, scales read again for each (fewer values live at once: x64 has 16 vector registers)
-      const h01 = hsum2x4_i32(q4k_pair(p, x, k4_scales16(p), k), q4k_pair(p + r1, x, k4_scales16(p + r1), k));
-      const h23 = hsum2x4_i32(q4k_pair(p + r2, x, k4_scales16(p + r2), k), q4k_pair(p + r3, x, k4_scales16(p + r3), k));
-      acc = fma4(f32x4.convert_i32x4_s(i32x4.add(v128.shuffle<i32>(h01, h23, 0, 1, 4, 5), v128.shuffle<i32>(h01, h23, 2, 3, 6, 7))), d, acc);
-    }
+    // rows 0 and 1 first, all four pairs (each row's scales unpacked once), then rows 2 and 3 pair by pair into acc
+    // (fewer values live at once: x64 has 16 vector registers)
+    const s0 = k4_scales16(p), s1 = k4_scales16(p + r1);
+    const h0 = hsum2x4_i32(q4k_pair(p, x, s0, 0), q4k_pair(p + r1, x, s1, 0));
+    const h1 = hsum2x4_i32(q4k_pair(p, x, s0, 1), q4k_pair(p + r1, x, s1, 1));
+    const h2 = hsum2x4_i32(q4k_pair(p, x, s0, 2), q4k_pair(p + r1, x, s1, 2));
+    const h3 = hsum2x4_i32(q4k_pair(p, x, s0, 3), q4k_pair(p + r1, x, s1, 3));
+    const s2 = k4_scales16(p + r2), s3 = k4_scales16(p + r3);
+    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h0, hsum2x4_i32(q4k_pair(p + r2, x, s2, 0), q4k_pair(p + r3, x, s3, 0)))), d, acc);
+    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h1, hsum2x4_i32(q4k_pair(p + r2, x, s2, 1), q4k_pair(p + r3, x, s3, 1)))), d, acc);
+    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h2, hsum2x4_i32(q4k_pair(p + r2, x, s2, 2), q4k_pair(p + r3, x, s3, 2)))), d, acc);
+    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h3, hsum2x4_i32(q4k_pair(p + r2, x, s2, 3), q4k_pair(p + r3, x, s3, 3)))), d, acc);
   }
   return f32x4.sub(acc, accm);
 }
@@ -271,6 +280,39 @@ function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
 }
 
 
+/** Lane j of v (i32x4) in every lane: one pshufd. */
+@inline function lane32(v: v128, j: i32): v128 {
+  switch (j) {
+    case 0: return v128.shuffle<i32>(v, v, 0, 0, 0, 0);
+    case 1: return v128.shuffle<i32>(v, v, 1, 1, 1, 1);
+    case 2: return v128.shuffle<i32>(v, v, 2, 2, 2, 2);
+    default: return v128.shuffle<i32>(v, v, 3, 3, 3, 3);
+  }
+}
+
+/**
+ * One half (bytes `half`*16.. of each 32) of a Q6_K half-block (128 values: ql 64 bytes, qh 32, activations xs;
+ * scales 0..3 in sA's i32 lanes and 4..7 in sB's, each i16 twice): sum over its 4 groups of scale * (u . x),
+ * u = q + 32 (0..63), as four i32 lanes (exact). `half` is a constant at each call (constant shuffles).
+ */
+@inline function q6_quarter(ql: usize, qh: usize, xs: usize, sA: v128, sB: v128, half: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
+    const o = <usize>(half << 4);
+    const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
+    // group g (32 values) has scales 2g (half 0) and 2g+1 (half 1)
+    const u0 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
+    let acc = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + o), u0), lane32(sA, half));
+    const u1 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + 32 + o), u1), lane32(sA, 2 + half)));
+    const u2 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + 64 + o), u2), lane32(sB, half)));
+    const u3 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
+    return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + 96 + o), u3), lane32(sB, 2 + half)));
+  }
+  return unreachable();
+}
+
 /** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
 @inline function k_row_vec_dot(kind: i32, row: usize, nb: i32, bb: usize, qs: usize, ds: usize, bsums: usize, t: i32): f32 {
   let aLo = f32x4.splat(0), aHi = f32x4.splat(0), accM = f32x4.splat(0);
@@ -281,7 +323,18 @@ function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
     const d8 = load<f32>(ds + (<usize>i << 2));
     let sLo = i32x4.splat(0), sHi = i32x4.splat(0);
-    if (kind == 2) {
+    if (kind == 2 && ASC_FEATURE_RELAXED_SIMD) {
+      // Q6_K, relaxed build: the order below, the scales as i32 lanes (each i16 scale twice) broadcast by one pshufd
+      const scv = v128.load(p + 192);
+      const s8 = i16x8.extend_low_i8x16_s(scv), t8 = i16x8.extend_high_i8x16_s(scv);
+      // scales 0..3 and 4..7 of each half-block as i32 lanes, each i16 twice
+      const sA = i8x16.shuffle(s8, s8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7), sB = i8x16.shuffle(s8, s8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
+      const tA = i8x16.shuffle(t8, t8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7), tB = i8x16.shuffle(t8, t8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
+      sLo = i32x4.add(q6_quarter(p, p + 128, x, sA, sB, 0), q6_quarter(p + 64, p + 160, x + 128, tA, tB, 0));
+      sHi = i32x4.add(q6_quarter(p, p + 128, x, sA, sB, 1), q6_quarter(p + 64, p + 160, x + 128, tA, tB, 1));
+      sLo = i32x4.sub(sLo, q6_offsets(bs, p + 192));
+      sHi = i32x4.sub(sHi, q6_offsets(bs + 32, p + 200));
+    } else if (kind == 2) {
       // Q6_K: the unsigned values q + 32, group g (32 values) with scales 2g (lanes 0-3) and 2g+1 (lanes 4-7)
       // bytes unpacked with 16-bit shifts and a mask (WebAssembly has no 8-bit shift: i8x16.shr_u is two or
       // three instructions on x64); the high two bits of value 32j + l sit at bits 2j of qh[l]
