@@ -112,10 +112,30 @@ Reproduce: \`npm run bench\` (all three files, table and chart; \`TYPES=q4_k_m n
 \`npx gemma-edge bench --model models/gemma-2b-shape-q4_0.gguf --prompt-tokens ${args.prompt} --gen-tokens ${args.gen} --threads ${args.threads} --vs-llama-cpp --json\`.
 <!-- bench:end -->`;
 
-const docPath = resolve(root, "docs/performance.md");
-const doc = readFileSync(docPath, "utf8");
-const re = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
-writeFileSync(docPath, re.test(doc) ? doc.replace(re, section) : doc + `\n${section}\n`);
+const replaceSection = (path: string, name: string, text: string) => {
+  const doc = readFileSync(path, "utf8");
+  const re = new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->`);
+  if (!re.test(doc)) throw new Error(`${path} has no <!-- ${name}:start --> ... <!-- ${name}:end --> section to replace`);
+  writeFileSync(path, doc.replace(re, text));
+};
+replaceSection(resolve(root, "docs/performance.md"), "bench", section);
+
+// the README's summary: decode and prefill per file, with the chart
+const summary = [
+  "<!-- bench-summary:start -->",
+  `| ${args.threads} thread, Gemma-2B shape, medians of ${args.repeats} alternating runs | decode tok/s: ours / llama.cpp | ratio (target) | prefill(${args.prompt}) tok/s: ours / llama.cpp | ratio (target) |`,
+  "|---|---|---|---|---|",
+  ...measured.map((t) => {
+    const r = results[t]!, them = r.llama_cpp!;
+    return `| ${FILES[t].label} | ${r.decode_tok_s.toFixed(2)} / ${them.decode_tok_s.toFixed(2)} | ${(r.decode_tok_s / them.decode_tok_s).toFixed(2)} (${FILES[t].decode}) | ${r.prefill_tok_s.toFixed(2)} / ${them.prefill_tok_s.toFixed(2)} | ${(r.prefill_tok_s / them.prefill_tok_s).toFixed(2)} (${FILES[t].prefill}) |`;
+  }),
+  "",
+  `![decode and prefill by file, ours vs llama.cpp](docs/bench.svg)`,
+  "",
+  `${cpu}, ${new Date().toISOString().slice(0, 10)}; min–max, time to first token, load time and memory in [docs/performance.md](docs/performance.md). \`npm run bench\` makes the three files and redraws this.`,
+  "<!-- bench-summary:end -->",
+].join("\n");
+replaceSection(resolve(root, "README.md"), "bench-summary", summary);
 
 // chart: two panels (decode, prefill), a pair of bars per file, medians as bars and min–max as whiskers
 const panels: [string, Key][] = [["decode tok/s", "decode_tok_s"], ["prefill tok/s", "prefill_tok_s"]];
@@ -146,4 +166,4 @@ svg += `<rect x="${left}" y="${H - 26}" width="10" height="10" fill="#2b7bb9"/><
 svg += `<rect x="${left + 100}" y="${H - 26}" width="10" height="10" fill="#d9822b"/><text x="${left + 114}" y="${H - 17}">llama.cpp</text>\n`;
 svg += `<text x="${W / 2}" y="18" text-anchor="middle" font-size="12">Gemma-2B shape, ${args.threads} thread (median, min–max)</text>\n</svg>\n`;
 writeFileSync(resolve(root, "docs/bench.svg"), svg);
-process.stdout.write(`\nwrote the measured section of docs/performance.md and docs/bench.svg\n`);
+process.stdout.write(`\nwrote the measured sections of docs/performance.md and README.md, and docs/bench.svg\n`);

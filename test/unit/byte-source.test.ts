@@ -61,3 +61,32 @@ describe("bounds", () => {
     await expect(src.read(-1, 2)).rejects.toThrow(/invalid byte range/);
   });
 });
+
+describe("FileByteSource", () => {
+  it("reads ranges into a caller's buffer through its bounce buffer, across chunk edges, exactly", async () => {
+    const { FileByteSource } = await import("../../src/hosts/node-file-source.ts");
+    const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "ge-file-"));
+    try {
+      const data = new Uint8Array(40 << 20); // larger than two 16 MiB chunks
+      for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+      const path = join(dir, "f.bin");
+      writeFileSync(path, data);
+      const src = await FileByteSource.open(path);
+      for (const [offset, length] of [[0, 10], [123, 16 << 20], [5, (16 << 20) + 1], [1000, 35 << 20], [data.length - 7, 7]] as const) {
+        const into = new Uint8Array(length + 3).fill(0xee).subarray(1, length + 1);
+        expect(await src.read(offset, length, into)).toBe(into);
+        expect(Buffer.from(into).equals(Buffer.from(data.subarray(offset, offset + length))), `${length} bytes at ${offset}`).toBe(true);
+        expect(into.buffer.byteLength === length + 3 && new Uint8Array(into.buffer)[0]).toBe(0xee); // nothing written before the view
+        expect(new Uint8Array(into.buffer)[length + 1]).toBe(0xee); // nor after it
+      }
+      expect(Buffer.from(await src.read(77, 1000)).equals(Buffer.from(data.subarray(77, 1077)))).toBe(true);
+      await expect(src.read(data.length - 5, 10)).rejects.toThrow(/goes past the end/);
+      await src.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
