@@ -108,7 +108,9 @@ export function matmul_q_min(five: i32, w: usize, rows: i32, cols: i32, qs: usiz
 /**
  * quads_i8 of two Q8_0 vectors (both in -127..127, as quantize_q8_0 and ggml's Q8_0 write them). Relaxed build:
  * the AVX2 kernels' sign trick, |w| . (x with w's sign) paired in i16 (<= 2 * 127 * 127, no saturation) by one
- * pmaddubsw and paired again by pmaddwd with ones: the same integers in fewer instructions.
+ * pmaddubsw and paired again by pmaddwd with ones: the same integers in fewer instructions. A weight of -128 (which
+ * ggml's quantizer never writes) leaves |w| outside relaxed_dot's 7-bit range: x64 (pmaddubsw, unsigned) still
+ * gives 128 * x, as llama.cpp's AVX2 kernel does; engines that lower relaxed_dot to a signed dot may not.
  */
 @inline function quads_q8(w: v128, x: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
