@@ -11,17 +11,29 @@ import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8 } fro
 }
 
 /**
- * The block's mins times its activations' sums, as the AVX2 kernels pair them: lane k (i32) = min[2k] * q8s[2k] +
- * min[2k+1] * q8s[2k+1], q8s[j] = bsums[2j] + bsums[2j+1] (16 i32 sums at bs; each fits i16).
+ * One token's Q8_K sums in pairs, as the mins products take them: i16 lane j = bsums[2j] + bsums[2j+1] (16 i32
+ * sums at bs; each pair fits i16). The same for every row, so the four-row kernels make it once per block.
  */
-@inline function k4_min_products(q: usize, bs: usize): v128 {
-  const u1 = load<u32>(q + 4), u2 = load<u32>(q + 8);
-  const mins = <i64>(u1 & 0x3f3f3f3f) | (<i64>(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4)) << 32);
+@inline function q8k_pair_sums(bs: usize): v128 {
   const b0 = v128.load(bs), b1 = v128.load(bs + 16), b2 = v128.load(bs + 32), b3 = v128.load(bs + 48);
-  const q8s = i16x8.narrow_i32x4_s(
+  return i16x8.narrow_i32x4_s(
     i32x4.add(v128.shuffle<i32>(b0, b1, 0, 2, 4, 6), v128.shuffle<i32>(b0, b1, 1, 3, 5, 7)),
     i32x4.add(v128.shuffle<i32>(b2, b3, 0, 2, 4, 6), v128.shuffle<i32>(b2, b3, 1, 3, 5, 7)));
+}
+
+/**
+ * The block's mins times its activations' sums, as the AVX2 kernels pair them: lane k (i32) = min[2k] * q8s[2k] +
+ * min[2k+1] * q8s[2k+1] (q8s from q8k_pair_sums; the 12 packed scale bytes at q).
+ */
+@inline function k4_mins_dot(q: usize, q8s: v128): v128 {
+  const u1 = load<u32>(q + 4), u2 = load<u32>(q + 8);
+  const mins = <i64>(u1 & 0x3f3f3f3f) | (<i64>(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4)) << 32);
   return i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(i64x2.splat(mins)), q8s);
+}
+
+/** k4_mins_dot with the token's sums at bs (16 i32). */
+@inline function k4_min_products(q: usize, bs: usize): v128 {
+  return k4_mins_dot(q, q8k_pair_sums(bs));
 }
 
 /**
@@ -180,7 +192,8 @@ function q4k_gemm_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
     // the two chains are independent: accm's four steps first, then acc's
     const dmin = f32x4.mul(f16x4_at(p + 2, rowBytes), d8);
-    const n0 = k4_min_products(p + 4, bs), n1 = k4_min_products(p + r1 + 4, bs), n2 = k4_min_products(p + r2 + 4, bs), n3 = k4_min_products(p + r3 + 4, bs);
+    const q8s = q8k_pair_sums(bs);
+    const n0 = k4_mins_dot(p + 4, q8s), n1 = k4_mins_dot(p + r1 + 4, q8s), n2 = k4_mins_dot(p + r2 + 4, q8s), n3 = k4_mins_dot(p + r3 + 4, q8s);
     for (let k = 0; k < 4; k++) accm = fma4(f32x4.convert_i32x4_s(lane_of_each(n0, n1, n2, n3, k)), dmin, accm);
     const d = f32x4.mul(f16x4_at(p, rowBytes), d8);
     // rows 0 and 1 first, all four pairs (each row's scales unpacked once), then rows 2 and 3 pair by pair into acc
@@ -221,7 +234,8 @@ function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
     const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
     const sumi = hsum4x4_i32(q4k_block_sums(p, x), q4k_block_sums(p + rowBytes, x), q4k_block_sums(p + 2 * rowBytes, x), q4k_block_sums(p + 3 * rowBytes, x));
-    const summ = hsum4x4_i32(k4_min_products(p + 4, bs), k4_min_products(p + rowBytes + 4, bs), k4_min_products(p + 2 * rowBytes + 4, bs), k4_min_products(p + 3 * rowBytes + 4, bs));
+    const q8s = q8k_pair_sums(bs);
+    const summ = hsum4x4_i32(k4_mins_dot(p + 4, q8s), k4_mins_dot(p + rowBytes + 4, q8s), k4_mins_dot(p + 2 * rowBytes + 4, q8s), k4_mins_dot(p + 3 * rowBytes + 4, q8s));
     acc = fma4(f32x4.convert_i32x4_s(sumi), f32x4.mul(f16x4_at(p, rowBytes), d8), acc);
     accm = fma4(f32x4.convert_i32x4_s(summ), f32x4.mul(f16x4_at(p + 2, rowBytes), d8), accm);
   }
