@@ -1,7 +1,7 @@
 // `npm run bench`: makes the Gemma-2B-shape Q4_0, Q8_0 and Q4_K_M files once (models/, outside git; the
 // WebAssembly quantizers write ggml's bytes in minutes), measures our engine and llama.cpp on each alternately
-// (gemma-edge bench --vs-llama-cpp), and writes the table into docs/performance.md's measured section and the
-// chart into docs/bench.svg. The targets are issue 16's.
+// (gemma-edge bench --vs-llama-cpp), and writes the full table into docs/performance.md's measured section, a
+// summary into the README's and the chart into docs/bench.svg. The targets shown are issue 16's.
 // Options: TYPES=q4_0,q8_0,q4_k_m (which files), REPEATS=N (alternating runs each, default 3),
 // BENCH_JSON=docs/bench.json (redraw the table and chart from saved results instead of measuring).
 import { spawn } from "node:child_process";

@@ -79,7 +79,7 @@ describe("FileByteSource", () => {
         const into = new Uint8Array(length + 3).fill(0xee).subarray(1, length + 1);
         expect(await src.read(offset, length, into)).toBe(into);
         expect(Buffer.from(into).equals(Buffer.from(data.subarray(offset, offset + length))), `${length} bytes at ${offset}`).toBe(true);
-        expect(into.buffer.byteLength === length + 3 && new Uint8Array(into.buffer)[0]).toBe(0xee); // nothing written before the view
+        expect(new Uint8Array(into.buffer)[0]).toBe(0xee); // nothing written before the view
         expect(new Uint8Array(into.buffer)[length + 1]).toBe(0xee); // nor after it
       }
       expect(Buffer.from(await src.read(77, 1000)).equals(Buffer.from(data.subarray(77, 1077)))).toBe(true);
