@@ -305,26 +305,34 @@ function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
 }
 
 /**
+ * k_quads with the scale in every i32 lane of sc (as an i16 twice, lane32 of q6_quarter's scale vectors): relaxed
+ * build, the i16 pair sums by one pmaddwd; plain build, quads_i8 times the scale.
+ */
+@inline function k_quads_lanes(v: v128, x: v128, sc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x, v), sc);
+  return i32x4.mul(quads_i8(v, x), i32x4.shr_s(sc, 16));
+}
+
+/**
  * One half (bytes `half`*16.. of each 32) of a Q6_K half-block (128 values: ql 64 bytes, qh 32, activations xs;
  * scales 0..3 in sA's i32 lanes and 4..7 in sB's, each i16 twice): sum over its 4 groups of scale * (u . x),
- * u = q + 32 (0..63), as four i32 lanes (exact). `half` is a constant at each call (constant shuffles).
+ * u = q + 32 (0..63), as four i32 lanes (exact). Group g (32 values) has scales 2g (half 0) and 2g+1 (half 1).
+ * Bytes are unpacked with 16-bit shifts and a mask (WebAssembly has no 8-bit shift: i8x16.shr_u is two or three
+ * instructions on x64); the high two bits of value 32j + l sit at bits 2j of qh[l]. `half` is a constant at each
+ * call (constant shuffles).
  */
 @inline function q6_quarter(ql: usize, qh: usize, xs: usize, sA: v128, sB: v128, half: i32): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
-    const o = <usize>(half << 4);
-    const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
-    // group g (32 values) has scales 2g (half 0) and 2g+1 (half 1)
-    const u0 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
-    let acc = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + o), u0), lane32(sA, half));
-    const u1 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + 32 + o), u1), lane32(sA, 2 + half)));
-    const u2 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + 64 + o), u2), lane32(sB, half)));
-    const u3 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
-    return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xs + 96 + o), u3), lane32(sB, 2 + half)));
-  }
-  return unreachable();
+  const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
+  const o = <usize>(half << 4);
+  const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
+  const u0 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
+  let acc = k_quads_lanes(u0, v128.load(xs + o), lane32(sA, half));
+  const u1 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
+  acc = i32x4.add(acc, k_quads_lanes(u1, v128.load(xs + 32 + o), lane32(sA, 2 + half)));
+  const u2 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
+  acc = i32x4.add(acc, k_quads_lanes(u2, v128.load(xs + 64 + o), lane32(sB, half)));
+  const u3 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
+  return i32x4.add(acc, k_quads_lanes(u3, v128.load(xs + 96 + o), lane32(sB, 2 + half)));
 }
 
 /** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
@@ -337,41 +345,15 @@ function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
     const d8 = load<f32>(ds + (<usize>i << 2));
     let sLo = i32x4.splat(0), sHi = i32x4.splat(0);
-    if (kind == 2 && ASC_FEATURE_RELAXED_SIMD) {
-      // Q6_K, relaxed build: the plain build's sums (below) with each half-block's scales 0..3 and 4..7 as i32
-      // lanes (each i16 scale twice), so that one pshufd broadcasts a scale (8% faster than load and splat)
+    if (kind == 2) {
+      // Q6_K: the unsigned values q + 32; each half-block's scales 0..3 and 4..7 as i32 lanes (each i16 scale
+      // twice), so that one pshufd broadcasts a scale (8% faster than a load and a splat per group)
       const scv = v128.load(p + 192);
       const s8 = i16x8.extend_low_i8x16_s(scv), t8 = i16x8.extend_high_i8x16_s(scv);
       const sA = i8x16.shuffle(s8, s8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7), sB = i8x16.shuffle(s8, s8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
       const tA = i8x16.shuffle(t8, t8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7), tB = i8x16.shuffle(t8, t8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
       sLo = i32x4.add(q6_quarter(p, p + 128, x, sA, sB, 0), q6_quarter(p + 64, p + 160, x + 128, tA, tB, 0));
       sHi = i32x4.add(q6_quarter(p, p + 128, x, sA, sB, 1), q6_quarter(p + 64, p + 160, x + 128, tA, tB, 1));
-      sLo = i32x4.sub(sLo, q6_offsets(bs, p + 192));
-      sHi = i32x4.sub(sHi, q6_offsets(bs + 32, p + 200));
-    } else if (kind == 2) {
-      // Q6_K: the unsigned values q + 32, group g (32 values) with scales 2g (lanes 0-3) and 2g+1 (lanes 4-7)
-      // bytes unpacked with 16-bit shifts and a mask (WebAssembly has no 8-bit shift: i8x16.shr_u is two or
-      // three instructions on x64); the high two bits of value 32j + l sit at bits 2j of qh[l]
-      const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
-      for (let h = 0; h < 2; h++) {
-        const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), xs = x + (<usize>h << 7);
-        const sc = p + 192 + (<usize>h << 3);
-        for (let half = 0; half < 2; half++) {
-          const o = <usize>(half << 4);
-          const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
-          const u0 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
-          const u1 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
-          const u2 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
-          const u3 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
-          const s0 = k_quads(u0, v128.load(xs + o), <i32>load<i8>(sc + half));
-          const s1 = k_quads(u1, v128.load(xs + 32 + o), <i32>load<i8>(sc + 2 + half));
-          const s2 = k_quads(u2, v128.load(xs + 64 + o), <i32>load<i8>(sc + 4 + half));
-          const s3 = k_quads(u3, v128.load(xs + 96 + o), <i32>load<i8>(sc + 6 + half));
-          const sum = i32x4.add(i32x4.add(s0, s1), i32x4.add(s2, s3));
-          if (half) sHi = i32x4.add(sHi, sum);
-          else sLo = i32x4.add(sLo, sum);
-        }
-      }
       sLo = i32x4.sub(sLo, q6_offsets(bs, p + 192));
       sHi = i32x4.sub(sHi, q6_offsets(bs + 32, p + 200));
     } else {
