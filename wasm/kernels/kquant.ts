@@ -52,21 +52,8 @@ import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8 } fro
   return hsum_i32(acc);
 }
 
-/**
- * Q4_K rows in groups of 4 rows ("x4", in place: `rows` a multiple of 4, `tmp` 4 rows' bytes): per group, block b of
- * the four rows one after another (576 bytes), so a group's four streams are one. The blocks keep their bytes.
- */
-export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
-  const nb = <usize>(cols >> 8);
-  const rowBytes = nb * 144;
-  for (let g = 0; g < rows; g += 4) {
-    const base = w + <usize>g * rowBytes;
-    memory.copy(tmp, base, rowBytes << 2);
-    for (let b: usize = 0; b < nb; b++) {
-      for (let r: usize = 0; r < 4; r++) memory.copy(base + b * 576 + r * 144, tmp + r * rowBytes + b * 144, 144);
-    }
-  }
-}
+/** Tokens per tile in x4 products: 16 tokens' Q8_K activations (2048 columns: 36 KiB) stay in L2. */
+const X4_TOKEN_TILE = 16;
 
 /**
  * K-quant weights (kind 0 Q4_K, 1 Q5_K, 2 Q6_K; rows of cols/256 blocks) x Q8_K activations (per token: qs cols
@@ -83,16 +70,20 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   if (x4 && (rows & 3) != 0) unreachable();
   const gemmTokens = repacked == 1 ? ntok - (ntok & 3) : 0;
   const rowBytes = <usize>nb * bb;
-  // within a group of 4 rows: the next row's block, the next block
-  const rowStep: usize = x4 ? 144 : rowBytes, blockStep: usize = x4 ? 576 : 144;
   let r0 = 0;
-  if (repacked) {
-    // four rows at a time, one lane each (rows % 8 == 0 when repacked)
-    for (; r0 + 3 < rows; r0 += 4) {
-      const row = w + <usize>r0 * rowBytes;
-      for (let t = gemmTokens; t < ntok; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemv_x4(row, rowStep, blockStep, nb, qs, ds, bsums, t));
-      for (let t = 0; t < gemmTokens; t++) v128.store(out + (<usize>(t * ostride + r0) << 2), q4k_gemm_x4(row, rowStep, blockStep, nb, qs, ds, bsums, t));
+  if (x4) {
+    // tiles of X4_TOKEN_TILE tokens (their activations stay in cache), in each the row groups, and in a group the
+    // tokens four at a time (gemm's order) or one at a time (gemv's)
+    for (let t0 = 0; t0 < ntok; t0 += X4_TOKEN_TILE) {
+      const t1 = min(ntok, t0 + X4_TOKEN_TILE);
+      for (let g = 0; g < rows; g += 4) {
+        const p0 = w + <usize>g * rowBytes;
+        let t = t0;
+        for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
+        for (; t < t1; t++) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv(p0, nb, qs, ds, bsums, t));
+      }
     }
+    r0 = rows;
   }
   for (let r = r0; r < rows; r++) {
     const row = w + <usize>r * rowBytes;
@@ -103,141 +94,220 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   }
 }
 
-/** [v0 lanes 0+2, v1 lanes 0+2, v0 lanes 1+3, v1 lanes 1+3]: half of hsum4x4_i32. */
-@inline function hsum2x4_i32(v0: v128, v1: v128): v128 {
-  return i32x4.add(v128.shuffle<i32>(v0, v1, 0, 4, 1, 5), v128.shuffle<i32>(v0, v1, 2, 6, 3, 7));
-}
+// ---- Q4_K in groups of 4 rows, interleaved ("x4") ----
+//   Per group of 4 rows, per block b, 576 bytes (the four original 144-byte blocks, so the repacking is in place):
+//     0: d of rows 0..3 (f16)   8: dmin of rows 0..3 (f16)
+//     16, 32, 48: scale bytes 0-3, 4-7 and 8-11 of rows 0..3 (u32 lane r: row r's), so one vector op unpacks a
+//        scale word of all four rows (k4_scales for four rows at once)
+//     64: quants: for pair k (0..3) and j (0..7), 16 bytes: row r's qs[32k + 4j .. 32k + 4j + 3] at 4r. The low
+//        nibbles are positions 4j..4j+3 of sub-block 2k of the four rows, the high nibbles those of sub-block 2k+1.
+//   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
+//   is row r's sum from the start: no horizontal sums, and each unpacked weight vector serves several tokens.
 
-/** hsum2x4_i32 of rows 0, 1 (h01) and rows 2, 3 (h23) -> lane k: row k's sum. */
-@inline function join_pairs(h01: v128, h23: v128): v128 {
-  return i32x4.add(v128.shuffle<i32>(h01, h23, 0, 1, 4, 5), v128.shuffle<i32>(h01, h23, 2, 3, 6, 7));
-}
-
-/** Lane k: the sum of v_k's four lanes (four rows' i32x4 partial sums into one vector). */
-@inline function hsum4x4_i32(v0: v128, v1: v128, v2: v128, v3: v128): v128 {
-  return join_pairs(hsum2x4_i32(v0, v1), hsum2x4_i32(v2, v3));
-}
-
-/** Scale s (0..7) of a block, from the eight six-bit scales widened to i16 lanes, in every i16 lane. */
-@inline function scale_lanes(sc16: v128, s: i32): v128 {
-  switch (s) {
-    case 0: return i8x16.shuffle(sc16, sc16, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
-    case 1: return i8x16.shuffle(sc16, sc16, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-    case 2: return i8x16.shuffle(sc16, sc16, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5);
-    case 3: return i8x16.shuffle(sc16, sc16, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7);
-    case 4: return i8x16.shuffle(sc16, sc16, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9);
-    case 5: return i8x16.shuffle(sc16, sc16, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11);
-    case 6: return i8x16.shuffle(sc16, sc16, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13);
-    default: return i8x16.shuffle(sc16, sc16, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15);
+/**
+ * Q4_K rows in groups of 4 rows into the x4 layout above, in place (`rows` a multiple of 4, `tmp` 4 rows' bytes).
+ */
+export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
+  const nb = <usize>(cols >> 8);
+  const rowBytes = nb * 144;
+  for (let g = 0; g < rows; g += 4) {
+    const base = w + <usize>g * rowBytes;
+    memory.copy(tmp, base, rowBytes << 2);
+    for (let b: usize = 0; b < nb; b++) {
+      const dst = base + b * 576;
+      for (let r: usize = 0; r < 4; r++) {
+        const src = tmp + r * rowBytes + b * 144;
+        store<u16>(dst + (r << 1), load<u16>(src));
+        store<u16>(dst + 8 + (r << 1), load<u16>(src + 2));
+        for (let u: usize = 0; u < 3; u++) store<u32>(dst + 16 + (u << 4) + (r << 2), load<u32>(src + 4 + (u << 2)));
+        for (let c: usize = 0; c < 32; c++) store<u32>(dst + 64 + (c << 4) + (r << 2), load<u32>(src + 16 + (c << 2)));
+      }
+    }
   }
+}
+
+/** 16 bytes selected from v by the constant indices idx; an index of 0x80 or more gives 0 (both builds). */
+@inline function pick(v: v128, idx: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.relaxed_swizzle(v, idx) : i8x16.swizzle(v, idx);
 }
 
 /**
- * scale[2k] * (q . x over sub-block 2k) + scale[2k+1] * (... 2k+1) of one row's Q4_K block at p (sc16: its scales
- * widened to i16 lanes) with one token's Q8_K values at x, as four i32 partial sums (exact). The pair shares its 32
- * bytes (low nibbles 2k, high 2k+1); each sub-block's two i16 pair sums are added in i16 (<= 2 * 2 * 15 * 128)
- * before one pmaddwd by its scale.
+ * An x4 block's six-bit scales or mins (`mins`) of sub-blocks 0-3 (x4_six_bits) or 4-7 (x4_six_bits_high), four
+ * rows at once: byte 4r + s is row r's sub-block s (get_scale_min_k4).
  */
-@inline function q4k_pair(p: usize, x: usize, sc16: v128, k: i32): v128 {
-  const m4 = i8x16.splat(0x0f);
-  const q = p + 16 + (<usize>k << 5), xk = x + (<usize>k << 6);
-  const b0 = v128.load(q), b1 = v128.load(q + 16);
-  const lo0 = v128.and(b0, m4), lo1 = v128.and(b1, m4), hi0 = v128.and(i16x8.shr_u(b0, 4), m4), hi1 = v128.and(i16x8.shr_u(b1, 4), m4);
-  const slo = scale_lanes(sc16, 2 * k), shi = scale_lanes(sc16, 2 * k + 1);
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const lo = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk), lo0), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk + 16), lo1));
-    const hi = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk + 32), hi0), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xk + 48), hi1));
-    return i32x4.add(i32x4.dot_i16x8_s(lo, slo), i32x4.dot_i16x8_s(hi, shi));
-  }
-  const lo = i32x4.add(quads_i8(lo0, v128.load(xk)), quads_i8(lo1, v128.load(xk + 16)));
-  const hi = i32x4.add(quads_i8(hi0, v128.load(xk + 32)), quads_i8(hi1, v128.load(xk + 48)));
-  return i32x4.add(i32x4.mul(lo, i32x4.extend_low_i16x8_s(slo)), i32x4.mul(hi, i32x4.extend_low_i16x8_s(shi)));
+@inline function x4_six_bits(p: usize, mins: bool): v128 {
+  return v128.and(v128.load(p + (mins ? 32 : 16)), i32x4.splat(0x3f3f3f3f));
 }
-
-@inline function k4_scales16(p: usize): v128 {
-  return i16x8.extend_low_i8x16_u(i64x2.splat(k4_scales(p + 4)));
-}
-
-/** The whole block of q4k_pair: sum_s scale[s] * (q . x over sub-block s), four i32 partial sums. */
-@inline function q4k_block_sums(p: usize, x: usize): v128 {
-  const sc16 = k4_scales16(p);
-  let acc = i32x4.splat(0);
-  for (let k = 0; k < 4; k++) acc = i32x4.add(acc, q4k_pair(p, x, sc16, k));
-  return acc;
-}
-
-/** 4x4 transpose of i32 lanes: lane r of the result is lane k of v_r. */
-@inline function lane_of_each(v0: v128, v1: v128, v2: v128, v3: v128, k: i32): v128 {
-  switch (k) {
-    case 0: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 0, 4, 0, 4), v128.shuffle<i32>(v2, v3, 0, 4, 0, 4), 0, 1, 4, 5);
-    case 1: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 1, 5, 1, 5), v128.shuffle<i32>(v2, v3, 1, 5, 1, 5), 0, 1, 4, 5);
-    case 2: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 2, 6, 2, 6), v128.shuffle<i32>(v2, v3, 2, 6, 2, 6), 0, 1, 4, 5);
-    default: return v128.shuffle<i32>(v128.shuffle<i32>(v0, v1, 3, 7, 3, 7), v128.shuffle<i32>(v2, v3, 3, 7, 3, 7), 0, 1, 4, 5);
-  }
+@inline function x4_six_bits_high(p: usize, mins: bool): v128 {
+  const m4 = i32x4.splat(0x0f0f0f0f), m2 = i32x4.splat(0x03030303);
+  const lo = v128.load(p + (mins ? 32 : 16)), u2 = v128.load(p + 48);
+  return v128.or(v128.and(mins ? i32x4.shr_u(u2, 4) : u2, m4), i32x4.shl(v128.and(i32x4.shr_u(lo, 6), m2), 4));
 }
 
 /**
- * gemm_q4_K_8x8_q8_K for four rows (row0 and the next three: a block rowBytes from the last row's, blocks blockStep
- * apart; one row a lane) and token t: per block and
- * sub-block pair k, acc = fma(f32(sumi of the pair), d*d8, acc) and accm = fma(f32(mins of the pair), dmin*d8, accm),
- * as q4k_row_repacked (per 2) does for one row; acc - accm.
+ * The scale of sub-block s (0..3 of sc, from x4_six_bits) for pmaddwd: i16 lanes 2r and 2r+1 hold row r's.
  */
-function q4k_gemm_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
-  let acc = f32x4.splat(0), accm = f32x4.splat(0);
-  const r1 = rowBytes, r2 = rowBytes << 1, r3 = rowBytes * 3;
+@inline function x4_scale16(sc: v128, s: i32): v128 {
+  return pick(sc, i8x16.add(i8x16(0, -128, 0, -128, 4, -128, 4, -128, 8, -128, 8, -128, 12, -128, 12, -128), i8x16.splat(<i8>s)));
+}
+
+/** The mins of sub-blocks 2k', 2k'+1 (k' 0..1 of mn) for pmaddwd: i16 lanes 2r, 2r+1 hold row r's. */
+@inline function x4_mins16(mn: v128, k: i32): v128 {
+  return pick(mn, i8x16.add(i8x16(0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9, -128, 12, -128, 13, -128), i8x16.splat(<i8>(2 * k))));
+}
+
+/** f16 values at p..p+7 of the four rows as f32x4. */
+@inline function x4_f16(p: usize): v128 {
+  return f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
+}
+
+/**
+ * The weight vector at q (in an x4 block's quants) for sub-block 2k+h (values 0..15; i8 lanes 4r..4r+3: row r's
+ * four values).
+ */
+@inline function x4_nibbles_at(q: usize, h: i32): v128 {
+  const v = v128.load(q);
+  return h ? v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)) : v128.and(v, i8x16.splat(0x0f));
+}
+
+/**
+ * Partial sums of weight vector w (x4_nibbles_at) times the four activations at x broadcast: relaxed build, i16 pair
+ * sums (lanes 2r, 2r+1 of row r; eight of them added stay within i16: 8 * 2 * 15 * 128 < 2^15); plain build, i32
+ * lane r.
+ */
+@inline function x4_dot(w: v128, x: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), w);
+  return quads_i8(w, v128.load32_splat(x));
+}
+@inline function x4_add(a: v128, b: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i16x8.add(a, b) : i32x4.add(a, b);
+}
+/** A sub-block's x4_dot sums times its scale (x4_scale16), i32 lane r: row r's, exact. */
+@inline function x4_scaled(a: v128, sc16: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i32x4.dot_i16x8_s(a, sc16) : i32x4.mul(a, i32x4.shr_u(sc16, 16));
+}
+
+/**
+ * The block's mins times token t's activation sums for pair k: i32 lane r = min(r, 2k) * q8s[2k] +
+ * min(r, 2k+1) * q8s[2k+1] (q8s from q8k_pair_sums; mn from x4_six_bits with mins).
+ */
+@inline function x4_mins_pair(mn: v128, q8s: v128, k: i32): v128 {
+  return i32x4.dot_i16x8_s(x4_mins16(mn, k & 1), lane32(q8s, k));
+}
+
+/** accm = fma(f32(mins of pair k), dmin*d8, accm) for k = 0..3 in turn (gemm's order), one token. */
+@inline function x4_mins_step(mlo: v128, mhi: v128, q8s: v128, dmin: v128, accm: v128): v128 {
+  accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 0)), dmin, accm);
+  accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 1)), dmin, accm);
+  accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mhi, q8s, 2)), dmin, accm);
+  return fma4(f32x4.convert_i32x4_s(x4_mins_pair(mhi, q8s, 3)), dmin, accm);
+}
+
+/**
+ * gemm_q4_K_8x8_q8_K for one x4 group (blocks at p0, 576 bytes apart) and four tokens t..t+3, row r in lane r: per
+ * block and sub-block pair k, acc = fma(f32(sumi of the pair), d*d8, acc) and accm = fma(f32(mins of the pair),
+ * dmin*d8, accm), as q4k_row_repacked (per 2) does for one row; acc - accm into out (token u's four rows at
+ * out + u * ostride * 4). Each unpacked weight vector serves the four tokens.
+ */
+function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  let m0 = f32x4.splat(0), m1 = f32x4.splat(0), m2 = f32x4.splat(0), m3 = f32x4.splat(0);
+  const tq = <usize>nb << 8, tq2 = tq << 1, tq3 = tq * 3, tb = <usize>nb << 6, td = <usize>nb << 2;
   for (let b = 0; b < nb; b++) {
-    const p = row0 + <usize>b * blockStep;
+    const p = p0 + <usize>b * 576;
     const i = t * nb + b;
-    const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
-    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
-    // the two chains are independent: accm's four steps first, then acc's
-    const dmin = f32x4.mul(f16x4_at(p + 2, rowBytes), d8);
-    const q8s = q8k_pair_sums(bs);
-    const n0 = k4_mins_dot(p + 4, q8s), n1 = k4_mins_dot(p + r1 + 4, q8s), n2 = k4_mins_dot(p + r2 + 4, q8s), n3 = k4_mins_dot(p + r3 + 4, q8s);
-    for (let k = 0; k < 4; k++) accm = fma4(f32x4.convert_i32x4_s(lane_of_each(n0, n1, n2, n3, k)), dmin, accm);
-    const d = f32x4.mul(f16x4_at(p, rowBytes), d8);
-    // rows 0 and 1 first, all four pairs (each row's scales unpacked once), then rows 2 and 3 pair by pair into acc
-    // (fewer values live at once: x64 has 16 vector registers)
-    const s0 = k4_scales16(p), s1 = k4_scales16(p + r1);
-    const h0 = hsum2x4_i32(q4k_pair(p, x, s0, 0), q4k_pair(p + r1, x, s1, 0));
-    const h1 = hsum2x4_i32(q4k_pair(p, x, s0, 1), q4k_pair(p + r1, x, s1, 1));
-    const h2 = hsum2x4_i32(q4k_pair(p, x, s0, 2), q4k_pair(p + r1, x, s1, 2));
-    const h3 = hsum2x4_i32(q4k_pair(p, x, s0, 3), q4k_pair(p + r1, x, s1, 3));
-    const s2 = k4_scales16(p + r2), s3 = k4_scales16(p + r3);
-    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h0, hsum2x4_i32(q4k_pair(p + r2, x, s2, 0), q4k_pair(p + r3, x, s3, 0)))), d, acc);
-    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h1, hsum2x4_i32(q4k_pair(p + r2, x, s2, 1), q4k_pair(p + r3, x, s3, 1)))), d, acc);
-    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h2, hsum2x4_i32(q4k_pair(p + r2, x, s2, 2), q4k_pair(p + r3, x, s3, 2)))), d, acc);
-    acc = fma4(f32x4.convert_i32x4_s(join_pairs(h3, hsum2x4_i32(q4k_pair(p + r2, x, s2, 3), q4k_pair(p + r3, x, s3, 3)))), d, acc);
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6), dp = ds + (<usize>i << 2);
+    const e0 = load<f32>(dp), e1 = load<f32>(dp + td), e2 = load<f32>(dp + 2 * td), e3 = load<f32>(dp + 3 * td);
+    // the mins chain first (independent of acc's)
+    {
+      const dmin = x4_f16(p + 8), mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true);
+      const q0 = q8k_pair_sums(bs), q1 = q8k_pair_sums(bs + tb), q2 = q8k_pair_sums(bs + 2 * tb), q3 = q8k_pair_sums(bs + 3 * tb);
+      const n0 = f32x4.mul(dmin, f32x4.splat(e0)), n1 = f32x4.mul(dmin, f32x4.splat(e1)), n2 = f32x4.mul(dmin, f32x4.splat(e2)), n3 = f32x4.mul(dmin, f32x4.splat(e3));
+      m0 = x4_mins_step(mlo, mhi, q0, n0, m0);
+      m1 = x4_mins_step(mlo, mhi, q1, n1, m1);
+      m2 = x4_mins_step(mlo, mhi, q2, n2, m2);
+      m3 = x4_mins_step(mlo, mhi, q3, n3, m3);
+    }
+    const d = x4_f16(p), slo = x4_six_bits(p, false), shi = x4_six_bits_high(p, false);
+    for (let k = 0; k < 4; k++) {
+      const sc = k < 2 ? slo : shi;
+      let s0 = i32x4.splat(0), s1 = i32x4.splat(0), s2 = i32x4.splat(0), s3 = i32x4.splat(0);
+      for (let h = 0; h < 2; h++) {
+        let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+        // two weight vectors a step (as x4_pair1)
+        let q = p + 64 + (<usize>k << 7), o = x + (<usize>(2 * k + h) << 5);
+        const qEnd = q + 128;
+        for (; q < qEnd; q += 32, o += 8) {
+          let wv = x4_nibbles_at(q, h);
+          a0 = x4_add(a0, x4_dot(wv, o));
+          a1 = x4_add(a1, x4_dot(wv, o + tq));
+          a2 = x4_add(a2, x4_dot(wv, o + tq2));
+          a3 = x4_add(a3, x4_dot(wv, o + tq3));
+          wv = x4_nibbles_at(q + 16, h);
+          a0 = x4_add(a0, x4_dot(wv, o + 4));
+          a1 = x4_add(a1, x4_dot(wv, o + tq + 4));
+          a2 = x4_add(a2, x4_dot(wv, o + tq2 + 4));
+          a3 = x4_add(a3, x4_dot(wv, o + tq3 + 4));
+        }
+        const s16 = x4_scale16(sc, ((2 * k) & 3) + h);
+        s0 = i32x4.add(s0, x4_scaled(a0, s16));
+        s1 = i32x4.add(s1, x4_scaled(a1, s16));
+        s2 = i32x4.add(s2, x4_scaled(a2, s16));
+        s3 = i32x4.add(s3, x4_scaled(a3, s16));
+      }
+      c0 = fma4(f32x4.convert_i32x4_s(s0), f32x4.mul(d, f32x4.splat(e0)), c0);
+      c1 = fma4(f32x4.convert_i32x4_s(s1), f32x4.mul(d, f32x4.splat(e1)), c1);
+      c2 = fma4(f32x4.convert_i32x4_s(s2), f32x4.mul(d, f32x4.splat(e2)), c2);
+      c3 = fma4(f32x4.convert_i32x4_s(s3), f32x4.mul(d, f32x4.splat(e3)), c3);
+    }
   }
-  return f32x4.sub(acc, accm);
-}
-
-/** The f16 at byte `off` of four blocks `stride` bytes apart, as f32x4. */
-@inline function f16x4_at(p: usize, stride: usize): v128 {
-  let h = i32x4.splat(<i32>load<u16>(p));
-  h = i32x4.replace_lane(h, 1, <i32>load<u16>(p + stride));
-  h = i32x4.replace_lane(h, 2, <i32>load<u16>(p + 2 * stride));
-  h = i32x4.replace_lane(h, 3, <i32>load<u16>(p + 3 * stride));
-  return f16x4_to_f32x4(h);
+  const os = <usize>ostride << 2;
+  v128.store(out, f32x4.sub(c0, m0));
+  v128.store(out + os, f32x4.sub(c1, m1));
+  v128.store(out + 2 * os, f32x4.sub(c2, m2));
+  v128.store(out + 3 * os, f32x4.sub(c3, m3));
 }
 
 /**
- * gemv_q4_K_8x8_q8_K for four rows (blocks as q4k_gemm_x4) and token t, one row a lane: per block,
- * acc = fma(f32(sumi), d*d8, acc) and accm = fma(f32(summ), dmin*d8, accm) as q4k_row_repacked (per 8) does for
- * one row; acc - accm.
+ * One token's sum over sub-block pair k of an x4 block (the pair's 8 weight vectors at q, its 64 activations at x,
+ * scales sLo, sHi from x4_scale16): each weight vector loaded once for both sub-blocks, two independent sums, two
+ * vectors a step (a loop's address arithmetic costs as much as the products here; unrolling further was slower).
  */
-function q4k_gemv_x4(row0: usize, rowBytes: usize, blockStep: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+@inline function x4_pair1(q: usize, x: usize, sLo: v128, sHi: v128): v128 {
+  let lo = i32x4.splat(0), hi = i32x4.splat(0);
+  const qEnd = q + 128;
+  for (; q < qEnd; q += 32, x += 8) {
+    let v = v128.load(q);
+    lo = x4_add(lo, x4_dot(v128.and(v, i8x16.splat(0x0f)), x));
+    hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), x + 32));
+    v = v128.load(q + 16);
+    lo = x4_add(lo, x4_dot(v128.and(v, i8x16.splat(0x0f)), x + 4));
+    hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), x + 36));
+  }
+  return i32x4.add(x4_scaled(lo, sLo), x4_scaled(hi, sHi));
+}
+
+/**
+ * gemv_q4_K_8x8_q8_K for one x4 group and token t, row r in lane r: per block, acc = fma(f32(sumi), d*d8, acc) and
+ * accm = fma(f32(summ), dmin*d8, accm), as q4k_row_repacked (per 8) does for one row; acc - accm.
+ */
+function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
   let acc = f32x4.splat(0), accm = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const p = row0 + <usize>b * blockStep;
+    const p = p0 + <usize>b * 576;
     const i = t * nb + b;
-    const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
     const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
-    const sumi = hsum4x4_i32(q4k_block_sums(p, x), q4k_block_sums(p + rowBytes, x), q4k_block_sums(p + 2 * rowBytes, x), q4k_block_sums(p + 3 * rowBytes, x));
-    const q8s = q8k_pair_sums(bs);
-    const summ = hsum4x4_i32(k4_mins_dot(p + 4, q8s), k4_mins_dot(p + rowBytes + 4, q8s), k4_mins_dot(p + 2 * rowBytes + 4, q8s), k4_mins_dot(p + 3 * rowBytes + 4, q8s));
-    acc = fma4(f32x4.convert_i32x4_s(sumi), f32x4.mul(f16x4_at(p, rowBytes), d8), acc);
-    accm = fma4(f32x4.convert_i32x4_s(summ), f32x4.mul(f16x4_at(p + 2, rowBytes), d8), accm);
+    const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
+    const slo = x4_six_bits(p, false), shi = x4_six_bits_high(p, false);
+    let sumi = i32x4.splat(0);
+    for (let k = 0; k < 4; k++) {
+      const sc = k < 2 ? slo : shi;
+      sumi = i32x4.add(sumi, x4_pair1(p + 64 + (<usize>k << 7), x + (<usize>k << 6), x4_scale16(sc, (2 * k) & 3), x4_scale16(sc, ((2 * k) & 3) + 1)));
+    }
+    const mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true), q8s = q8k_pair_sums(bs);
+    const summ = i32x4.add(i32x4.add(x4_mins_pair(mlo, q8s, 0), x4_mins_pair(mlo, q8s, 1)), i32x4.add(x4_mins_pair(mhi, q8s, 2), x4_mins_pair(mhi, q8s, 3)));
+    acc = fma4(f32x4.convert_i32x4_s(sumi), f32x4.mul(x4_f16(p), d8), acc);
+    accm = fma4(f32x4.convert_i32x4_s(summ), f32x4.mul(x4_f16(p + 8), d8), accm);
   }
   return f32x4.sub(acc, accm);
 }

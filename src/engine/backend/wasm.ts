@@ -235,10 +235,16 @@ export class WasmBackend implements Backend {
       return;
     }
     if (this.x4.has(w.offset)) {
-      // Q4_K x4: the row's blocks, 144 bytes every 576, gathered and dequantized
-      const nb = w.cols / 256, all = this.bytes(w.offset, w.nbytes), group = (row >> 2) * nb * 576 + (row & 3) * 144;
+      // Q4_K x4 (kquant.ts repack_q4_k_x4): the row's 144-byte blocks gathered back from its group's 576-byte ones
+      const nb = w.cols / 256, all = this.bytes(w.offset, w.nbytes), r = row & 3;
       const blocks = new Uint8Array(nb * 144);
-      for (let b = 0; b < nb; b++) blocks.set(all.subarray(group + b * 576, group + b * 576 + 144), b * 144);
+      for (let b = 0; b < nb; b++) {
+        const src = (row >> 2) * nb * 576 + b * 576, dst = b * 144;
+        blocks.set(all.subarray(src + 2 * r, src + 2 * r + 2), dst); // d
+        blocks.set(all.subarray(src + 8 + 2 * r, src + 8 + 2 * r + 2), dst + 2); // dmin
+        for (let u = 0; u < 3; u++) blocks.set(all.subarray(src + 16 + 16 * u + 4 * r, src + 20 + 16 * u + 4 * r), dst + 4 + 4 * u); // scales
+        for (let c = 0; c < 32; c++) blocks.set(all.subarray(src + 64 + 16 * c + 4 * r, src + 68 + 16 * c + 4 * r), dst + 16 + 4 * c); // quants
+      }
       dequantizeRow(w.type, blocks, 0, w.cols, out);
       return;
     }
