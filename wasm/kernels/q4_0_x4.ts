@@ -1,7 +1,12 @@
 // ---- Q4_0 in groups of 4 rows ("x4"), repacked at load time: the layout of the fast kernel ----
-//   per group of 4 rows, per block b: 4 x f16 scales (8 bytes) | 4 x 16 nibble bytes (64 bytes) = 72 bytes,
-//   the same size as the 4 original 18-byte blocks, so the repacking happens in place.
-import { f16_to_f32, f16x4_to_f32x4, fusedMadd } from "./common";
+//   Per group of 4 rows, per block b, 72 bytes (the four original 18-byte blocks, so the repacking is in place):
+//     0: the four rows' f16 scales
+//     8 + 16j (j = 0..3): row r's quant bytes 4j..4j+3 at 4r: low nibbles are positions 4j..4j+3 of the block, high
+//        nibbles positions 16+4j..16+4j+3, of the four rows.
+//   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
+//   is row r's sum from the start (no horizontal sums), and each unpacked weight vector serves several tokens: the
+//   layout of kquant.ts's Q4_K x4.
+import { f16_to_f32, f16x4_to_f32x4, fusedMadd, quads_i8 } from "./common";
 
 /** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
 export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
@@ -15,7 +20,7 @@ export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
       for (let r = 0; r < 4; r++) {
         const src = tmp + <usize>r * <usize>nb * 18 + <usize>b * 18;
         store<u16>(dst + (<usize>r << 1), load<u16>(src));
-        v128.store(dst + 8 + (<usize>r << 4), v128.load(src + 2));
+        for (let j = 0; j < 4; j++) store<u32>(dst + 8 + (<usize>j << 4) + (<usize>r << 2), load<u32>(src + 2 + (<usize>j << 2)));
       }
     }
   }
@@ -29,40 +34,40 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   for (let b = 0; b < nb; b++) {
     const p = p0 + <usize>b * 72;
     const d = f16_to_f32(load<u16>(p + (<usize>r << 1)));
-    const q = p + 8 + (<usize>r << 4);
-    for (let j = 0; j < 16; j++) {
-      const v = <i32>load<u8>(q + j);
-      store<f32>(out + (<usize>(b * 32 + j) << 2), <f32>((v & 15) - 8) * d);
-      store<f32>(out + (<usize>(b * 32 + j + 16) << 2), <f32>((v >> 4) - 8) * d);
+    for (let l = 0; l < 16; l++) {
+      const v = <i32>load<u8>(p + 8 + (<usize>(l >> 2) << 4) + (<usize>r << 2) + <usize>(l & 3));
+      store<f32>(out + (<usize>(b * 32 + l) << 2), <f32>((v & 15) - 8) * d);
+      store<f32>(out + (<usize>(b * 32 + l + 16) << 2), <f32>((v >> 4) - 8) * d);
     }
   }
 }
 
-/** [sum(a), sum(b), sum(c), sum(d)] of four i32x4. */
-@inline function hsum4x4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
-  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
-  return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
-}
-
-/** Unpacked nibbles of one row's block: low (values 0..15) and high halves; the -8 is applied later (relaxed). */
+/** Unpacked nibbles of weight vector v: low (positions 4j..) and high halves; the -8 is applied later (relaxed). */
 @inline function nib_lo(v: v128): v128 {
   const q = v128.and(v, i8x16.splat(0x0f));
   return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
 }
 @inline function nib_hi(v: v128): v128 {
-  const q = v128.and(i8x16.shr_u(v, 4), i8x16.splat(0x0f));
+  const q = v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f));
   return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
 }
-/** Integer partial sums (i32x4) of one row's unpacked block with one token's Q8_0 block. */
-@inline function dot_nibs(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
-  // relaxed: pair sums in i16 lanes (|x| <= 127 and nibbles 0..15: each lane of the two added <= 2*2*127*15 = 7620,
-  // no saturation), widened once (i32x4.dot_i16x8_s with ones: one pmaddwd, cheaper here than extadd_pairwise)
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)), i16x8.splat(1));
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), i16x8.extend_high_i8x16_s(x0))),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), i16x8.extend_high_i8x16_s(x1))),
-  );
+
+/**
+ * Partial sums of an unpacked weight vector times the four activations at x broadcast: relaxed build, i16 pair sums
+ * (lanes 2r, 2r+1 of row r; the block's eight added stay within i16: 8 * 2 * 15 * 128 < 2^15); plain build, i32
+ * lane r (signed nibbles).
+ */
+@inline function dot4(w: v128, x: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), w);
+  return quads_i8(w, v128.load32_splat(x));
+}
+@inline function add4(a: v128, b: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i16x8.add(a, b) : i32x4.add(a, b);
+}
+/** The block's integer sums (i32 lane r: row r's) from dot4's partial sums a; xs: the token's block sum (relaxed: -8 * it). */
+@inline function block_isum(a: v128, xs: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.sub(i32x4.dot_i16x8_s(a, i16x8.splat(1)), i32x4.splat(load<i32>(xs) << 3));
+  return a;
 }
 
 /** acc (two f64x2 holding f32 values) = isum * d + acc, rounded to f32 once per lane. */
@@ -98,97 +103,76 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
   return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
 }
 
-/** One token's block (Q8_0 values at x, scale at xd, sum at xs) against 4 rows' unpacked block: acc fused (relaxed). */
-@inline function q4_tok(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, dw: v128, x: usize, xd: usize, xs: usize, acc: v128): v128 {
-  const x0 = v128.load(x), x1 = v128.load(x + 16);
-  const isum = i32x4.sub(hsum4x4(dot_nibs(l0, h0, x0, x1), dot_nibs(l1, h1, x0, x1), dot_nibs(l2, h2, x0, x1), dot_nibs(l3, h3, x0, x1)),
-    i32x4.splat(load<i32>(xs) << 3));
-  return f32x4.relaxed_madd(f32x4.convert_i32x4_s(isum), f32x4.mul(dw, f32x4.splat(load<f32>(xd))), acc);
-}
-
 /** Tokens per tile in batched Q4_0 products: 16 tokens' Q8_0 activations (2048 columns: 34 KiB) stay in L2. */
 const TOKEN_TILE = 16;
 
 function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const groupBytes = <usize>nb * 72;
-  // tiles of TOKEN_TILE tokens (their activations stay in cache), in each: row groups outside, tokens inside (two at
-  // a time, sharing the unpacked weights): a group's weights are read from memory once per tile
+  const tq = <usize>cols, tq2 = tq << 1, tq3 = tq * 3, td = <usize>nb << 2;
+  const os = <usize>ostride << 2;
+  // tiles of TOKEN_TILE tokens (their activations stay in cache), in each: row groups outside, tokens inside (four
+  // at a time, sharing each unpacked weight vector): a group's weights are read from memory once per tile
   for (let t0 = 0; t0 < ntok; t0 += TOKEN_TILE) {
   const t1 = min(ntok, t0 + TOKEN_TILE);
   for (let g = 0; g < rows; g += 4) {
     const p0 = w + <usize>(g >> 2) * groupBytes;
     let t = t0;
-    // fused accumulators (one register a token): four tokens share each block's unpacked weights
-    if (ASC_FEATURE_RELAXED_SIMD && sizeof<Acc>() == 4) {
-      for (; t + 3 < t1; t += 4) {
-        const xq = qs + <usize>(t * cols), xd = ds + (<usize>(t * nb) << 2), xs = sums + (<usize>(t * nb) << 2);
-        const tq = <usize>cols, td = <usize>nb << 2;
-        let p = p0;
-        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-        for (let b = 0; b < nb; b++, p += 72) {
-          const v0 = v128.load(p + 8), v1 = v128.load(p + 24), v2 = v128.load(p + 40), v3 = v128.load(p + 56);
-          const l0 = nib_lo(v0), h0 = nib_hi(v0), l1 = nib_lo(v1), h1 = nib_hi(v1);
-          const l2 = nib_lo(v2), h2 = nib_hi(v2), l3 = nib_lo(v3), h3 = nib_hi(v3);
-          const dw = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
-          const ob = <usize>b << 5, od = <usize>b << 2;
-          a0 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + ob, xd + od, xs + od, a0);
-          a1 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + tq + ob, xd + td + od, xs + td + od, a1);
-          a2 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + 2 * tq + ob, xd + 2 * td + od, xs + 2 * td + od, a2);
-          a3 = q4_tok(l0, h0, l1, h1, l2, h2, l3, h3, dw, xq + 3 * tq + ob, xd + 3 * td + od, xs + 3 * td + od, a3);
-        }
-        v128.store(out + (<usize>(t * ostride + g) << 2), a0);
-        v128.store(out + (<usize>((t + 1) * ostride + g) << 2), a1);
-        v128.store(out + (<usize>((t + 2) * ostride + g) << 2), a2);
-        v128.store(out + (<usize>((t + 3) * ostride + g) << 2), a3);
-      }
-    }
-    for (; t + 1 < t1; t += 2) {
-      const xqA = qs + <usize>(t * cols);
-      const xqB = xqA + <usize>cols;
-      const xdA = ds + (<usize>(t * nb) << 2);
-      const xdB = xdA + (<usize>nb << 2);
-      const xsA = sums + (<usize>(t * nb) << 2);
-      const xsB = xsA + (<usize>nb << 2);
+    for (; t + 3 < t1; t += 4) {
+      const x0 = qs + <usize>(t * cols), xd = ds + (<usize>(t * nb) << 2), xs = sums + (<usize>(t * nb) << 2);
+      let c0 = acc_zero<Acc>(), c1 = acc_zero<Acc>(), c2 = acc_zero<Acc>(), c3 = acc_zero<Acc>();
+      let e0 = acc_zero<Acc>(), e1 = acc_zero<Acc>(), e2 = acc_zero<Acc>(), e3 = acc_zero<Acc>();
       let p = p0;
-      let aLo = acc_zero<Acc>(), aHi = acc_zero<Acc>(), bLo = acc_zero<Acc>(), bHi = acc_zero<Acc>();
       for (let b = 0; b < nb; b++, p += 72) {
-        const xa0 = v128.load(xqA + (<usize>b << 5)), xa1 = v128.load(xqA + (<usize>b << 5) + 16);
-        const xb0 = v128.load(xqB + (<usize>b << 5)), xb1 = v128.load(xqB + (<usize>b << 5) + 16);
-        const v0 = v128.load(p + 8), v1 = v128.load(p + 24), v2 = v128.load(p + 40), v3 = v128.load(p + 56);
-        const l0 = nib_lo(v0), h0 = nib_hi(v0), l1 = nib_lo(v1), h1 = nib_hi(v1);
-        const l2 = nib_lo(v2), h2 = nib_hi(v2), l3 = nib_lo(v3), h3 = nib_hi(v3);
-        let sa = hsum4x4(dot_nibs(l0, h0, xa0, xa1), dot_nibs(l1, h1, xa0, xa1), dot_nibs(l2, h2, xa0, xa1), dot_nibs(l3, h3, xa0, xa1));
-        let sb = hsum4x4(dot_nibs(l0, h0, xb0, xb1), dot_nibs(l1, h1, xb0, xb1), dot_nibs(l2, h2, xb0, xb1), dot_nibs(l3, h3, xb0, xb1));
-        if (ASC_FEATURE_RELAXED_SIMD) {
-          sa = i32x4.sub(sa, i32x4.splat(load<i32>(xsA + (<usize>b << 2)) << 3));
-          sb = i32x4.sub(sb, i32x4.splat(load<i32>(xsB + (<usize>b << 2)) << 3));
+        const x = x0 + (<usize>b << 5);
+        let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+        // the block's four weight vectors in turn, each unpacked once for the four tokens
+        for (let j = 0; j < 4; j++) {
+          const v = v128.load(p + 8 + (<usize>j << 4)), o = x + (<usize>j << 2);
+          const lo = nib_lo(v);
+          a0 = add4(a0, dot4(lo, o));
+          a1 = add4(a1, dot4(lo, o + tq));
+          a2 = add4(a2, dot4(lo, o + tq2));
+          a3 = add4(a3, dot4(lo, o + tq3));
+          const hi = nib_hi(v);
+          a0 = add4(a0, dot4(hi, o + 16));
+          a1 = add4(a1, dot4(hi, o + tq + 16));
+          a2 = add4(a2, dot4(hi, o + tq2 + 16));
+          a3 = add4(a3, dot4(hi, o + tq3 + 16));
         }
         const dw = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
-        const da = f32x4.mul(dw, f32x4.splat(load<f32>(xdA + (<usize>b << 2))));
-        const db = f32x4.mul(dw, f32x4.splat(load<f32>(xdB + (<usize>b << 2))));
-        aLo = acc_lo<Acc>(sa, da, aLo);
-        aHi = acc_hi<Acc>(sa, da, aHi);
-        bLo = acc_lo<Acc>(sb, db, bLo);
-        bHi = acc_hi<Acc>(sb, db, bHi);
+        const od = <usize>b << 2;
+        const i0 = block_isum(a0, xs + od), d0 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + od)));
+        c0 = acc_lo<Acc>(i0, d0, c0); e0 = acc_hi<Acc>(i0, d0, e0);
+        const i1 = block_isum(a1, xs + td + od), d1 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + td + od)));
+        c1 = acc_lo<Acc>(i1, d1, c1); e1 = acc_hi<Acc>(i1, d1, e1);
+        const i2 = block_isum(a2, xs + 2 * td + od), d2 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + 2 * td + od)));
+        c2 = acc_lo<Acc>(i2, d2, c2); e2 = acc_hi<Acc>(i2, d2, e2);
+        const i3 = block_isum(a3, xs + 3 * td + od), d3 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + 3 * td + od)));
+        c3 = acc_lo<Acc>(i3, d3, c3); e3 = acc_hi<Acc>(i3, d3, e3);
       }
-      v128.store(out + (<usize>(t * ostride + g) << 2), acc_f32<Acc>(aLo, aHi));
-      v128.store(out + (<usize>((t + 1) * ostride + g) << 2), acc_f32<Acc>(bLo, bHi));
+      const o = out + (<usize>(t * ostride + g) << 2);
+      v128.store(o, acc_f32<Acc>(c0, e0));
+      v128.store(o + os, acc_f32<Acc>(c1, e1));
+      v128.store(o + 2 * os, acc_f32<Acc>(c2, e2));
+      v128.store(o + 3 * os, acc_f32<Acc>(c3, e3));
     }
     for (; t < t1; t++) {
-      const xq = qs + <usize>(t * cols);
-      const xd = ds + (<usize>(t * nb) << 2);
-      const xs = sums + (<usize>(t * nb) << 2);
+      const x0 = qs + <usize>(t * cols), xd = ds + (<usize>(t * nb) << 2), xs = sums + (<usize>(t * nb) << 2);
+      let accLo = acc_zero<Acc>(), accHi = acc_zero<Acc>();
       let p = p0;
-      let accLo = acc_zero<Acc>();
-      let accHi = acc_zero<Acc>();
       for (let b = 0; b < nb; b++, p += 72) {
-        const x0 = v128.load(xq + (<usize>b << 5));
-        const x1 = v128.load(xq + (<usize>b << 5) + 16);
-        const v0 = v128.load(p + 8), v1 = v128.load(p + 24), v2 = v128.load(p + 40), v3 = v128.load(p + 56);
-        let isum = hsum4x4(dot_nibs(nib_lo(v0), nib_hi(v0), x0, x1), dot_nibs(nib_lo(v1), nib_hi(v1), x0, x1),
-          dot_nibs(nib_lo(v2), nib_hi(v2), x0, x1), dot_nibs(nib_lo(v3), nib_hi(v3), x0, x1));
-        if (ASC_FEATURE_RELAXED_SIMD) isum = i32x4.sub(isum, i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3));
+        const x = x0 + (<usize>b << 5);
+        // two independent sums (low and high nibbles), each weight vector loaded once
+        let v = v128.load(p + 8);
+        let lo = dot4(nib_lo(v), x), hi = dot4(nib_hi(v), x + 16);
+        v = v128.load(p + 24);
+        lo = add4(lo, dot4(nib_lo(v), x + 4)); hi = add4(hi, dot4(nib_hi(v), x + 20));
+        v = v128.load(p + 40);
+        lo = add4(lo, dot4(nib_lo(v), x + 8)); hi = add4(hi, dot4(nib_hi(v), x + 24));
+        v = v128.load(p + 56);
+        lo = add4(lo, dot4(nib_lo(v), x + 12)); hi = add4(hi, dot4(nib_hi(v), x + 28));
+        const isum = block_isum(add4(lo, hi), xs + (<usize>b << 2));
         const d = f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p))), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
         accLo = acc_lo<Acc>(isum, d, accLo);
         accHi = acc_hi<Acc>(isum, d, accHi);
