@@ -87,7 +87,11 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   }
   for (let r = r0; r < rows; r++) {
     const row = w + <usize>r * rowBytes;
-    for (let t = 0; t < ntok; t++) {
+    let pairs = 0;
+    // Q6_K: tokens two at a time, sharing the unpacked weights (each token's bits as alone; tiling the tokens for
+    // the cache made no difference at 128 tokens x 16384 columns)
+    if (kind == 2) for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+    for (let t = pairs; t < ntok; t++) {
       const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot(kind, row, nb, bb, qs, ds, bsums, t);
       store<f32>(out + (<usize>(t * ostride + r) << 2), v);
     }
@@ -386,23 +390,84 @@ function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: 
 /**
  * One half (bytes `half`*16.. of each 32) of a Q6_K half-block (128 values: ql 64 bytes, qh 32, activations xs;
  * scales 0..3 in sA's i32 lanes and 4..7 in sB's, each i16 twice): sum over its 4 groups of scale * (u . x),
- * u = q + 32 (0..63), as four i32 lanes (exact). Group g (32 values) has scales 2g (half 0) and 2g+1 (half 1).
- * Bytes are unpacked with 16-bit shifts and a mask (WebAssembly has no 8-bit shift: i8x16.shr_u is two or three
- * instructions on x64); the high two bits of value 32j + l sit at bits 2j of qh[l]. `half` is a constant at each
- * call (constant shuffles).
+ * u = q + 32 (0..63, q6_u), as four i32 lanes (exact). Group g (32 values) has scales 2g (half 0) and 2g+1 (half
+ * 1). `half` is a constant at each call (constant shuffles).
  */
 @inline function q6_quarter(ql: usize, qh: usize, xs: usize, sA: v128, sB: v128, half: i32): v128 {
-  const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
   const o = <usize>(half << 4);
   const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
-  const u0 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
-  let acc = k_quads_lanes(u0, v128.load(xs + o), lane32(sA, half));
-  const u1 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
-  acc = i32x4.add(acc, k_quads_lanes(u1, v128.load(xs + 32 + o), lane32(sA, 2 + half)));
-  const u2 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
-  acc = i32x4.add(acc, k_quads_lanes(u2, v128.load(xs + 64 + o), lane32(sB, half)));
-  const u3 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
-  return i32x4.add(acc, k_quads_lanes(u3, v128.load(xs + 96 + o), lane32(sB, 2 + half)));
+  return q6_dots(q6_u(a, c, hb, 0), q6_u(a, c, hb, 1), q6_u(a, c, hb, 2), q6_u(a, c, hb, 3), xs + o, sA, sB, half);
+}
+
+/**
+ * Group g's unsigned values (q + 32, 0..63) of a Q6_K quarter from its ql bytes a (groups 0, 2) and c (1, 3) and
+ * qh bytes hb: the high two bits of value 32j + l sit at bits 2j of qh[l]. 16-bit shifts and a mask (WebAssembly
+ * has no 8-bit shift: i8x16.shr_u is two or three instructions on x64). g is a constant at each call.
+ */
+@inline function q6_u(a: v128, c: v128, hb: v128, g: i32): v128 {
+  const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
+  switch (g) {
+    case 0: return v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
+    case 1: return v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
+    case 2: return v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
+    default: return v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
+  }
+}
+
+/** A quarter's four groups u0..u3 (q6_u) times one token's activations (group g at xs + 32g): q6_quarter's sum. */
+@inline function q6_dots(u0: v128, u1: v128, u2: v128, u3: v128, xs: usize, sA: v128, sB: v128, half: i32): v128 {
+  let acc = k_quads_lanes(u0, v128.load(xs), lane32(sA, half));
+  acc = i32x4.add(acc, k_quads_lanes(u1, v128.load(xs + 32), lane32(sA, 2 + half)));
+  acc = i32x4.add(acc, k_quads_lanes(u2, v128.load(xs + 64), lane32(sB, half)));
+  return i32x4.add(acc, k_quads_lanes(u3, v128.load(xs + 96), lane32(sB, 2 + half)));
+}
+
+/** A Q6_K half-block's scales (i16, s8: eight of them) as the i32 lanes of q6_quarter's sA (0..3) and sB (4..7). */
+@inline function q6_scales_a(s8: v128): v128 {
+  return i8x16.shuffle(s8, s8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7);
+}
+@inline function q6_scales_b(s8: v128): v128 {
+  return i8x16.shuffle(s8, s8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
+}
+
+/**
+ * k_row_vec_dot's Q6_K (the same bits) for tokens t and t+1 at once: each unpacked group serves both tokens.
+ * Results at out (token t) and out + ostride * 4.
+ */
+function q6k_row_2tok(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+  let aLo = f32x4.splat(0), aHi = f32x4.splat(0), bLo = f32x4.splat(0), bHi = f32x4.splat(0);
+  const tq = <usize>nb << 8, tb = <usize>nb << 6;
+  for (let b = 0; b < nb; b++) {
+    const p = row + <usize>b * 210;
+    const i = t * nb + b;
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const scv = v128.load(p + 192);
+    let sLoA = i32x4.splat(0), sHiA = i32x4.splat(0), sLoB = i32x4.splat(0), sHiB = i32x4.splat(0);
+    for (let h2 = 0; h2 < 2; h2++) {
+      // the block's two 128-value halves: ql 64 bytes, qh 32, activations 128, scales 8 each
+      const ql = p + (<usize>h2 << 6), qh = p + 128 + (<usize>h2 << 5), xa = x + (<usize>h2 << 7), xb = xa + tq;
+      const s8 = h2 ? i16x8.extend_high_i8x16_s(scv) : i16x8.extend_low_i8x16_s(scv);
+      const sA = q6_scales_a(s8), sB = q6_scales_b(s8);
+      let a = v128.load(ql), c = v128.load(ql + 32), hb = v128.load(qh);
+      let u0 = q6_u(a, c, hb, 0), u1 = q6_u(a, c, hb, 1), u2 = q6_u(a, c, hb, 2), u3 = q6_u(a, c, hb, 3);
+      sLoA = i32x4.add(sLoA, q6_dots(u0, u1, u2, u3, xa, sA, sB, 0));
+      sLoB = i32x4.add(sLoB, q6_dots(u0, u1, u2, u3, xb, sA, sB, 0));
+      a = v128.load(ql + 16); c = v128.load(ql + 48); hb = v128.load(qh + 16);
+      u0 = q6_u(a, c, hb, 0); u1 = q6_u(a, c, hb, 1); u2 = q6_u(a, c, hb, 2); u3 = q6_u(a, c, hb, 3);
+      sHiA = i32x4.add(sHiA, q6_dots(u0, u1, u2, u3, xa + 16, sA, sB, 1));
+      sHiB = i32x4.add(sHiB, q6_dots(u0, u1, u2, u3, xb + 16, sA, sB, 1));
+    }
+    const oa = q6_offsets(bs, p + 192), ob = q6_offsets(bs + tb, p + 192);
+    const oa2 = q6_offsets(bs + 32, p + 200), ob2 = q6_offsets(bs + tb + 32, p + 200);
+    const dw = f16_to_f32(load<u16>(p + 208));
+    const da = f32x4.splat(load<f32>(ds + (<usize>i << 2)) * dw), db = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)) * dw);
+    aLo = fma4(da, f32x4.convert_i32x4_s(i32x4.sub(sLoA, oa)), aLo);
+    aHi = fma4(da, f32x4.convert_i32x4_s(i32x4.sub(sHiA, oa2)), aHi);
+    bLo = fma4(db, f32x4.convert_i32x4_s(i32x4.sub(sLoB, ob)), bLo);
+    bHi = fma4(db, f32x4.convert_i32x4_s(i32x4.sub(sHiB, ob2)), bHi);
+  }
+  store<f32>(out, hsum8(aLo, aHi));
+  store<f32>(out + (<usize>ostride << 2), hsum8(bLo, bHi));
 }
 
 /** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
@@ -420,8 +485,7 @@ function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: 
       // twice), so that one pshufd broadcasts a scale (8% faster than a load and a splat per group)
       const scv = v128.load(p + 192);
       const s8 = i16x8.extend_low_i8x16_s(scv), t8 = i16x8.extend_high_i8x16_s(scv);
-      const sA = i8x16.shuffle(s8, s8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7), sB = i8x16.shuffle(s8, s8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
-      const tA = i8x16.shuffle(t8, t8, 0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7), tB = i8x16.shuffle(t8, t8, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
+      const sA = q6_scales_a(s8), sB = q6_scales_b(s8), tA = q6_scales_a(t8), tB = q6_scales_b(t8);
       sLo = i32x4.add(q6_quarter(p, p + 128, x, sA, sB, 0), q6_quarter(p + 64, p + 160, x + 128, tA, tB, 0));
       sHi = i32x4.add(q6_quarter(p, p + 128, x, sA, sB, 1), q6_quarter(p + 64, p + 160, x + 128, tA, tB, 1));
       sLo = i32x4.sub(sLo, q6_offsets(bs, p + 192));
