@@ -139,6 +139,26 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
     }
   });
 
+  it("takes every finite f16 value as a repacked Q4_0 block scale exactly (1 token and 4)", async () => {
+    // block r: scale pattern r (exponent 31 left out, padded to whole groups of 8 rows), quants +1 then -1 then 0s;
+    // the one-token and the four-token kernels convert the scales their own way (f16x4_load_to_f32x4)
+    const patterns = Array.from({ length: 0x10000 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00);
+    const rows = Math.ceil(patterns.length / 8) * 8, cols = 32;
+    const wBytes = new Uint8Array(rows * 18);
+    const dv = new DataView(wBytes.buffer);
+    for (let r = 0; r < rows; r++) {
+      dv.setUint16(r * 18, patterns[r % patterns.length]!, true);
+      wBytes.fill(0x88, r * 18 + 2, r * 18 + 18);
+      wBytes[r * 18 + 2] = 0x79; // value 0: 9 - 8 = +1; value 16: 7 - 8 = -1
+    }
+    for (const n of [1, 4]) {
+      const x = new Float32Array(n * cols);
+      for (let t = 0; t < n; t++) [x[t * cols], x[t * cols + 16]] = [1 + t, -0.5];
+      const ours = runMatmul(await wasmBackend(variant), GGML_TYPE.Q4_0, rows, cols, n, wBytes, x, true);
+      expect(ours, `${n} token(s)`).toEqual(runMatmul(new ReferenceBackend(), GGML_TYPE.Q4_0, rows, cols, n, wBytes, x, true));
+    }
+  });
+
   it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
     const rows = 16;
     const { wBytes } = randomCase(type, rows, cols, 1, 7);
@@ -210,6 +230,33 @@ describe.each(VARIANTS)("wasm-%s attention equals the TypeScript attention bit f
     attendHead(want, Float32Array.from(q), Uint16Array.from(k), Uint16Array.from(v), vis, stride, d, new Float32Array(d), cap);
     expect(Array.from(out)).toEqual(Array.from(want));
   });
+
+  // the query heads of a KV head in one call (decode's path): each head's bits as that head alone
+  it.each([[32, 7, 6, 0, 0, 3], [256, 130, 129, 0, 0, 8], [64, 48, 131, 30, 50, 2]])(
+    "head_dim %i over %i cells, query at %i, window %i, soft-cap %i: %i query heads at once",
+    async (d, n, qPos, window, cap, heads) => {
+      const rand = mulberry32(d * 5 + n + qPos + heads);
+      const stride = 2 * d;
+      const b = await wasmBackend(variant);
+      const qOff = b.reserve(heads * d * 4), kOff = b.reserve(n * stride * 2), vOff = b.reserve(n * stride * 2), oOff = b.reserve(heads * d * 4);
+      const sb = b.scratchBytes(d, 1), sOff = b.reserve(sb);
+      b.commit();
+      b.setScratch(sOff, sb);
+      const q = b.f32(qOff, heads * d), k = b.u16(kOff, n * stride), v = b.u16(vOff, n * stride), out = b.f32(oOff, heads * d);
+      for (let i = 0; i < heads * d; i++) q[i] = (rand() * 2 - 1) * (i % 5 === 0 ? 1e-6 : 0.5);
+      for (let i = 0; i < n * stride; i++) {
+        k[i] = f32ToF16((rand() * 2 - 1) * 2);
+        v[i] = f32ToF16((rand() * 2 - 1) * (i % 7 === 0 ? 3e-5 : 4));
+      }
+      const vis = visibleCells(qPos, n, window);
+      b.attendHead!(out, q, k, v, vis, stride, d, cap, heads);
+      for (let h = 0; h < heads; h++) {
+        const want = new Float32Array(d);
+        attendHead(want, q.slice(h * d, (h + 1) * d), Uint16Array.from(k), Uint16Array.from(v), vis, stride, d, new Float32Array(d), cap);
+        expect(Array.from(out.subarray(h * d, (h + 1) * d)), `head ${h}`).toEqual(Array.from(want));
+      }
+    },
+  );
 });
 
 describe.each(VARIANTS)("wasm-%s tiled attention equals the TypeScript tiled attention bit for bit", (variant) => {

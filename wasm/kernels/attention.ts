@@ -1,5 +1,5 @@
 // ---- attention of one query head over the f16 KV cache: ggml's CPU flash attention, one_chunk path ----
-import { f16_to_f32, f16x4_to_f32x4, reduce32 } from "./common";
+import { f16x4_to_f32x4, fusedMadd, reduce32 } from "./common";
 
 // glibc's expf (ARM optimized-routines, evaluated in double), as src/engine/numeric.ts
 const EXP2F_TAB: StaticArray<u64> = [
@@ -135,65 +135,90 @@ function glibc_tanhf(x: f32): f32 {
 }
 
 /**
- * One query head over the cells [a0, a1) then [b0, b1) of its KV head (model/ops.ts attendHead: the order
- * llama.cpp visits a ring's cells), scores soft-capped by `cap` (0: none).
+ * `nh` query heads (q and out: nh x d f32, head after head) that share one KV head, each over the cells [a0, a1)
+ * then [b0, b1) of it (model/ops.ts attendHead for each head: the order llama.cpp visits a ring's cells), scores
+ * soft-capped by `cap` (0: none). Each head's arithmetic is attendHead's alone; the heads share each cell's K and V
+ * converted to f32 once (a KV head serves 8 query heads in Gemma-2B). `scratch`: attend_scratch_floats(nh, d) f32.
  */
-export function attend_f16(out: usize, q: usize, k: usize, v: usize, a0: i32, a1: i32, b0: i32, b1: i32, stride: i32, offset: i32, d: i32, scratch: usize, cap: f32): void {
-  const qh = scratch;
-  const acc = scratch + (<usize>d << 2);
-  for (let i = 0; i < d; i += 4) {
-    v128.store(qh + (<usize>i << 2), f16_round4(v128.load(q + (<usize>i << 2))));
-    v128.store(acc + (<usize>i << 2), f32x4.splat(0));
+export function attend_f16(out: usize, q: usize, k: usize, v: usize, a0: i32, a1: i32, b0: i32, b1: i32, stride: i32, offset: i32, d: i32, nh: i32, scratch: usize, cap: f32): void {
+  const hd = <usize>d << 2; // bytes of one head's f32 vector
+  const qh = scratch, acc = qh + <usize>nh * hd, kf = acc + <usize>nh * hd, vf = kf + hd;
+  const mS = vf + hd, sS = mS + (<usize>nh << 2); // each head's running max M and sum S
+  for (let h = 0; h < nh; h++) {
+    store<f32>(mS + (<usize>h << 2), -Infinity);
+    store<f32>(sS + (<usize>h << 2), 0);
+  }
+  for (let i: usize = 0; i < <usize>nh * hd; i += 16) {
+    v128.store(qh + i, f16_round4(v128.load(q + i)));
+    v128.store(acc + i, f32x4.splat(0));
   }
   const np = d & ~31;
-  let S: f32 = 0;
-  let M: f32 = -Infinity;
+  const fused = ASC_FEATURE_RELAXED_SIMD && fusedMadd;
   for (let r = 0; r < 2; r++) for (let p = r ? b0 : a0, end = r ? b1 : a1; p < end; p++) {
     const kb = k + (<usize>(p * stride + offset) << 1);
     const vb = v + (<usize>(p * stride + offset) << 1);
-    let a0l = f32x4.splat(0), a0h = f32x4.splat(0), a1l = f32x4.splat(0), a1h = f32x4.splat(0);
-    let a2l = f32x4.splat(0), a2h = f32x4.splat(0), a3l = f32x4.splat(0), a3h = f32x4.splat(0);
-    for (let i = 0; i < np; i += 32) {
-      const kp = kb + (<usize>i << 1);
-      const qp = qh + (<usize>i << 2);
-      const h0 = v128.load(kp), h1 = v128.load(kp + 16), h2 = v128.load(kp + 32), h3 = v128.load(kp + 48);
-      a0l = f32x4.add(a0l, f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(h0)), v128.load(qp)));
-      a0h = f32x4.add(a0h, f32x4.mul(f16x4_to_f32x4(i32x4.extend_high_i16x8_u(h0)), v128.load(qp + 16)));
-      a1l = f32x4.add(a1l, f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(h1)), v128.load(qp + 32)));
-      a1h = f32x4.add(a1h, f32x4.mul(f16x4_to_f32x4(i32x4.extend_high_i16x8_u(h1)), v128.load(qp + 48)));
-      a2l = f32x4.add(a2l, f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(h2)), v128.load(qp + 64)));
-      a2h = f32x4.add(a2h, f32x4.mul(f16x4_to_f32x4(i32x4.extend_high_i16x8_u(h2)), v128.load(qp + 80)));
-      a3l = f32x4.add(a3l, f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(h3)), v128.load(qp + 96)));
-      a3h = f32x4.add(a3h, f32x4.mul(f16x4_to_f32x4(i32x4.extend_high_i16x8_u(h3)), v128.load(qp + 112)));
-    }
-    let sd: f64 = <f64>reduce32(a0l, a0h, a1l, a1h, a2l, a2h, a3l, a3h);
-    for (let i = np; i < d; i++) sd += <f64>(f16_to_f32(<u32>load<u16>(kb + (<usize>i << 1))) * load<f32>(qh + (<usize>i << 2)));
-    const s = softcap_score(<f32>sd, cap);
-    let ms: f32 = 1;
-    let vs: f32 = 1;
-    if (s > M) {
-      ms = glibc_expf(M - s);
-      M = s;
-      const vms = f32x4.splat(ms);
-      for (let i = 0; i < d; i += 4) {
-        const ap = acc + (<usize>i << 2);
-        v128.store(ap, f16_round4(f32x4.mul(v128.load(ap), vms)));
-      }
-    } else {
-      vs = glibc_expf(s - M);
-    }
-    const vvs = f64x2.splat(<f64>vs);
     for (let i = 0; i < d; i += 4) {
-      const ap = acc + (<usize>i << 2);
-      const a = v128.load(ap);
-      const vv = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(vb + (<usize>i << 1))));
-      const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(vv), vvs), f64x2.promote_low_f32x4(a));
-      const hi = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<f32>(vv, vv, 2, 3, 0, 1)), vvs), f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 0, 1)));
-      v128.store(ap, f16_round4(v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5)));
+      v128.store(kf + (<usize>i << 2), f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(kb + (<usize>i << 1)))));
+      v128.store(vf + (<usize>i << 2), f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(vb + (<usize>i << 1)))));
     }
-    S = S * ms + vs;
+    for (let h = 0; h < nh; h++) {
+      const qp0 = qh + <usize>h * hd, ap0 = acc + <usize>h * hd;
+      // ggml_vec_dot_f16: 32 lanes (f16 products are exact in f32, so multiply-then-add is the fused multiply-add)
+      let a0l = f32x4.splat(0), a0h = f32x4.splat(0), a1l = f32x4.splat(0), a1h = f32x4.splat(0);
+      let a2l = f32x4.splat(0), a2h = f32x4.splat(0), a3l = f32x4.splat(0), a3h = f32x4.splat(0);
+      for (let i = 0; i < np; i += 32) {
+        const kp = kf + (<usize>i << 2), qp = qp0 + (<usize>i << 2);
+        a0l = f32x4.add(a0l, f32x4.mul(v128.load(kp), v128.load(qp)));
+        a0h = f32x4.add(a0h, f32x4.mul(v128.load(kp + 16), v128.load(qp + 16)));
+        a1l = f32x4.add(a1l, f32x4.mul(v128.load(kp + 32), v128.load(qp + 32)));
+        a1h = f32x4.add(a1h, f32x4.mul(v128.load(kp + 48), v128.load(qp + 48)));
+        a2l = f32x4.add(a2l, f32x4.mul(v128.load(kp + 64), v128.load(qp + 64)));
+        a2h = f32x4.add(a2h, f32x4.mul(v128.load(kp + 80), v128.load(qp + 80)));
+        a3l = f32x4.add(a3l, f32x4.mul(v128.load(kp + 96), v128.load(qp + 96)));
+        a3h = f32x4.add(a3h, f32x4.mul(v128.load(kp + 112), v128.load(qp + 112)));
+      }
+      let sd: f64 = <f64>reduce32(a0l, a0h, a1l, a1h, a2l, a2h, a3l, a3h);
+      for (let i = np; i < d; i++) sd += <f64>(load<f32>(kf + (<usize>i << 2)) * load<f32>(qp0 + (<usize>i << 2)));
+      const s = softcap_score(<f32>sd, cap);
+      const M = load<f32>(mS + (<usize>h << 2));
+      let ms: f32 = 1;
+      let vs: f32 = 1;
+      if (s > M) {
+        ms = glibc_expf(M - s);
+        store<f32>(mS + (<usize>h << 2), s);
+        const vms = f32x4.splat(ms);
+        for (let i = 0; i < d; i += 4) {
+          const ap = ap0 + (<usize>i << 2);
+          v128.store(ap, f16_round4(f32x4.mul(v128.load(ap), vms)));
+        }
+      } else {
+        vs = glibc_expf(s - M);
+      }
+      // ggml_vec_mad_f16: acc = f16(acc + v * vs), the multiply-add fused (relaxed_madd where it is, else exactly in f64)
+      if (fused) {
+        const vvs = f32x4.splat(vs);
+        for (let i = 0; i < d; i += 4) {
+          const ap = ap0 + (<usize>i << 2);
+          v128.store(ap, f16_round4(f32x4.relaxed_madd(v128.load(vf + (<usize>i << 2)), vvs, v128.load(ap))));
+        }
+      } else {
+        const vvs = f64x2.splat(<f64>vs);
+        for (let i = 0; i < d; i += 4) {
+          const ap = ap0 + (<usize>i << 2);
+          const a = v128.load(ap), vv = v128.load(vf + (<usize>i << 2));
+          const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(vv), vvs), f64x2.promote_low_f32x4(a));
+          const hi = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<f32>(vv, vv, 2, 3, 0, 1)), vvs), f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 0, 1)));
+          v128.store(ap, f16_round4(v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5)));
+        }
+      }
+      store<f32>(sS + (<usize>h << 2), load<f32>(sS + (<usize>h << 2)) * ms + vs);
+    }
   }
-  const inv: f32 = S == 0 ? 0 : <f32>1.0 / S;
-  const vinv = f32x4.splat(inv);
-  for (let i = 0; i < d; i += 4) v128.store(out + (<usize>i << 2), f32x4.mul(v128.load(acc + (<usize>i << 2)), vinv));
+  for (let h = 0; h < nh; h++) {
+    const S = load<f32>(sS + (<usize>h << 2));
+    const inv: f32 = S == 0 ? 0 : <f32>1.0 / S;
+    const vinv = f32x4.splat(inv);
+    const o = out + <usize>h * hd, ap0 = acc + <usize>h * hd;
+    for (let i = 0; i < d; i += 4) v128.store(o + (<usize>i << 2), f32x4.mul(v128.load(ap0 + (<usize>i << 2)), vinv));
+  }
 }

@@ -6,7 +6,7 @@
 //   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
 //   is row r's sum from the start (no horizontal sums), and each unpacked weight vector serves several tokens: the
 //   layout of kquant.ts's Q4_K x4.
-import { f16_to_f32, f16x4_to_f32x4, fusedMadd, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, quads_i8 } from "./common";
 
 /** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
 export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
@@ -140,7 +140,7 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
           a2 = add4(a2, dot4(hi, o + tq2 + 16));
           a3 = add4(a3, dot4(hi, o + tq3 + 16));
         }
-        const dw = f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
+        const dw = f16x4_load_to_f32x4(p);
         const od = <usize>b << 2;
         const i0 = block_isum(a0, xs + od), d0 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + od)));
         c0 = acc_lo<Acc>(i0, d0, c0); e0 = acc_hi<Acc>(i0, d0, e0);
@@ -173,7 +173,7 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
         v = v128.load(p + 56);
         lo = add4(lo, dot4(nib_lo(v), x + 12)); hi = add4(hi, dot4(nib_hi(v), x + 28));
         const isum = block_isum(add4(lo, hi), xs + (<usize>b << 2));
-        const d = f32x4.mul(f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p))), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
+        const d = f32x4.mul(f16x4_load_to_f32x4(p), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
         accLo = acc_lo<Acc>(isum, d, accLo);
         accHi = acc_hi<Acc>(isum, d, accHi);
       }

@@ -48,10 +48,11 @@ export interface Backend {
   /** Row `row` of `w` as f32 values into `out` (cols long; the embedding lookup). */
   dequantizeRow(w: Weight, row: number, out: Float32Array): void;
   /**
-   * Optional: `attendHead` of model/ops.ts (the same bits) in the backend's own kernels: the cells `vis` ([a0, a1)
-   * then [b0, b1)), scores soft-capped by `softcap` (0: none). All arrays are arena views.
+   * Optional: `attendHead` of model/ops.ts (the same bits) in the backend's own kernels, for `heads` query heads
+   * that share the KV head (q and out: heads x head_dim, head after head; each head's bits as alone): the cells
+   * `vis` ([a0, a1) then [b0, b1)), scores soft-capped by `softcap` (0: none). All arrays are arena views.
    */
-  attendHead?(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap: number): void;
+  attendHead?(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap: number, heads?: number): void;
   /**
    * Optional: `attendHeadTiled` for the `nq` rows of one head of a batch at once (row r at element r*qStride of
    * `q` and `out`, position pos0 + r) over a KV layer of `cells` rows (position p in cell p % cells), each row

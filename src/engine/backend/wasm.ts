@@ -24,7 +24,7 @@ interface KernelExports {
   repack_q4_k_x4(w: number, rows: number, cols: number, tmp: number): void;
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
-  attend_f16(out: number, q: number, k: number, v: number, a0: number, a1: number, b0: number, b1: number, stride: number, offset: number, d: number, scratch: number, cap: number): void;
+  attend_f16(out: number, q: number, k: number, v: number, a0: number, a1: number, b0: number, b1: number, stride: number, offset: number, d: number, nh: number, scratch: number, cap: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, cells: number, window: number, stride: number, offset: number, d: number, scratch: number, cap: number): void;
   matmul_k(kind: number, repacked: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
   geglu(out: number, gate: number, up: number, n: number, table: number): void;
@@ -82,7 +82,8 @@ export function wasmMemoryBytes(arenaBytes: number): number {
  * or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
  */
 export function wasmScratchBytes(cols: number, n: number, headDim = cols): number {
-  const attention = Math.max(8 * headDim, 4 * (n * headDim + 128 * headDim + 64 + 2 * n));
+  // one head tiled (attend_tiled), or up to 16 query heads of a KV head at once (attend_f16)
+  const attention = Math.max(4 * (34 * headDim + 32), 4 * (n * headDim + 128 * headDim + 64 + 2 * n));
   return Math.max(n * cols + 3 * (n * cols) / 8 + 16, n * cols * 4 + 8 * n + 256, (cols / 32) * 72, attention) + 64;
 }
 
@@ -278,10 +279,12 @@ export class WasmBackend implements Backend {
     this.k.geglu(this.ptr(out), this.ptr(gate), this.ptr(up), out.length, this.geluTable);
   }
 
-  attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap = 0): void {
-    const d = q.length;
-    if (d % 4 !== 0 || 8 * d > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and scratch for it (head_dim ${d})`);
-    this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, this.scratch, softcap);
+  attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap = 0, heads = 1): void {
+    const d = q.length / heads;
+    // attention.ts attend_f16: q rounded and the sums (heads x d each), one cell's K and V in f32, M and S per head
+    const need = 4 * (2 * heads * d + 2 * d + 2 * heads);
+    if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and ${need} bytes of scratch (${heads} heads of ${d})`);
+    this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, heads, this.scratch, softcap);
   }
 
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows = n): void {

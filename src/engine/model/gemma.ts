@@ -263,12 +263,19 @@ export class Gemma {
               for (let j = 0; j < s.n; j++) {
                 const t = s.row + j;
                 const vis = visibleCells(pos + j, cells, kind.window);
+                if (!tiled && b.attendHead && headDim % 4 === 0 && headsPerKv <= 16) {
+                  // the query heads of a KV head together (each head's bits as alone; they share its K and V reads)
+                  for (let kvh = 0; kvh < nHeads / headsPerKv; kvh++) {
+                    const h0 = t * qDim + kvh * headsPerKv * headDim, h1 = h0 + headsPerKv * headDim;
+                    b.attendHead(att.subarray(h0, h1), q.subarray(h0, h1), kc, vc, vis, kvDim, kvh * headDim, attnSoftcap, headsPerKv);
+                  }
+                  continue;
+                }
                 for (let h = 0; h < nHeads; h++) {
                   const kvh = Math.floor(h / headsPerKv);
                   const o = att.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
                   const qh = q.subarray(t * qDim + h * headDim, t * qDim + (h + 1) * headDim);
                   if (tiled) attendHeadTiled(o, qh, kc, vc, vis, filled, kvDim, kvh * headDim, this.accHead, attnSoftcap);
-                  else if (b.attendHead && headDim % 4 === 0) b.attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, attnSoftcap);
                   else attendHead(o, qh, kc, vc, vis, kvDim, kvh * headDim, this.accHead, attnSoftcap);
                 }
               }
