@@ -281,10 +281,14 @@ export class WasmBackend implements Backend {
 
   attendHead(out: Float32Array, q: Float32Array, k: Uint16Array, v: Uint16Array, vis: ArrayLike<number>, stride: number, offset: number, softcap = 0, heads = 1): void {
     const d = q.length / heads;
-    // attention.ts attend_f16: q rounded and the sums (heads x d each), one cell's K and V in f32, M and S per head
-    const need = 4 * (2 * heads * d + 2 * d + 2 * heads);
-    if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and ${need} bytes of scratch (${heads} heads of ${d})`);
-    this.k.attend_f16(this.ptr(out), this.ptr(q), this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, heads, this.scratch, softcap);
+    // attention.ts attend_f16, up to 16 heads a call (wasmScratchBytes): q rounded and the sums (heads x d each), one
+    // cell's K and V in f32, M and S per head
+    const most = Math.min(heads, 16), need = 4 * (2 * most * d + 2 * d + 2 * most);
+    if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and ${need} bytes of scratch (${most} heads of ${d})`);
+    for (let h = 0; h < heads; h += 16) {
+      const n = Math.min(16, heads - h), o = this.ptr(out) + 4 * h * d, qp = this.ptr(q) + 4 * h * d;
+      this.k.attend_f16(o, qp, this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, n, this.scratch, softcap);
+    }
   }
 
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows = n): void {

@@ -263,7 +263,7 @@ export class Gemma {
               for (let j = 0; j < s.n; j++) {
                 const t = s.row + j;
                 const vis = visibleCells(pos + j, cells, kind.window);
-                if (!tiled && b.attendHead && headDim % 4 === 0 && headsPerKv <= 16) {
+                if (!tiled && b.attendHead && headDim % 4 === 0) {
                   // the query heads of a KV head together (each head's bits as alone; they share its K and V reads)
                   for (let kvh = 0; kvh < nHeads / headsPerKv; kvh++) {
                     const h0 = t * qDim + kvh * headsPerKv * headDim, h1 = h0 + headsPerKv * headDim;
