@@ -92,6 +92,20 @@ export function disable_fused_madd(): void {
   return f32x4.mul(bits, f32x4.splat(reinterpret<f32>(<u32>(127 + 112) << 23)));
 }
 
+/**
+ * The x4 layouts' product (q4_0_x4.ts, kquant.ts: 4 bytes of each of 4 rows side by side): weight vector w (values
+ * 0..15 in the relaxed build; any i8 in the plain one) times the four activations at x broadcast to the four
+ * lanes. Relaxed build, i16 pair sums (lanes 2r, 2r+1 of row r; eight of them added stay within i16 for 4-bit
+ * weights: 8 * 2 * 15 * 128 < 2^15); plain build, i32 lane r. x4_add adds such partial sums.
+ */
+@inline export function x4_dot(w: v128, x: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), w);
+  return quads_i8(w, v128.load32_splat(x));
+}
+@inline export function x4_add(a: v128, b: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i16x8.add(a, b) : i32x4.add(a, b);
+}
+
 /** Sums of 4 consecutive products of two 16-byte i8 vectors: [q0..q3] (elements 0-3, 4-7, 8-11, 12-15). */
 @inline export function quads_i8(a: v128, b: v128): v128 {
   const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)); //  pairs of 0..7

@@ -1,5 +1,5 @@
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
-import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8, x4_add, x4_dot } from "./common";
 
 /**
  * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
@@ -174,18 +174,6 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
   return h ? v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)) : v128.and(v, i8x16.splat(0x0f));
 }
 
-/**
- * Partial sums of weight vector w (x4_nibbles_at) times the four activations at x broadcast: relaxed build, i16 pair
- * sums (lanes 2r, 2r+1 of row r; eight of them added stay within i16: 8 * 2 * 15 * 128 < 2^15); plain build, i32
- * lane r.
- */
-@inline function x4_dot(w: v128, x: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), w);
-  return quads_i8(w, v128.load32_splat(x));
-}
-@inline function x4_add(a: v128, b: v128): v128 {
-  return ASC_FEATURE_RELAXED_SIMD ? i16x8.add(a, b) : i32x4.add(a, b);
-}
 /** A sub-block's x4_dot sums times its scale (x4_scale16), i32 lane r: row r's, exact. */
 @inline function x4_scaled(a: v128, sc16: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i32x4.dot_i16x8_s(a, sc16) : i32x4.mul(a, i32x4.shr_u(sc16, 16));

@@ -6,7 +6,7 @@
 //   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
 //   is row r's sum from the start (no horizontal sums), and each unpacked weight vector serves several tokens: the
 //   layout of kquant.ts's Q4_K x4.
-import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, x4_add, x4_dot } from "./common";
 
 /** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
 export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
@@ -52,19 +52,7 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
 }
 
-/**
- * Partial sums of an unpacked weight vector times the four activations at x broadcast: relaxed build, i16 pair sums
- * (lanes 2r, 2r+1 of row r; the block's eight added stay within i16: 8 * 2 * 15 * 128 < 2^15); plain build, i32
- * lane r (signed nibbles).
- */
-@inline function dot4(w: v128, x: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), w);
-  return quads_i8(w, v128.load32_splat(x));
-}
-@inline function add4(a: v128, b: v128): v128 {
-  return ASC_FEATURE_RELAXED_SIMD ? i16x8.add(a, b) : i32x4.add(a, b);
-}
-/** The block's integer sums (i32 lane r: row r's) from dot4's partial sums a; xs: the token's block sum (relaxed: -8 * it). */
+/** The block's integer sums (i32 lane r: row r's) from x4_dot's partial sums a; xs: the token's block sum (relaxed: -8 * it). */
 @inline function block_isum(a: v128, xs: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i32x4.sub(i32x4.dot_i16x8_s(a, i16x8.splat(1)), i32x4.splat(load<i32>(xs) << 3));
   return a;
@@ -130,15 +118,15 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
         for (let j = 0; j < 4; j++) {
           const v = v128.load(p + 8 + (<usize>j << 4)), o = x + (<usize>j << 2);
           const lo = nib_lo(v);
-          a0 = add4(a0, dot4(lo, o));
-          a1 = add4(a1, dot4(lo, o + tq));
-          a2 = add4(a2, dot4(lo, o + tq2));
-          a3 = add4(a3, dot4(lo, o + tq3));
+          a0 = x4_add(a0, x4_dot(lo, o));
+          a1 = x4_add(a1, x4_dot(lo, o + tq));
+          a2 = x4_add(a2, x4_dot(lo, o + tq2));
+          a3 = x4_add(a3, x4_dot(lo, o + tq3));
           const hi = nib_hi(v);
-          a0 = add4(a0, dot4(hi, o + 16));
-          a1 = add4(a1, dot4(hi, o + tq + 16));
-          a2 = add4(a2, dot4(hi, o + tq2 + 16));
-          a3 = add4(a3, dot4(hi, o + tq3 + 16));
+          a0 = x4_add(a0, x4_dot(hi, o + 16));
+          a1 = x4_add(a1, x4_dot(hi, o + tq + 16));
+          a2 = x4_add(a2, x4_dot(hi, o + tq2 + 16));
+          a3 = x4_add(a3, x4_dot(hi, o + tq3 + 16));
         }
         const dw = f16x4_load_to_f32x4(p);
         const od = <usize>b << 2;
@@ -165,14 +153,14 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
         const x = x0 + (<usize>b << 5);
         // two independent sums (low and high nibbles), each weight vector loaded once
         let v = v128.load(p + 8);
-        let lo = dot4(nib_lo(v), x), hi = dot4(nib_hi(v), x + 16);
+        let lo = x4_dot(nib_lo(v), x), hi = x4_dot(nib_hi(v), x + 16);
         v = v128.load(p + 24);
-        lo = add4(lo, dot4(nib_lo(v), x + 4)); hi = add4(hi, dot4(nib_hi(v), x + 20));
+        lo = x4_add(lo, x4_dot(nib_lo(v), x + 4)); hi = x4_add(hi, x4_dot(nib_hi(v), x + 20));
         v = v128.load(p + 40);
-        lo = add4(lo, dot4(nib_lo(v), x + 8)); hi = add4(hi, dot4(nib_hi(v), x + 24));
+        lo = x4_add(lo, x4_dot(nib_lo(v), x + 8)); hi = x4_add(hi, x4_dot(nib_hi(v), x + 24));
         v = v128.load(p + 56);
-        lo = add4(lo, dot4(nib_lo(v), x + 12)); hi = add4(hi, dot4(nib_hi(v), x + 28));
-        const isum = block_isum(add4(lo, hi), xs + (<usize>b << 2));
+        lo = x4_add(lo, x4_dot(nib_lo(v), x + 12)); hi = x4_add(hi, x4_dot(nib_hi(v), x + 28));
+        const isum = block_isum(x4_add(lo, hi), xs + (<usize>b << 2));
         const d = f32x4.mul(f16x4_load_to_f32x4(p), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
         accLo = acc_lo<Acc>(isum, d, accLo);
         accHi = acc_hi<Acc>(isum, d, accHi);
