@@ -73,14 +73,15 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   let r0 = 0;
   if (x4) {
     // tiles of X4_TOKEN_TILE tokens (their activations stay in cache), in each the row groups, and in a group the
-    // tokens four at a time (gemm's order) or one at a time (gemv's)
+    // tokens four at a time (gemm's order) or two and one at a time (gemv's)
     for (let t0 = 0; t0 < ntok; t0 += X4_TOKEN_TILE) {
       const t1 = min(ntok, t0 + X4_TOKEN_TILE);
       for (let g = 0; g < rows; g += 4) {
         const p0 = w + <usize>g * rowBytes;
         let t = t0;
         for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
-        for (; t < t1; t++) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv(p0, nb, qs, ds, bsums, t));
+        for (; t + 1 < t1; t += 2) q4k_x4_gemv2(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
+        if (t < t1) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv(p0, nb, qs, ds, bsums, t));
       }
     }
     r0 = rows;
@@ -277,6 +278,50 @@ function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
     hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), x + 36));
   }
   return i32x4.add(x4_scaled(lo, sLo), x4_scaled(hi, sHi));
+}
+
+/**
+ * q4k_x4_gemv for tokens t and t+1 at once (each token's bits as alone: a prompt's leftovers, or decode tokens of
+ * several sequences), each weight vector loaded and unpacked once for both; results at out and out + ostride * 4.
+ */
+function q4k_x4_gemv2(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+  let accA = f32x4.splat(0), accmA = f32x4.splat(0), accB = f32x4.splat(0), accmB = f32x4.splat(0);
+  const tq = <usize>nb << 8, tb = <usize>nb << 6;
+  for (let b = 0; b < nb; b++) {
+    const p = p0 + <usize>b * 576;
+    const i = t * nb + b;
+    const xa = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const slo = x4_six_bits(p, false), shi = x4_six_bits_high(p, false);
+    let sumA = i32x4.splat(0), sumB = i32x4.splat(0);
+    for (let k = 0; k < 4; k++) {
+      let loA = i32x4.splat(0), hiA = i32x4.splat(0), loB = i32x4.splat(0), hiB = i32x4.splat(0);
+      let q = p + 64 + (<usize>k << 7), x = xa + (<usize>k << 6);
+      for (const qEnd = q + 128; q < qEnd; q += 16, x += 4) {
+        const v = v128.load(q);
+        const lo = v128.and(v, i8x16.splat(0x0f)), hi = v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f));
+        loA = x4_add(loA, x4_dot(lo, x));
+        hiA = x4_add(hiA, x4_dot(hi, x + 32));
+        loB = x4_add(loB, x4_dot(lo, x + tq));
+        hiB = x4_add(hiB, x4_dot(hi, x + tq + 32));
+      }
+      const sc = k < 2 ? slo : shi;
+      const sLo = x4_scale16(sc, (2 * k) & 3), sHi = x4_scale16(sc, ((2 * k) & 3) + 1);
+      sumA = i32x4.add(sumA, i32x4.add(x4_scaled(loA, sLo), x4_scaled(hiA, sHi)));
+      sumB = i32x4.add(sumB, i32x4.add(x4_scaled(loB, sLo), x4_scaled(hiB, sHi)));
+    }
+    const mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true);
+    const qa = q8k_pair_sums(bs), qb = q8k_pair_sums(bs + tb);
+    const summA = i32x4.add(i32x4.add(x4_mins_pair(mlo, qa, 0), x4_mins_pair(mlo, qa, 1)), i32x4.add(x4_mins_pair(mhi, qa, 2), x4_mins_pair(mhi, qa, 3)));
+    const summB = i32x4.add(i32x4.add(x4_mins_pair(mlo, qb, 0), x4_mins_pair(mlo, qb, 1)), i32x4.add(x4_mins_pair(mhi, qb, 2), x4_mins_pair(mhi, qb, 3)));
+    const d = x4_f16(p), dmin = x4_f16(p + 8);
+    const d8a = f32x4.splat(load<f32>(ds + (<usize>i << 2))), d8b = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)));
+    accA = fma4(f32x4.convert_i32x4_s(sumA), f32x4.mul(d, d8a), accA);
+    accmA = fma4(f32x4.convert_i32x4_s(summA), f32x4.mul(dmin, d8a), accmA);
+    accB = fma4(f32x4.convert_i32x4_s(sumB), f32x4.mul(d, d8b), accB);
+    accmB = fma4(f32x4.convert_i32x4_s(summB), f32x4.mul(dmin, d8b), accmB);
+  }
+  v128.store(out, f32x4.sub(accA, accmA));
+  v128.store(out + (<usize>ostride << 2), f32x4.sub(accB, accmB));
 }
 
 /**
