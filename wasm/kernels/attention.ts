@@ -45,12 +45,6 @@ export function glibc_expf(x: f32): f32 {
   return v128.or(r, sign);
 }
 
-/**
- * out (d f32) = attention of query q (d f32) over positions 0..n-1 of f16 caches k, v; position p of this KV head
- * at element p*stride + offset. q is rounded to f16; scores by ggml_vec_dot_f16 (32 lanes; f16 products are exact in
- * f32, so multiply-then-add is the fused multiply-add); online softmax with glibc's expf; the V sum accumulated in f16
- * (a fused multiply-add per element, then rounding to f16). `scratch` holds 2*d f32. d % 4 == 0.
- */
 // glibc's expm1f and tanhf (2.36, Sun's fdlibm in f32), as src/engine/numeric.ts: Gemma 2's soft-capping
 function glibc_expm1f(x: f32): f32 {
   let hx = reinterpret<i32>(x);
@@ -137,8 +131,12 @@ function glibc_tanhf(x: f32): f32 {
 /**
  * `nh` query heads (q and out: nh x d f32, head after head) that share one KV head, each over the cells [a0, a1)
  * then [b0, b1) of it (model/ops.ts attendHead for each head: the order llama.cpp visits a ring's cells), scores
- * soft-capped by `cap` (0: none). Each head's arithmetic is attendHead's alone; the heads share each cell's K and V
- * converted to f32 once (a KV head serves 8 query heads in Gemma-2B). `scratch`: attend_scratch_floats(nh, d) f32.
+ * soft-capped by `cap` (0: none); cell p of the KV head at element p*stride + offset of the f16 caches k, v. Each
+ * head's arithmetic is attendHead's alone: q rounded to f16; scores by ggml_vec_dot_f16 (32 lanes; f16 products are
+ * exact in f32, so multiply-then-add is the fused multiply-add); online softmax with glibc's expf; the V sum
+ * accumulated in f16 (a fused multiply-add per element, then rounding to f16). The heads share each cell's K and V
+ * converted to f32 once (a KV head serves 8 query heads in Gemma-2B). `scratch` holds 2*nh*d + 2*d + 2*nh f32.
+ * d % 4 == 0.
  */
 export function attend_f16(out: usize, q: usize, k: usize, v: usize, a0: i32, a1: i32, b0: i32, b1: i32, stride: i32, offset: i32, d: i32, nh: i32, scratch: usize, cap: f32): void {
   const hd = <usize>d << 2; // bytes of one head's f32 vector
