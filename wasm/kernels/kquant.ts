@@ -188,6 +188,11 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
   return i32x4.dot_i16x8_s(x4_mins16(mn, k & 1), lane32(q8s, k));
 }
 
+/** The block's mins times one token's activation sums, all four pairs (gemv's summ; exact, i32 lane r: row r's). */
+@inline function x4_mins_block(mlo: v128, mhi: v128, q8s: v128): v128 {
+  return i32x4.add(i32x4.add(x4_mins_pair(mlo, q8s, 0), x4_mins_pair(mlo, q8s, 1)), i32x4.add(x4_mins_pair(mhi, q8s, 2), x4_mins_pair(mhi, q8s, 3)));
+}
+
 /** accm = fma(f32(mins of pair k), dmin*d8, accm) for k = 0..3 in turn (gemm's order), one token. */
 @inline function x4_mins_step(mlo: v128, mhi: v128, q8s: v128, dmin: v128, accm: v128): v128 {
   accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 0)), dmin, accm);
@@ -311,8 +316,7 @@ function q4k_x4_gemv2(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
     }
     const mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true);
     const qa = q8k_pair_sums(bs), qb = q8k_pair_sums(bs + tb);
-    const summA = i32x4.add(i32x4.add(x4_mins_pair(mlo, qa, 0), x4_mins_pair(mlo, qa, 1)), i32x4.add(x4_mins_pair(mhi, qa, 2), x4_mins_pair(mhi, qa, 3)));
-    const summB = i32x4.add(i32x4.add(x4_mins_pair(mlo, qb, 0), x4_mins_pair(mlo, qb, 1)), i32x4.add(x4_mins_pair(mhi, qb, 2), x4_mins_pair(mhi, qb, 3)));
+    const summA = x4_mins_block(mlo, mhi, qa), summB = x4_mins_block(mlo, mhi, qb);
     const d = x4_f16(p), dmin = x4_f16(p + 8);
     const d8a = f32x4.splat(load<f32>(ds + (<usize>i << 2))), d8b = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)));
     accA = fma4(f32x4.convert_i32x4_s(sumA), f32x4.mul(d, d8a), accA);
@@ -341,8 +345,7 @@ function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: 
       const sc = k < 2 ? slo : shi;
       sumi = i32x4.add(sumi, x4_pair1(p + 64 + (<usize>k << 7), x + (<usize>k << 6), x4_scale16(sc, (2 * k) & 3), x4_scale16(sc, ((2 * k) & 3) + 1)));
     }
-    const mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true), q8s = q8k_pair_sums(bs);
-    const summ = i32x4.add(i32x4.add(x4_mins_pair(mlo, q8s, 0), x4_mins_pair(mlo, q8s, 1)), i32x4.add(x4_mins_pair(mhi, q8s, 2), x4_mins_pair(mhi, q8s, 3)));
+    const summ = x4_mins_block(x4_six_bits(p, true), x4_six_bits_high(p, true), q8k_pair_sums(bs));
     acc = fma4(f32x4.convert_i32x4_s(sumi), f32x4.mul(x4_f16(p), d8), acc);
     accm = fma4(f32x4.convert_i32x4_s(summ), f32x4.mul(x4_f16(p + 8), d8), accm);
   }
