@@ -45,6 +45,11 @@ export interface Backend {
    * kernels read fastest (every later access goes through `matmul` and `dequantizeRow`).
    */
   prepareWeight(w: Weight): void;
+  /**
+   * Optional: called once every weight is in place, before the first forward pass: a backend whose weights live
+   * in host memory reads one word of each page, so that the first request does not pay the first accesses.
+   */
+  weightsLoaded?(): void;
   /** Row `row` of `w` as f32 values into `out` (cols long; the embedding lookup). */
   dequantizeRow(w: Weight, row: number, out: Float32Array): void;
   /**

@@ -370,6 +370,7 @@ export async function loadPart(
     loaded += t.nbytes;
     opts.onProgress?.(loaded, total);
   }
+  backend.weightsLoaded?.();
   const m = (name: string) => weights.get(name) as Weight;
   const v = (name: string) => weights.get(name) as Float32Array;
   const layers: (LayerWeights | undefined)[] = new Array(cfg.nLayers).fill(undefined);
