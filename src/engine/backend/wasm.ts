@@ -236,7 +236,7 @@ export class WasmBackend implements Backend {
    * One read of every 4 KiB page of the arena. Pages written at load are slow on their first read on some virtual
    * machines (on this project's Firecracker VMs ~3 us a page: 0.5-1.4 s for Gemma-2B's 1.4 GB, measured as a first
    * forward pass that much slower than the second); done here, it is part of the load, not of the first request
-   * (llama.cpp's tools do the same with a warm-up decode at load). Elsewhere it costs ~0.1 s per GB.
+   * (llama.cpp's tools do the same with a warm-up decode at load). Over pages already read once it takes 33-88 ms.
    */
   weightsLoaded(): void {
     const words = new Int32Array(this.memory.buffer);
