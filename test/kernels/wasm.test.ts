@@ -174,26 +174,27 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
     expect(await rowOf(await wasmBackend(variant))).toEqual(await rowOf(new ReferenceBackend()));
   });
 
-  it("is told once that every weight is in place, after the last weight and before the first product", async () => {
+  it("warms every matrix once, after the last weight is in place and before the first product", async () => {
     const { bytes } = await testModel("tiny-gqa", "q4_0");
     const b = await wasmBackend(variant);
-    const calls: string[] = [];
+    const calls: [string, string][] = [];
     const spy = new Proxy(b, {
       get(target, prop, receiver) {
         const v = Reflect.get(target, prop, receiver);
         if (typeof v !== "function") return v;
         return (...a: unknown[]) => {
-          if (prop === "prepareWeight" || prop === "weightsLoaded" || prop === "matmul") calls.push(String(prop));
+          if (prop === "prepareWeight" || prop === "warmWeight" || prop === "matmul") calls.push([String(prop), (a[prop === "matmul" ? 1 : 0] as Weight).name]);
           return v.apply(target, a);
         };
       },
     });
     const m = await loadModel(new MemoryByteSource(bytes), spy, { contextSize: 32 });
     await m.forward([2, 10], 0);
-    const at = calls.indexOf("weightsLoaded");
-    expect(calls.filter((c) => c === "weightsLoaded")).toHaveLength(1);
-    expect(calls.lastIndexOf("prepareWeight")).toBe(at - 1);
-    expect(calls[at + 1]).toBe("matmul");
+    const names = (what: string) => calls.filter(([c]) => c === what).map(([, n]) => n);
+    expect(names("warmWeight").sort()).toEqual(names("prepareWeight").sort());
+    const first = calls.findIndex(([c]) => c === "warmWeight"), last = calls.findLastIndex(([c]) => c === "warmWeight");
+    expect(calls.findLastIndex(([c]) => c === "prepareWeight")).toBeLessThan(first);
+    expect(calls.findIndex(([c]) => c === "matmul")).toBe(last + 1);
   });
 
   it("gives the same logits as the reference on the tiny model (prefill and decode)", async () => {

@@ -46,10 +46,10 @@ export interface Backend {
    */
   prepareWeight(w: Weight): void;
   /**
-   * Optional: called once every weight is in place, before the first forward pass: a backend whose weights live
-   * in host memory reads one word of each page, so that the first request does not pay the first accesses.
+   * Optional: called for each matrix once every weight is in place, before the first forward pass: a backend whose
+   * weights live in host memory reads one word of each page, so that the first request does not pay the first reads.
    */
-  weightsLoaded?(): void;
+  warmWeight?(w: Weight): void;
   /** Row `row` of `w` as f32 values into `out` (cols long; the embedding lookup). */
   dequantizeRow(w: Weight, row: number, out: Float32Array): void;
   /**

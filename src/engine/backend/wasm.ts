@@ -109,7 +109,7 @@ export class WasmBackend implements Backend {
   private readonly k: KernelExports;
   private size = BASE;
   private committed = false;
-  /** weightsLoaded()'s result (read by nothing: it only keeps the reads). */
+  /** warmWeight()'s reads, combined (read by nothing: it only keeps the reads). */
   private touched = 0;
   private scratch = 0;
   private scratchLen = 0;
@@ -233,16 +233,17 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * One read of every 4 KiB page of the arena. Pages written at load are slow on their first read on some virtual
-   * machines (on this project's Firecracker VMs ~3 us a page: 0.5-1.4 s for Gemma-2B's 1.4 GB, measured as a first
-   * forward pass that much slower than the second); done here, it is part of the load, not of the first request
-   * (llama.cpp's tools do the same with a warm-up decode at load). Over pages already read once it takes 33-88 ms.
+   * One read of each 4 KiB page of the weight. Pages written at load are slow on their first read on some virtual
+   * machines (on this project's Firecracker VMs ~3 us a page: 0.5-1.4 s for Gemma-2B's 1.4 GB, a first forward pass
+   * that much slower than the second). Read at the end of the load, they are part of it, not of the first request;
+   * read right after each weight's own write they were still slow later (first forward 1.31 s vs 0.83). llama.cpp's
+   * tools warm up at load too, with a decode. Over pages already read once it takes ~50 ms per 1.4 GB.
    */
-  weightsLoaded(): void {
-    const words = new Int32Array(this.memory.buffer);
+  warmWeight(w: Weight): void {
+    const words = new Int32Array(this.memory.buffer, w.offset, w.nbytes >> 2);
     let sum = 0;
     for (let i = 0; i < words.length; i += 1024) sum ^= words[i]!;
-    this.touched = sum; // kept, so that the reads cannot be optimized away
+    this.touched ^= sum; // kept, so that the reads cannot be optimized away
   }
 
   dequantizeRow(w: Weight, row: number, out: Float32Array): void {

@@ -370,7 +370,13 @@ export async function loadPart(
     loaded += t.nbytes;
     opts.onProgress?.(loaded, total);
   }
-  backend.weightsLoaded?.();
+  if (backend.warmWeight) {
+    for (const w of weights.values()) {
+      if (w instanceof Float32Array) continue;
+      backend.warmWeight(w);
+      await new Promise((res) => setTimeout(res, 0));
+    }
+  }
   const m = (name: string) => weights.get(name) as Weight;
   const v = (name: string) => weights.get(name) as Float32Array;
   const layers: (LayerWeights | undefined)[] = new Array(cfg.nLayers).fill(undefined);
