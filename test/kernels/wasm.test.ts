@@ -159,7 +159,17 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
     }
   });
 
-  it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
+  it("Q8_0 with a quant of -128 (never written by ggml's quantizer) keeps the file's layout and llama.cpp's products, 1 and 3 tokens", async () => {
+    // the rows layout's sign trick would give -128 * |x| where x < 0; such a matrix stays on matmul_q8_0
+    const rows = 8, cols = 256;
+    for (const n of [1, 3]) {
+      const { wBytes, x } = randomCase(GGML_TYPE.Q8_0, rows, cols, n, 11 + n);
+      for (let r = 0; r < rows; r++) for (let b = 0; b < cols / 32; b += 3) wBytes[r * (cols / 32) * 34 + b * 34 + 2 + ((r * 7 + b) % 32)] = 0x80;
+      expect(runMatmul(await wasmBackend(variant), GGML_TYPE.Q8_0, rows, cols, n, wBytes, x, false), `${n} token(s)`).toEqual(runMatmul(new ReferenceBackend(), GGML_TYPE.Q8_0, rows, cols, n, wBytes, x, false));
+    }
+  });
+
+  it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512], [GGML_TYPE.Q8_0, 160]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
     const rows = 16;
     const { wBytes } = randomCase(type, rows, cols, 1, 7);
     const rowOf = async (b: Backend) => {

@@ -27,6 +27,15 @@ export function disable_fused_madd(): void {
 /** One f32 fused multiply-add per lane (a*b + c, rounded once): relaxed_madd where fused, else exactly in f64 then rounded. */
 @inline export function fma4(a: v128, b: v128, c: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) return f32x4.relaxed_madd(a, b, c);
+  return fma4_t<f64>(a, b, c);
+}
+
+/**
+ * fma4 with the path chosen at compile time (Acc = f32: relaxed_madd, for kernels entered only where it is fused;
+ * f64: the exact emulation). fma4 itself reads `fusedMadd` at each call: a load and a branch in the inner loop.
+ */
+@inline export function fma4_t<Acc>(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && sizeof<Acc>() == 4) return f32x4.relaxed_madd(a, b, c);
   const lo = f64x2.add(f64x2.mul(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(b)), f64x2.promote_low_f32x4(c));
   const a2 = v128.shuffle<f32>(a, a, 2, 3, 0, 1);
   const b2 = v128.shuffle<f32>(b, b, 2, 3, 0, 1);

@@ -1,5 +1,5 @@
 // ---- quantized matrices x Q8_0 activations (from quantize_q8_0) ----
-import { f16_to_f32, fma1, fma4, hsum8, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, f16x4_to_f32x4, fma1, fma4, fma4_t, fusedMadd, hsum8, quads_i8 } from "./common";
 
 /**
  * Q4_0 weights in the file's layout (18-byte blocks) x Q8_0 activations: vec_dot_q4_0_q8_0's order (8 lanes of 4
@@ -140,6 +140,143 @@ export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
         const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
         lo = fma4(d, f32x4.convert_i32x4_s(quads_q8(v128.load(p + 2), v128.load(xq + (<usize>b << 5)))), lo);
         hi = fma4(d, f32x4.convert_i32x4_s(quads_q8(v128.load(p + 18), v128.load(xq + (<usize>b << 5) + 16))), hi);
+      }
+      store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
+    }
+  }
+}
+
+// ---- Q8_0 with each row's scales gathered ("rows" layout), repacked at load time ----
+//   Per row (the same bytes as the file's nb 34-byte blocks, so the repacking is in place): the nb f16 scales,
+//   then the nb x 32 quants. Four scales load and convert in one vector operation, and each block's 32 quants are
+//   two aligned vectors. The sign trick's per-token half (|x| and x's sign, q8_sign_split) is made once per call
+//   for all rows: per 16 values a row then needs w with x's sign (two operations), one pmaddubsw and one pmaddwd.
+
+/**
+ * Repack `rows` rows of Q8_0 at `w` in place (`tmp`: one row, cols/32*34 bytes), unless a quant is -128 (which
+ * ggml's quantizer never writes; the rows kernel would give -128 * |x| for it where x < 0): then nothing is
+ * changed and 0 returned, so the weight stays on matmul_q8_0. Returns 1 once repacked, 2 if some scale is a
+ * subnormal f16 (matmul_q8_0_rows then converts scales the way that costs no microcode assist for them).
+ */
+export function repack_q8_0_rows(w: usize, rows: i32, cols: i32, tmp: usize): i32 {
+  const nb = cols >> 5;
+  const rowBytes = <usize>nb * 34;
+  const m128 = i8x16.splat(-128);
+  for (let r = 0; r < rows; r++) {
+    const row = w + <usize>r * rowBytes;
+    for (let b = 0; b < nb; b++) {
+      const p = row + <usize>b * 34 + 2;
+      if (v128.any_true(v128.or(i8x16.eq(v128.load(p), m128), i8x16.eq(v128.load(p + 16), m128)))) return 0;
+    }
+  }
+  let sub = 1;
+  for (let r = 0; r < rows; r++) {
+    const row = w + <usize>r * rowBytes;
+    memory.copy(tmp, row, rowBytes);
+    const q0 = row + (<usize>nb << 1);
+    for (let b = 0; b < nb; b++) {
+      const src = tmp + <usize>b * 34;
+      const h = load<u16>(src);
+      if ((h & 0x7c00) == 0 && (h & 0x3ff) != 0) sub = 2;
+      store<u16>(row + (<usize>b << 1), h);
+      memory.copy(q0 + (<usize>b << 5), src + 2, 32);
+    }
+  }
+  return sub;
+}
+
+/** |x| at ax and x's sign (0 or -1 per byte) at ax + n, for n Q8_0 activation bytes at qs (n a multiple of 16). */
+export function q8_sign_split(qs: usize, n: i32, ax: usize): void {
+  const nx = ax + <usize>n;
+  for (let i: usize = 0; i < <usize>n; i += 16) {
+    const x = v128.load(qs + i);
+    v128.store(ax + i, i8x16.abs(x));
+    v128.store(nx + i, i8x16.lt_s(x, i8x16.splat(0)));
+  }
+}
+
+/** Lane j of v (f32x4) in every lane. */
+@inline function lane_f32(v: v128, j: i32): v128 {
+  switch (j) {
+    case 0: return v128.shuffle<f32>(v, v, 0, 0, 0, 0);
+    case 1: return v128.shuffle<f32>(v, v, 1, 1, 1, 1);
+    case 2: return v128.shuffle<f32>(v, v, 2, 2, 2, 2);
+    default: return v128.shuffle<f32>(v, v, 3, 3, 3, 3);
+  }
+}
+
+/**
+ * quads_i8 of a weight vector w and activations x (|x| at a, x's sign at s): relaxed build, (w with x's sign) .
+ * |x| paired in i16 by one pmaddubsw (<= 2 * 127 * 127: no saturation) and paired again by pmaddwd; the same
+ * integers as quads_q8. Plain build: quads_i8 of w and x itself.
+ */
+@inline function quads_q8_split(w: v128, x: usize, a: usize, s: usize, ones: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const sgn = v128.load(s);
+    const ws = i8x16.sub(v128.xor(w, sgn), sgn);
+    return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(ws, v128.load(a)), ones);
+  }
+  return quads_i8(w, v128.load(x));
+}
+
+/** One block (quants at q, activations at offset o of x / ax / nx) into lo and hi: matmul_q8_0's step. */
+@inline function q8_rows_block<Acc>(q: usize, x: usize, ax: usize, nx: usize, d: v128, lo: v128, hi: v128, high: bool, ones: v128): v128 {
+  if (!high) return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8_split(v128.load(q), x, ax, nx, ones)), lo);
+  return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8_split(v128.load(q + 16), x + 16, ax + 16, nx + 16, ones)), hi);
+}
+
+/**
+ * Q8_0 weights in the rows layout (repack_q8_0_rows) x Q8_0 activations (qs, ds; ax: q8_sign_split of qs, 2 x
+ * ntok x cols bytes): matmul_q8_0's order and bits (8 lanes of 4 products, one fused multiply-add per block and
+ * lane, then hsum8). Rows outer, tokens inner.
+ */
+export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32, subnormal: i32): void {
+  const fused = ASC_FEATURE_RELAXED_SIMD && fusedMadd;
+  if (fused && !subnormal) q8_0_rows<f32, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  else if (fused) q8_0_rows<f32, u16>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  else if (!subnormal) q8_0_rows<f64, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  else q8_0_rows<f64, u16>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+}
+
+function q8_0_rows<Acc, Conv>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): void {
+  const nb = cols >> 5;
+  const nx = ax + <usize>(ntok * cols);
+  const nb4 = nb & ~3;
+  const ones = i16x8.splat(1);
+  for (let r = 0; r < rows; r++) {
+    const sc = w + <usize>r * <usize>(nb * 34);
+    const q0 = sc + (<usize>nb << 1);
+    for (let t = 0; t < ntok; t++) {
+      const tx = <usize>(t * cols);
+      const xq = qs + tx, xa = ax + tx, xn = nx + tx;
+      const xd = ds + (<usize>(t * nb) << 2);
+      let lo = f32x4.splat(0);
+      let hi = f32x4.splat(0);
+      let b = 0;
+      for (; b < nb4; b += 4) {
+        // four blocks' scales: Conv = u8, the three-operation conversion (the matrix has no subnormal scale); u16,
+        // the one exact at every speed
+        const dw = sizeof<Conv>() == 1 ? f16x4_load_to_f32x4(sc + (<usize>b << 1)) : f16x4_to_f32x4(v128.load16x4_u(sc + (<usize>b << 1)));
+        const d4 = f32x4.mul(dw, v128.load(xd + (<usize>b << 2)));
+        const o = <usize>b << 5;
+        let d = lane_f32(d4, 0);
+        lo = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, true, ones);
+        d = lane_f32(d4, 1);
+        lo = q8_rows_block<Acc>(q0 + o + 32, xq + o + 32, xa + o + 32, xn + o + 32, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc>(q0 + o + 32, xq + o + 32, xa + o + 32, xn + o + 32, d, lo, hi, true, ones);
+        d = lane_f32(d4, 2);
+        lo = q8_rows_block<Acc>(q0 + o + 64, xq + o + 64, xa + o + 64, xn + o + 64, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc>(q0 + o + 64, xq + o + 64, xa + o + 64, xn + o + 64, d, lo, hi, true, ones);
+        d = lane_f32(d4, 3);
+        lo = q8_rows_block<Acc>(q0 + o + 96, xq + o + 96, xa + o + 96, xn + o + 96, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc>(q0 + o + 96, xq + o + 96, xa + o + 96, xn + o + 96, d, lo, hi, true, ones);
+      }
+      for (; b < nb; b++) {
+        const d = f32x4.splat(f16_to_f32(load<u16>(sc + (<usize>b << 1))) * load<f32>(xd + (<usize>b << 2)));
+        const o = <usize>b << 5;
+        lo = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, true, ones);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }

@@ -17,6 +17,9 @@ interface KernelExports {
   round_bf16(x: number, n: number): void;
   matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
   matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
+  repack_q8_0_rows(w: number, rows: number, cols: number, tmp: number): number;
+  q8_sign_split(qs: number, n: number, ax: number): void;
+  matmul_q8_0_rows(w: number, rows: number, cols: number, qs: number, ds: number, ax: number, ntok: number, out: number, ostride: number, subnormal: number): void;
   matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
@@ -76,7 +79,8 @@ export function wasmMemoryBytes(arenaBytes: number): number {
 
 /**
  * Scratch for `n` rows of `cols` activations and attention over `headDim` values per head:
- * Q8_0 activations: qs (cols bytes) + scale, sum and Q8_1's d * sum (4 bytes each) per block, per token;
+ * Q8_0 activations: qs (cols bytes) + scale, sum and Q8_1's d * sum (4 bytes each) per block, per token, and for
+ * Q8_0 weights in the rows layout |x| and x's sign (2 x cols bytes);
  * or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
  * or the query and accumulator of an attention head (8 x head_dim);
  * or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
@@ -84,7 +88,7 @@ export function wasmMemoryBytes(arenaBytes: number): number {
 export function wasmScratchBytes(cols: number, n: number, headDim = cols): number {
   // one head tiled (attend_tiled), or up to 16 query heads of a KV head at once (attend_f16)
   const attention = Math.max(4 * (34 * headDim + 32), 4 * (n * headDim + 128 * headDim + 64 + 2 * n));
-  return Math.max(n * cols + 3 * (n * cols) / 8 + 16, n * cols * 4 + 8 * n + 256, (cols / 32) * 72, attention) + 64;
+  return Math.max(3 * n * cols + 3 * (n * cols) / 8 + 32, n * cols * 4 + 8 * n + 256, (cols / 32) * 72, attention) + 64;
 }
 
 /** Relaxed SIMD support: validate a tiny module that uses i16x8.relaxed_dot_i8x16_i7x16_s. */
@@ -115,6 +119,8 @@ export class WasmBackend implements Backend {
   private scratchLen = 0;
   /** Offsets of Q4_0 and Q4_K weights stored in their x4 layouts (repacked in prepareWeight). */
   private readonly x4 = new Set<number>();
+  /** Q8_0 weights stored in the rows layout (quant.ts repack_q8_0_rows: each row's scales first), by offset: whether some scale is subnormal. */
+  private readonly q8rows = new Map<number, boolean>();
 
   private threads: KernelThreads | undefined;
   /** The memory's maximum, in pages (the budget, or 4 GiB). */
@@ -230,6 +236,12 @@ export class WasmBackend implements Backend {
       this.k.repack_q4_k_x4(w.offset, w.rows, w.cols, this.scratch);
       this.x4.add(w.offset);
     }
+    // Q8_0, every matrix (vec_dot and tinyBLAS sum alike): each row's scales gathered, four converted at once
+    if (w.type === GGML_TYPE.Q8_0) {
+      if ((w.cols / 32) * 34 > this.scratchLen) throw new Error(`${w.name}: scratch too small to repack`);
+      const r = this.k.repack_q8_0_rows(w.offset, w.rows, w.cols, this.scratch);
+      if (r) this.q8rows.set(w.offset, r === 2);
+    }
   }
 
   /**
@@ -266,6 +278,16 @@ export class WasmBackend implements Backend {
       return;
     }
     const rowBytes = w.nbytes / w.rows;
+    if (this.q8rows.has(w.offset)) {
+      // Q8_0 rows layout: the row's 34-byte blocks rebuilt from its scales and quants
+      const nb = w.cols / 32, src = this.bytes(w.offset + row * rowBytes, rowBytes), blocks = new Uint8Array(rowBytes);
+      for (let b = 0; b < nb; b++) {
+        blocks.set(src.subarray(2 * b, 2 * b + 2), 34 * b);
+        blocks.set(src.subarray(2 * nb + 32 * b, 2 * nb + 32 * b + 32), 34 * b + 2);
+      }
+      dequantizeRow(w.type, blocks, 0, w.cols, out);
+      return;
+    }
     dequantizeRow(w.type, this.bytes(w.offset, w.nbytes), row * rowBytes, w.cols, out);
   }
   setScratch(offset: number, bytes: number): void {
@@ -331,6 +353,12 @@ export class WasmBackend implements Backend {
         else if (w.type === GGML_TYPE.Q5_0) this.split("matmul_q5_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         else if (this.x4.has(w.offset)) this.split("matmul_q4_0_x4", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, sums, n, o, rows]);
         else if (w.type === GGML_TYPE.Q4_0) this.split("matmul_q4_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
+        else if (this.q8rows.has(w.offset)) {
+          const ax = alignUp(ss + nb * 4, 16);
+          k.q8_sign_split(qs, n * cols, ax);
+          const subnormal = this.q8rows.get(w.offset) ? 1 : 0;
+          this.split("matmul_q8_0_rows", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, ax, n, o, rows, subnormal]);
+        }
         else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         return;
       }
