@@ -159,7 +159,7 @@ const llamaRows: string[] = [];
 if (!skipLlama) {
   const { getLlama } = await import("node-llama-cpp");
   const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
-  const lm = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
+  const lm = await llama.loadModel({ modelPath: model, gpuLayers: 0, useMmap: false }); // as src/tools/bench.ts: weights in the process's memory
   for (const n of clientsList) {
     const ctx = await lm.createContext({ contextSize: n * (promptLen + gen + 32), sequences: n, threads: 1 });
     const ids = await Promise.all(prompts.slice(0, n).map((p) => lm.tokenize(p, false)));

@@ -99,7 +99,11 @@ export async function measureLlamaCpp(o: BenchOptions): Promise<RunFigures> {
   }
   const llama = await mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
   const t0 = performance.now();
-  const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0 });
+  // useMmap false (llama.cpp's --no-mmap): the weights in the process's own memory, as ours are. Mapped, the
+  // tensors llama.cpp does not repack (Q8_0, Q6_K) stay page cache, which memory-reclaiming VMs page out between
+  // tokens: on this project's machines (a DAMON "pageout" scheme) its Q4_K_M and Q8_0 decode fell to 1.5-3 tok/s in
+  // some runs of three, from 8-12 in the others.
+  const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0, useMmap: false });
   // flash attention on, as llama.cpp's own default (node-llama-cpp would turn it off for Gemma 2 files by itself)
   const context = await model.createContext({ contextSize: benchContext(o), threads: o.threads, sequences: 2, flashAttention: true });
   const load = (performance.now() - t0) / 1000;
