@@ -6,7 +6,7 @@
 //   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
 //   is row r's sum from the start (no horizontal sums), and each unpacked weight vector serves several tokens: the
 //   layout of kquant.ts's Q4_K x4.
-import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, x4_add, x4_dot } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, quads_i8, x4_add } from "./common";
 
 /** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
 export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
@@ -52,10 +52,24 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
 }
 
-/** The block's integer sums (i32 lane r: row r's) from x4_dot's partial sums a; xs: the token's block sum (relaxed: -8 * it). */
+/**
+ * The block's integer sums (i32 lane r: row r's) from the partial sums a; xs: the token's block sum (relaxed: minus
+ * 8 times it, for the -8 left out of the nibbles). extadd_pairwise is x64's pmaddwd with a constant from memory: a
+ * `dot_i16x8_s` by splat(1) made V8 rebuild the constant in a register every block.
+ */
 @inline function block_isum(a: v128, xs: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.sub(i32x4.dot_i16x8_s(a, i16x8.splat(1)), i32x4.splat(load<i32>(xs) << 3));
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.sub(i32x4.extadd_pairwise_i16x8_s(a), i32x4.shl(v128.load32_splat(xs), 3));
   return a;
+}
+
+/** common.ts x4_dot with the four activations already broadcast (xv: a load32_splat at an immediate offset). */
+@inline function xdot(w: v128, xv: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xv, w);
+  return quads_i8(w, xv);
+}
+/** a + the products of one weight vector's low nibbles by xlo and its high nibbles by xhi. */
+@inline function xdot2(a: v128, lo: v128, hi: v128, xlo: v128, xhi: v128): v128 {
+  return x4_add(x4_add(a, xdot(lo, xlo)), xdot(hi, xhi));
 }
 
 /** acc (two f64x2 holding f32 values) = isum * d + acc, rounded to f32 once per lane. */
@@ -97,46 +111,50 @@ const TOKEN_TILE = 16;
 function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const groupBytes = <usize>nb * 72;
-  const tq = <usize>cols, tq2 = tq << 1, tq3 = tq * 3, td = <usize>nb << 2;
+  const tq = <usize>cols, td = <usize>nb << 2;
   const os = <usize>ostride << 2;
-  // tiles of TOKEN_TILE tokens (their activations stay in cache), in each: row groups outside, tokens inside (four
-  // at a time, sharing each unpacked weight vector): a group's weights are read from memory once per tile
   for (let t0 = 0; t0 < ntok; t0 += TOKEN_TILE) {
   const t1 = min(ntok, t0 + TOKEN_TILE);
   for (let g = 0; g < rows; g += 4) {
     const p0 = w + <usize>(g >> 2) * groupBytes;
     let t = t0;
     for (; t + 3 < t1; t += 4) {
-      const x0 = qs + <usize>(t * cols), xd = ds + (<usize>(t * nb) << 2), xs = sums + (<usize>(t * nb) << 2);
+      let y0 = qs + <usize>(t * cols);
+      let y1 = y0 + tq, y2 = y1 + tq, y3 = y2 + tq;
+      let dp = ds + (<usize>(t * nb) << 2), sp = sums + (<usize>(t * nb) << 2);
       let c0 = acc_zero<Acc>(), c1 = acc_zero<Acc>(), c2 = acc_zero<Acc>(), c3 = acc_zero<Acc>();
       let e0 = acc_zero<Acc>(), e1 = acc_zero<Acc>(), e2 = acc_zero<Acc>(), e3 = acc_zero<Acc>();
       let p = p0;
-      for (let b = 0; b < nb; b++, p += 72) {
-        const x = x0 + (<usize>b << 5);
-        let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-        // the block's four weight vectors in turn, each unpacked once for the four tokens
-        for (let j = 0; j < 4; j++) {
-          const v = v128.load(p + 8 + (<usize>j << 4)), o = x + (<usize>j << 2);
-          const lo = nib_lo(v);
-          a0 = x4_add(a0, x4_dot(lo, o));
-          a1 = x4_add(a1, x4_dot(lo, o + tq));
-          a2 = x4_add(a2, x4_dot(lo, o + tq2));
-          a3 = x4_add(a3, x4_dot(lo, o + tq3));
-          const hi = nib_hi(v);
-          a0 = x4_add(a0, x4_dot(hi, o + 16));
-          a1 = x4_add(a1, x4_dot(hi, o + tq + 16));
-          a2 = x4_add(a2, x4_dot(hi, o + tq2 + 16));
-          a3 = x4_add(a3, x4_dot(hi, o + tq3 + 16));
-        }
+      for (let b = 0; b < nb; b++, p += 72, y0 += 32, y1 += 32, y2 += 32, y3 += 32, dp += 4, sp += 4) {
+        let v = v128.load(p, 8);
+        let lo = nib_lo(v), hi = nib_hi(v);
+        let a0 = xdot(hi, v128.load32_splat(y0, 16)), a1 = xdot(hi, v128.load32_splat(y1, 16));
+        let a2 = xdot(hi, v128.load32_splat(y2, 16)), a3 = xdot(hi, v128.load32_splat(y3, 16));
+        a0 = x4_add(a0, xdot(lo, v128.load32_splat(y0))); a1 = x4_add(a1, xdot(lo, v128.load32_splat(y1)));
+        a2 = x4_add(a2, xdot(lo, v128.load32_splat(y2))); a3 = x4_add(a3, xdot(lo, v128.load32_splat(y3)));
+        v = v128.load(p, 24); lo = nib_lo(v); hi = nib_hi(v);
+        a0 = xdot2(a0, lo, hi, v128.load32_splat(y0, 4), v128.load32_splat(y0, 20));
+        a1 = xdot2(a1, lo, hi, v128.load32_splat(y1, 4), v128.load32_splat(y1, 20));
+        a2 = xdot2(a2, lo, hi, v128.load32_splat(y2, 4), v128.load32_splat(y2, 20));
+        a3 = xdot2(a3, lo, hi, v128.load32_splat(y3, 4), v128.load32_splat(y3, 20));
+        v = v128.load(p, 40); lo = nib_lo(v); hi = nib_hi(v);
+        a0 = xdot2(a0, lo, hi, v128.load32_splat(y0, 8), v128.load32_splat(y0, 24));
+        a1 = xdot2(a1, lo, hi, v128.load32_splat(y1, 8), v128.load32_splat(y1, 24));
+        a2 = xdot2(a2, lo, hi, v128.load32_splat(y2, 8), v128.load32_splat(y2, 24));
+        a3 = xdot2(a3, lo, hi, v128.load32_splat(y3, 8), v128.load32_splat(y3, 24));
+        v = v128.load(p, 56); lo = nib_lo(v); hi = nib_hi(v);
+        a0 = xdot2(a0, lo, hi, v128.load32_splat(y0, 12), v128.load32_splat(y0, 28));
+        a1 = xdot2(a1, lo, hi, v128.load32_splat(y1, 12), v128.load32_splat(y1, 28));
+        a2 = xdot2(a2, lo, hi, v128.load32_splat(y2, 12), v128.load32_splat(y2, 28));
+        a3 = xdot2(a3, lo, hi, v128.load32_splat(y3, 12), v128.load32_splat(y3, 28));
         const dw = f16x4_load_to_f32x4(p);
-        const od = <usize>b << 2;
-        const i0 = block_isum(a0, xs + od), d0 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + od)));
+        const i0 = block_isum(a0, sp), d0 = f32x4.mul(dw, v128.load32_splat(dp));
         c0 = acc_lo<Acc>(i0, d0, c0); e0 = acc_hi<Acc>(i0, d0, e0);
-        const i1 = block_isum(a1, xs + td + od), d1 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + td + od)));
+        const i1 = block_isum(a1, sp + td), d1 = f32x4.mul(dw, v128.load32_splat(dp + td));
         c1 = acc_lo<Acc>(i1, d1, c1); e1 = acc_hi<Acc>(i1, d1, e1);
-        const i2 = block_isum(a2, xs + 2 * td + od), d2 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + 2 * td + od)));
+        const i2 = block_isum(a2, sp + 2 * td), d2 = f32x4.mul(dw, v128.load32_splat(dp + 2 * td));
         c2 = acc_lo<Acc>(i2, d2, c2); e2 = acc_hi<Acc>(i2, d2, e2);
-        const i3 = block_isum(a3, xs + 3 * td + od), d3 = f32x4.mul(dw, f32x4.splat(load<f32>(xd + 3 * td + od)));
+        const i3 = block_isum(a3, sp + 3 * td), d3 = f32x4.mul(dw, v128.load32_splat(dp + 3 * td));
         c3 = acc_lo<Acc>(i3, d3, c3); e3 = acc_hi<Acc>(i3, d3, e3);
       }
       const o = out + (<usize>(t * ostride + g) << 2);
@@ -146,22 +164,21 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
       v128.store(o + 3 * os, acc_f32<Acc>(c3, e3));
     }
     for (; t < t1; t++) {
-      const x0 = qs + <usize>(t * cols), xd = ds + (<usize>(t * nb) << 2), xs = sums + (<usize>(t * nb) << 2);
+      let y = qs + <usize>(t * cols), dp = ds + (<usize>(t * nb) << 2), sp = sums + (<usize>(t * nb) << 2);
       let accLo = acc_zero<Acc>(), accHi = acc_zero<Acc>();
       let p = p0;
-      for (let b = 0; b < nb; b++, p += 72) {
-        const x = x0 + (<usize>b << 5);
+      for (let b = 0; b < nb; b++, p += 72, y += 32, dp += 4, sp += 4) {
         // two independent sums (low and high nibbles), each weight vector loaded once
-        let v = v128.load(p + 8);
-        let lo = x4_dot(nib_lo(v), x), hi = x4_dot(nib_hi(v), x + 16);
-        v = v128.load(p + 24);
-        lo = x4_add(lo, x4_dot(nib_lo(v), x + 4)); hi = x4_add(hi, x4_dot(nib_hi(v), x + 20));
-        v = v128.load(p + 40);
-        lo = x4_add(lo, x4_dot(nib_lo(v), x + 8)); hi = x4_add(hi, x4_dot(nib_hi(v), x + 24));
-        v = v128.load(p + 56);
-        lo = x4_add(lo, x4_dot(nib_lo(v), x + 12)); hi = x4_add(hi, x4_dot(nib_hi(v), x + 28));
-        const isum = block_isum(x4_add(lo, hi), xs + (<usize>b << 2));
-        const d = f32x4.mul(f16x4_load_to_f32x4(p), f32x4.splat(load<f32>(xd + (<usize>b << 2))));
+        let v = v128.load(p, 8);
+        let lo = xdot(nib_lo(v), v128.load32_splat(y)), hi = xdot(nib_hi(v), v128.load32_splat(y, 16));
+        v = v128.load(p, 24);
+        lo = x4_add(lo, xdot(nib_lo(v), v128.load32_splat(y, 4))); hi = x4_add(hi, xdot(nib_hi(v), v128.load32_splat(y, 20)));
+        v = v128.load(p, 40);
+        lo = x4_add(lo, xdot(nib_lo(v), v128.load32_splat(y, 8))); hi = x4_add(hi, xdot(nib_hi(v), v128.load32_splat(y, 24)));
+        v = v128.load(p, 56);
+        lo = x4_add(lo, xdot(nib_lo(v), v128.load32_splat(y, 12))); hi = x4_add(hi, xdot(nib_hi(v), v128.load32_splat(y, 28)));
+        const isum = block_isum(x4_add(lo, hi), sp);
+        const d = f32x4.mul(f16x4_load_to_f32x4(p), v128.load32_splat(dp));
         accLo = acc_lo<Acc>(isum, d, accLo);
         accHi = acc_hi<Acc>(isum, d, accHi);
       }
@@ -170,3 +187,4 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
   }
   }
 }
+
