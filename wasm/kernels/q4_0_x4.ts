@@ -168,15 +168,17 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
       let accLo = acc_zero<Acc>(), accHi = acc_zero<Acc>();
       let p = p0;
       for (let b = 0; b < nb; b++, p += 72, y += 32, dp += 4, sp += 4) {
-        // two independent sums (low and high nibbles), each weight vector loaded once
+        // two independent sums (low and high nibbles), each weight vector loaded once; the activations by two
+        // loads and a shuffle each (eight broadcasts at eight offsets: V8 keeps eight base registers)
+        const xl = v128.load(y), xh = v128.load(y, 16);
         let v = v128.load(p, 8);
-        let lo = xdot(nib_lo(v), v128.load32_splat(y)), hi = xdot(nib_hi(v), v128.load32_splat(y, 16));
+        let lo = xdot(nib_lo(v), i32x4.shuffle(xl, xl, 0, 0, 0, 0)), hi = xdot(nib_hi(v), i32x4.shuffle(xh, xh, 0, 0, 0, 0));
         v = v128.load(p, 24);
-        lo = x4_add(lo, xdot(nib_lo(v), v128.load32_splat(y, 4))); hi = x4_add(hi, xdot(nib_hi(v), v128.load32_splat(y, 20)));
+        lo = x4_add(lo, xdot(nib_lo(v), i32x4.shuffle(xl, xl, 1, 1, 1, 1))); hi = x4_add(hi, xdot(nib_hi(v), i32x4.shuffle(xh, xh, 1, 1, 1, 1)));
         v = v128.load(p, 40);
-        lo = x4_add(lo, xdot(nib_lo(v), v128.load32_splat(y, 8))); hi = x4_add(hi, xdot(nib_hi(v), v128.load32_splat(y, 24)));
+        lo = x4_add(lo, xdot(nib_lo(v), i32x4.shuffle(xl, xl, 2, 2, 2, 2))); hi = x4_add(hi, xdot(nib_hi(v), i32x4.shuffle(xh, xh, 2, 2, 2, 2)));
         v = v128.load(p, 56);
-        lo = x4_add(lo, xdot(nib_lo(v), v128.load32_splat(y, 12))); hi = x4_add(hi, xdot(nib_hi(v), v128.load32_splat(y, 28)));
+        lo = x4_add(lo, xdot(nib_lo(v), i32x4.shuffle(xl, xl, 3, 3, 3, 3))); hi = x4_add(hi, xdot(nib_hi(v), i32x4.shuffle(xh, xh, 3, 3, 3, 3)));
         const isum = block_isum(x4_add(lo, hi), sp);
         const d = f32x4.mul(f16x4_load_to_f32x4(p), v128.load32_splat(dp));
         accLo = acc_lo<Acc>(isum, d, accLo);
