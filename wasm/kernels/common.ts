@@ -108,8 +108,16 @@ export function disable_fused_madd(): void {
  * weights: 8 * 2 * 15 * 128 < 2^15); plain build, i32 lane r. x4_add adds such partial sums.
  */
 @inline export function x4_dot(w: v128, x: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), w);
-  return quads_i8(w, v128.load32_splat(x));
+  return x4_dotv(w, v128.load32_splat(x));
+}
+/** x4_dot with the four activations already in every lane (xv: a load32_splat at an immediate offset, or a shuffle). */
+@inline export function x4_dotv(w: v128, xv: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xv, w);
+  return quads_i8(w, xv);
+}
+/** Lane j (0..3) of v in all four lanes: one `pshufd`. */
+@inline export function lane4(v: v128, j: i32): v128 {
+  return j == 0 ? i32x4.shuffle(v, v, 0, 0, 0, 0) : j == 1 ? i32x4.shuffle(v, v, 1, 1, 1, 1) : j == 2 ? i32x4.shuffle(v, v, 2, 2, 2, 2) : i32x4.shuffle(v, v, 3, 3, 3, 3);
 }
 @inline export function x4_add(a: v128, b: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i16x8.add(a, b) : i32x4.add(a, b);

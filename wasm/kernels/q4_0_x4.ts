@@ -6,7 +6,7 @@
 //   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
 //   is row r's sum from the start (no horizontal sums), and each unpacked weight vector serves several tokens: the
 //   layout of kquant.ts's Q4_K x4.
-import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, quads_i8, x4_add } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, lane4, x4_add, x4_dotv } from "./common";
 
 /** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
 export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
@@ -62,14 +62,9 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
   return a;
 }
 
-/** common.ts x4_dot with the four activations already broadcast (xv: a load32_splat at an immediate offset). */
-@inline function xdot(w: v128, xv: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xv, w);
-  return quads_i8(w, xv);
-}
 /** a + the products of one weight vector's low nibbles by xlo and its high nibbles by xhi. */
 @inline function xdot2(a: v128, lo: v128, hi: v128, xlo: v128, xhi: v128): v128 {
-  return x4_add(x4_add(a, xdot(lo, xlo)), xdot(hi, xhi));
+  return x4_add(x4_add(a, x4_dotv(lo, xlo)), x4_dotv(hi, xhi));
 }
 
 /** acc (two f64x2 holding f32 values) = isum * d + acc, rounded to f32 once per lane. */
@@ -128,10 +123,10 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
       for (let b = 0; b < nb; b++, p += 72, y0 += 32, y1 += 32, y2 += 32, y3 += 32, dp += 4, sp += 4) {
         let v = v128.load(p, 8);
         let lo = nib_lo(v), hi = nib_hi(v);
-        let a0 = xdot(hi, v128.load32_splat(y0, 16)), a1 = xdot(hi, v128.load32_splat(y1, 16));
-        let a2 = xdot(hi, v128.load32_splat(y2, 16)), a3 = xdot(hi, v128.load32_splat(y3, 16));
-        a0 = x4_add(a0, xdot(lo, v128.load32_splat(y0))); a1 = x4_add(a1, xdot(lo, v128.load32_splat(y1)));
-        a2 = x4_add(a2, xdot(lo, v128.load32_splat(y2))); a3 = x4_add(a3, xdot(lo, v128.load32_splat(y3)));
+        let a0 = x4_dotv(hi, v128.load32_splat(y0, 16)), a1 = x4_dotv(hi, v128.load32_splat(y1, 16));
+        let a2 = x4_dotv(hi, v128.load32_splat(y2, 16)), a3 = x4_dotv(hi, v128.load32_splat(y3, 16));
+        a0 = x4_add(a0, x4_dotv(lo, v128.load32_splat(y0))); a1 = x4_add(a1, x4_dotv(lo, v128.load32_splat(y1)));
+        a2 = x4_add(a2, x4_dotv(lo, v128.load32_splat(y2))); a3 = x4_add(a3, x4_dotv(lo, v128.load32_splat(y3)));
         v = v128.load(p, 24); lo = nib_lo(v); hi = nib_hi(v);
         a0 = xdot2(a0, lo, hi, v128.load32_splat(y0, 4), v128.load32_splat(y0, 20));
         a1 = xdot2(a1, lo, hi, v128.load32_splat(y1, 4), v128.load32_splat(y1, 20));
@@ -172,13 +167,13 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
         // loads and a shuffle each (eight broadcasts at eight offsets: V8 keeps eight base registers)
         const xl = v128.load(y), xh = v128.load(y, 16);
         let v = v128.load(p, 8);
-        let lo = xdot(nib_lo(v), i32x4.shuffle(xl, xl, 0, 0, 0, 0)), hi = xdot(nib_hi(v), i32x4.shuffle(xh, xh, 0, 0, 0, 0));
+        let lo = x4_dotv(nib_lo(v), lane4(xl, 0)), hi = x4_dotv(nib_hi(v), lane4(xh, 0));
         v = v128.load(p, 24);
-        lo = x4_add(lo, xdot(nib_lo(v), i32x4.shuffle(xl, xl, 1, 1, 1, 1))); hi = x4_add(hi, xdot(nib_hi(v), i32x4.shuffle(xh, xh, 1, 1, 1, 1)));
+        lo = x4_add(lo, x4_dotv(nib_lo(v), lane4(xl, 1))); hi = x4_add(hi, x4_dotv(nib_hi(v), lane4(xh, 1)));
         v = v128.load(p, 40);
-        lo = x4_add(lo, xdot(nib_lo(v), i32x4.shuffle(xl, xl, 2, 2, 2, 2))); hi = x4_add(hi, xdot(nib_hi(v), i32x4.shuffle(xh, xh, 2, 2, 2, 2)));
+        lo = x4_add(lo, x4_dotv(nib_lo(v), lane4(xl, 2))); hi = x4_add(hi, x4_dotv(nib_hi(v), lane4(xh, 2)));
         v = v128.load(p, 56);
-        lo = x4_add(lo, xdot(nib_lo(v), i32x4.shuffle(xl, xl, 3, 3, 3, 3))); hi = x4_add(hi, xdot(nib_hi(v), i32x4.shuffle(xh, xh, 3, 3, 3, 3)));
+        lo = x4_add(lo, x4_dotv(nib_lo(v), lane4(xl, 3))); hi = x4_add(hi, x4_dotv(nib_hi(v), lane4(xh, 3)));
         const isum = block_isum(x4_add(lo, hi), sp);
         const d = f32x4.mul(f16x4_load_to_f32x4(p), v128.load32_splat(dp));
         accLo = acc_lo<Acc>(isum, d, accLo);
