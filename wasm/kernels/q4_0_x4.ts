@@ -53,9 +53,9 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
 }
 
 /**
- * The block's integer sums (i32 lane r: row r's) from the partial sums a; xs: the token's block sum (relaxed: minus
- * 8 times it, for the -8 left out of the nibbles). extadd_pairwise is x64's pmaddwd with a constant from memory: a
- * `dot_i16x8_s` by splat(1) made V8 rebuild the constant in a register every block.
+ * The block's integer sums (i32 lane r: row r's) from the partial sums a; xs: the token's block sum (relaxed: the
+ * nibbles were left 0..15, so 8 times it comes off). extadd_pairwise is x64's pmaddwd with a constant from memory:
+ * a `dot_i16x8_s` by splat(1) made V8 rebuild the constant in a register every block.
  */
 @inline function block_isum(a: v128, xs: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i32x4.sub(i32x4.extadd_pairwise_i16x8_s(a), i32x4.shl(v128.load32_splat(xs), 3));
@@ -108,6 +108,10 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
   const groupBytes = <usize>nb * 72;
   const tq = <usize>cols, td = <usize>nb << 2;
   const os = <usize>ostride << 2;
+  // tiles of TOKEN_TILE tokens (their activations stay in cache), in each: row groups outside, tokens inside (four
+  // at a time, sharing each unpacked weight vector): a group's weights are read from memory once per tile. Every
+  // activation load has its offset as an immediate (one pointer per token): V8 computed an address per load
+  // when they were written as a loop over the block's four weight vectors.
   for (let t0 = 0; t0 < ntok; t0 += TOKEN_TILE) {
   const t1 = min(ntok, t0 + TOKEN_TILE);
   for (let g = 0; g < rows; g += 4) {
@@ -121,6 +125,7 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
       let e0 = acc_zero<Acc>(), e1 = acc_zero<Acc>(), e2 = acc_zero<Acc>(), e3 = acc_zero<Acc>();
       let p = p0;
       for (let b = 0; b < nb; b++, p += 72, y0 += 32, y1 += 32, y2 += 32, y3 += 32, dp += 4, sp += 4) {
+        // the block's four weight vectors in turn, each unpacked once for the four tokens
         let v = v128.load(p, 8);
         let lo = nib_lo(v), hi = nib_hi(v);
         let a0 = x4_dotv(hi, v128.load32_splat(y0, 16)), a1 = x4_dotv(hi, v128.load32_splat(y1, 16));
@@ -184,4 +189,3 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
   }
   }
 }
-
