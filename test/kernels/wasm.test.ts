@@ -222,8 +222,14 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
 describe.each(VARIANTS)("wasm-%s GeGLU equals the TypeScript geglu bit for bit", (variant) => {
   it("on random values, both sides of +-10, f16 ties, subnormals, infinities and NaN, in place", async () => {
     const rand = mulberry32(11);
-    const gate = Float32Array.from({ length: 4096 }, (_, i) => (rand() * 2 - 1) * (i % 3 === 0 ? 12 : 3));
+    // 4099: the four-at-a-time loop and its scalar tail; NaN inside a group of four
+    const gate = Float32Array.from({ length: 4099 }, (_, i) => (rand() * 2 - 1) * (i % 3 === 0 ? 12 : 3));
     gate.set([-10, 10, -9.999, 9.999, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -20, -(2 ** -24), 70000, -Infinity, Infinity, NaN, 0, -0]);
+    // f16-subnormal inputs and their ties (multiples of 2^-25), the normal/subnormal edge, ties near 1 and 8
+    for (let i = 0; i < 512; i++) gate[100 + i] = (i - 256) * 2 ** -25;
+    for (let i = 0; i < 256; i++) gate[800 + i] = (2 * Math.floor(rand() * 1024) + 1) * 2 ** -25 * (i & 1 ? -1 : 1);
+    for (let i = 0; i < 256; i++) gate[1100 + i] = (rand() * 2 - 1) * 2 ** -14;
+    gate.set([2 ** -14, 2 ** -14 - 2 ** -25, -(2 ** -14 - 2 ** -26), 1 + 2 ** -11, 8 - 2 ** -9, 4 + 3 * 2 ** -9], 700);
     const up = Float32Array.from({ length: gate.length }, () => rand() * 4 - 2);
     const want = new Float32Array(gate.length);
     geglu(want, gate, up);
