@@ -202,6 +202,7 @@ async function complete(c: Context<AppEnv>, chat: boolean) {
     stop: common.stop,
     cachePrompt: common.cachePrompt,
     topLogprobs: wantLogprobs ? topLogprobs : 0,
+    logprobs: wantLogprobs, // the only place OpenAI's answers show one
     ...(constraint ? { constraint: constraint.spec, constraintField: constraint.field } : {}),
   };
   // calls are read out of the text (engine/tools.ts), and what is not a call is the content; logprobs are not

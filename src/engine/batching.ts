@@ -22,7 +22,7 @@ import type { Tokenizer } from "./tokenizer.ts";
 /** llama.cpp's micro-batch: prompts are cut where llama.cpp cuts them. */
 const UBATCH = 512;
 
-export interface BatchRequest extends Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs" | "constraint"> {
+export interface BatchRequest extends Pick<GenerateRequest, "sampling" | "stop" | "topLogprobs" | "logprobs" | "constraint"> {
   promptIds: number[];
   maxTokens: number;
   /** Start from the longest cached prefix (default true). */

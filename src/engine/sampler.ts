@@ -75,23 +75,26 @@ export class Sampler {
    * Choose the next token. `penalized` lists the tokens counted by the penalties (llama.cpp counts the
    * last tokens of prompt and output alike). `topN` alternatives are reported with their logprobs. `mask`
    * (grammar.ts: bit i set when token i is allowed) limits the draw; the reported logprobs stay the model's.
+   * `logprob` false (and topN 0): the chosen token's logprob is not computed (NaN), which saves a log-sum-exp over
+   * the vocabulary where the draw did not already sum the softmax.
    */
-  sample(logits: Float32Array, penalized: number[] = [], topN = 0, mask?: Int32Array): TokenChoice {
+  sample(logits: Float32Array, penalized: number[] = [], topN = 0, mask?: Int32Array, logprob = true): TokenChoice {
     let l = this.penalize(logits, penalized);
     if (mask) {
       if (l === logits) l = Float32Array.from(logits);
       if (!applyMask(l, mask)) throw new Error("the grammar allows no token here");
     }
+    const wanted = logprob || topN > 0;
     let id: number;
     let lse: number;
     if (this.params.temperature <= 0) {
       id = argmax(l);
-      lse = logSumExp(logits);
+      lse = wanted ? logSumExp(logits) : NaN;
     } else {
       const c = this.candidates(l);
       id = this.pick(c);
       // when the draw already summed the softmax of the unpenalized logits, that is the log-sum-exp's sum
-      lse = c.softmaxSum !== undefined && l === logits ? maxOf(logits) + Math.log(c.softmaxSum) : logSumExp(logits);
+      lse = c.softmaxSum !== undefined && l === logits ? maxOf(logits) + Math.log(c.softmaxSum) : wanted ? logSumExp(logits) : NaN;
     }
     return { id, logprob: logits[id]! - lse, top: topN > 0 ? topTokens(logits, topN).map((t) => ({ id: t, logprob: logits[t]! - lse })) : [] };
   }

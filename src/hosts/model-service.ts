@@ -259,7 +259,7 @@ export class LocalModelService implements ModelService {
     let handle: ReturnType<typeof sched.submit>;
     try {
       handle = sched.submit(
-        { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, cachePrompt: req.cachePrompt, constraint },
+        { promptIds, maxTokens, sampling: { ...req.sampling, seed }, stop: req.stop, topLogprobs: req.topLogprobs, logprobs: req.logprobs, cachePrompt: req.cachePrompt, constraint },
         (ev) => events.push(ev),
       );
     } catch (e) {

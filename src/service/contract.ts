@@ -17,6 +17,8 @@ export interface ServiceRequest {
   sampling?: Partial<SamplingParams>;
   stop?: string[];
   topLogprobs?: number;
+  /** Each token's logprob wanted (default true; GenerateRequest.logprobs). */
+  logprobs?: boolean;
   /** What the output must match (engine/grammar.ts), and the request field it came in (named in errors). */
   constraint?: ConstraintSpec;
   constraintField?: string;

@@ -54,6 +54,15 @@ describe("the HTTP app over a scripted model service", () => {
     expect(r.headers.get("X-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it("asks the service for token logprobs only where the answer shows them (OpenAI: logprobs true; TGI: always)", async () => {
+    const { app, service } = appWith([accepted, token(5, "Hel"), done]);
+    await app.request("/v1/chat/completions", post("/v1/chat/completions", chat));
+    await app.request("/v1/chat/completions", post("/v1/chat/completions", { ...chat, logprobs: true }));
+    await app.request("/v1/completions", post("/v1/completions", { model: "fake", prompt: "hi", max_tokens: 4 }));
+    await app.request("/generate", post("/generate", { inputs: "hi", parameters: { max_new_tokens: 4 } }));
+    expect(service.requests.map((q) => q.logprobs)).toEqual([false, true, false, undefined]);
+  });
+
   // service error (before anything streamed) -> status, envelope fields, Retry-After
   const SERVICE: [ServiceEvent & { type: "error" }, number, string, string | null, string | null][] = [
     [{ type: "error", kind: "validation", status: 400, message: "too long", field: "messages" }, 400, "invalid_request_error", "messages", null],

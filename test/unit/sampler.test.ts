@@ -68,6 +68,25 @@ describe("sampler", () => {
     expect(c.top[1]!.logprob).toBeCloseTo(Math.log(0.3), 6);
   });
 
+  it("without logprob wanted: the same tokens seed for seed, no log-sum-exp pass (NaN, or the draw's own sum); top alternatives still reported", () => {
+    const l = logits([0.05, 0.15, 0.3, 0.5]);
+    // [params, whether the draw sums the softmax itself (temperature 1 without top-k: the logprob comes free)]
+    const cases: [Partial<SamplingParams>, boolean][] = [[{ temperature: 0 }, false], [{}, true], [{ temperature: 0.7, topK: 3 }, false], [{ topP: 0.9 }, true], [{ temperature: 0.8, minP: 0.2 }, false]];
+    for (const [o, free] of cases) {
+      const a = make(o), b = make(o);
+      for (let i = 0; i < 30; i++) {
+        const with_ = a.sample(l, [1], 0, undefined, true), without = b.sample(l, [1], 0, undefined, false);
+        expect(without.id).toBe(with_.id);
+        expect(with_.logprob).toBeLessThan(0);
+        if (free) expect(without.logprob).toBe(with_.logprob);
+        else expect(without.logprob).toBeNaN();
+      }
+    }
+    const t = make({ temperature: 0 }).sample(l, [], 2, undefined, false);
+    expect(t.logprob).toBeCloseTo(Math.log(0.5), 6);
+    expect(t.top.map((x) => x.id)).toEqual([3, 2]);
+  });
+
   it("repeats exactly with the same seed, differs with another", () => {
     const l = logits([0.25, 0.25, 0.25, 0.25]);
     const run = (seed: number) => Array.from({ length: 50 }, ((s) => () => s.sample(l).id)(make({ seed })));
