@@ -1,4 +1,4 @@
-// A kernel change, measured against the build before it: one matrix product (TYPE=q4_0|q8_0|q4_k|q6_k, ROWS x COLS,
+// A kernel change, measured against the build before it: one matrix product (TYPE=q4_0|q8_0|q4_k|q5_k|q6_k|f16, ROWS x COLS,
 // N tokens) in two kernel builds, OLD (an earlier build/kernels-relaxed.wasm, e.g. copied aside before the change)
 // and the current build/, on the same weights and activations; the outputs must agree bit for bit, then the calls
 // alternate old, new, old, new (PAIRS pairs) so that this machine's drifting speed lands on both alike, and the
@@ -6,17 +6,15 @@
 //   git stash && npm run build:wasm && cp build/kernels-relaxed.wasm /tmp/old.wasm && git stash pop && npm run build:wasm
 //   OLD=/tmp/old.wasm N=16 taskset -c 1 npm run bench:kernels-ab
 import { readFileSync } from "node:fs";
-import { WasmBackend } from "../src/engine/backend/wasm.ts";
-import type { Weight } from "../src/engine/backend/backend.ts";
-import { GGML_TYPE } from "../src/engine/ggml-types.ts";
 import { mulberry32 } from "../src/engine/sampler.ts";
 import { wasmRowEncoder } from "../src/engine/wasm-quantizer.ts";
 import { kernelModule } from "../src/hosts/node-wasm.ts";
+import { KERNEL_TYPES, matmulCase } from "./kernel-case.ts";
 
 const env = process.env;
 const rows = Number(env.ROWS ?? 2048), cols = Number(env.COLS ?? 2048), n = Number(env.N ?? 16), pairs = Number(env.PAIRS ?? 200);
-const types: Record<string, number> = { q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, q4_k: GGML_TYPE.Q4_K, q6_k: GGML_TYPE.Q6_K };
-const type = types[env.TYPE ?? "q4_0"]!;
+const type = KERNEL_TYPES[env.TYPE ?? "q4_0"];
+if (type === undefined) throw new Error(`TYPE: one of ${Object.keys(KERNEL_TYPES).join(", ")}`);
 const encode = wasmRowEncoder(await kernelModule("simd"));
 if (!env.OLD) throw new Error("OLD: the path of the earlier kernels-relaxed.wasm to compare with");
 const mods = [await WebAssembly.compile(readFileSync(env.OLD)), await kernelModule("relaxed")];
@@ -24,19 +22,7 @@ const rand = mulberry32(7);
 const wf = new Float32Array(rows * cols).map(() => (rand() * 2 - 1) * 0.05);
 const xf = new Float32Array(n * cols).map(() => (rand() * 2 - 1) * 2);
 const wBytes = encode(type, wf);
-const runs = mods.map((m) => {
-  const b = new WasmBackend(m, "relaxed");
-  const wOff = b.reserve(wBytes.length), xOff = b.reserve(n * cols * 4), oOff = b.reserve(n * rows * 4);
-  const sBytes = b.scratchBytes(cols, n), sOff = b.reserve(sBytes);
-  b.commit();
-  b.setScratch(sOff, sBytes);
-  b.bytes(wOff, wBytes.length).set(wBytes);
-  b.f32(xOff, n * cols).set(xf);
-  const w: Weight = { name: "w", type, rows, cols, offset: wOff, nbytes: wBytes.length, repacked: type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q4_K };
-  b.prepareWeight(w);
-  const out = b.f32(oOff, n * rows), x = b.f32(xOff, n * cols);
-  return { run: () => b.matmul(out, w, x, n), out };
-});
+const runs = mods.map((m) => matmulCase(m, type, rows, cols, wBytes, xf, n));
 for (const r of runs) r.run();
 const [ra, rb] = runs.map((r) => r.out);
 let diff = 0;

@@ -4,18 +4,16 @@
 // CPU_REPACK buffers hold them); the cases alternate over ROUNDS rounds, each round the median of REPEATS calls
 // after a warm-up, so a noisy minute lands on every case alike. Shape: Gemma-2B's 2048 x 2048 by default.
 // Options: TYPES=q4_0,q8_0,q4_k,q6_k ROWS=N COLS=N TOKENS=1,16 REPEATS=N ROUNDS=N.
-import { WasmBackend } from "../src/engine/backend/wasm.ts";
-import type { Weight } from "../src/engine/backend/backend.ts";
-import { GGML_TYPE, ggmlTypeName } from "../src/engine/ggml-types.ts";
+import { ggmlTypeName } from "../src/engine/ggml-types.ts";
 import { mulberry32 } from "../src/engine/sampler.ts";
 import { wasmRowEncoder } from "../src/engine/wasm-quantizer.ts";
 import { kernelModule } from "../src/hosts/node-wasm.ts";
+import { KERNEL_TYPES, matmulCase } from "./kernel-case.ts";
 
 const env = process.env;
-const TYPE_IDS: Record<string, number> = { q4_0: GGML_TYPE.Q4_0, q8_0: GGML_TYPE.Q8_0, q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K, f16: GGML_TYPE.F16 };
 const types = (env.TYPES ?? "q4_0,q8_0,q4_k,q6_k").split(",").map((t) => {
-  const id = TYPE_IDS[t.trim().toLowerCase()];
-  if (id === undefined) throw new Error(`TYPES: unknown type "${t}" (one of ${Object.keys(TYPE_IDS).join(", ")})`);
+  const id = KERNEL_TYPES[t.trim().toLowerCase()];
+  if (id === undefined) throw new Error(`TYPES: unknown type "${t}" (one of ${Object.keys(KERNEL_TYPES).join(", ")})`);
   return id;
 });
 const rows = Number(env.ROWS ?? 2048), cols = Number(env.COLS ?? 2048);
@@ -33,18 +31,9 @@ const cases: Case[] = [];
 for (const type of types) {
   const wBytes = encode(type, wf);
   for (const n of tokenCounts) {
-    const b = new WasmBackend(module, "relaxed");
-    const wOff = b.reserve(wBytes.length), xOff = b.reserve(n * cols * 4), oOff = b.reserve(n * rows * 4);
-    const sBytes = b.scratchBytes(cols, n), sOff = sBytes ? b.reserve(sBytes) : 0;
-    b.commit();
-    b.setScratch(sOff, sBytes);
-    b.bytes(wOff, wBytes.length).set(wBytes);
-    const x = b.f32(xOff, n * cols);
-    for (let i = 0; i < x.length; i++) x[i] = (rand() * 2 - 1) * 2;
-    const w: Weight = { name: "w", type, rows, cols, offset: wOff, nbytes: wBytes.length, repacked: type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q4_K };
-    b.prepareWeight(w);
-    const out = b.f32(oOff, n * rows);
-    cases.push({ type, n, run: () => b.matmul(out, w, x, n), bytes: wBytes.length, times: [] });
+    const x = Float32Array.from({ length: n * cols }, () => (rand() * 2 - 1) * 2);
+    const { run } = matmulCase(module, type, rows, cols, wBytes, x, n);
+    cases.push({ type, n, run, bytes: wBytes.length, times: [] });
   }
 }
 for (let round = 0; round < rounds; round++) {

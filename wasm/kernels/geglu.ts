@@ -1,5 +1,5 @@
 // ---- GeGLU ----
-import { f32_to_f16_bits } from "./common";
+import { f16x4_bits, f32_to_f16_bits } from "./common";
 
 /**
  * out[i] = gelu(gate[i]) * up[i], n values, as model/ops.ts geglu (ggml_vec_geglu_f32): gelu from ggml's table of
@@ -31,25 +31,4 @@ export function geglu(out: usize, gate: usize, up: usize, n: i32, table: usize):
   const x = load<f32>(gate);
   const g: f32 = x <= -10 ? 0 : x >= 10 ? x : load<f32>(table + (<usize>f32_to_f16_bits(x) << 2));
   store<f32>(out, g * load<f32>(up));
-}
-
-/**
- * f32_to_f16_bits of four non-NaN values (round to nearest even; infinity past f16's range): f16-normal results by
- * rounding the f32 bits at bit 13 (ties to even by the kept bit); f16-subnormal ones (and zeros) by one f32 addition
- * of 0.5, whose ulp (2^-24) is the f16 subnormal step, so that the sum's low bits are the f16 mantissa, rounded to
- * even by the addition itself.
- */
-@inline function f16x4_bits(x: v128): v128 {
-  const sign = v128.and(x, i32x4.splat(0x80000000));
-  const f = v128.xor(x, sign);
-  // normal: f + (15 - 127 << 23) + 0xfff + (bit 13 of f), then >> 13; at or past 65520 (f >= 0x477ff000) that
-  // reaches 0x7c00 or more: infinity
-  const odd = v128.and(i32x4.shr_u(f, 13), i32x4.splat(1));
-  let nrm = i32x4.shr_u(i32x4.add(i32x4.add(f, i32x4.splat(((15 - 127) << 23) + 0xfff)), odd), 13);
-  nrm = v128.bitselect(i32x4.splat(0x7c00), nrm, i32x4.ge_u(f, i32x4.splat(0x47800000)));
-  // subnormal or zero (|x| < 2^-14): the bits of |x| + 0.5, minus 0.5's
-  const magic = i32x4.splat(((127 - 15) + (23 - 10) + 1) << 23);
-  const sub = i32x4.sub(f32x4.add(f, magic), magic);
-  const h = v128.bitselect(sub, nrm, i32x4.lt_u(f, i32x4.splat(0x38800000)));
-  return v128.or(h, i32x4.shr_u(sign, 16));
 }
