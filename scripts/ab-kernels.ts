@@ -1,6 +1,6 @@
 // A kernel change, measured against the build before it: one matrix product (TYPE=q4_0|q8_0|q4_k|q5_k|q6_k|f16, ROWS x COLS,
 // N tokens) in two kernel builds, OLD (an earlier build/kernels-relaxed.wasm, e.g. copied aside before the change)
-// and the current build/, on the same weights and activations; the outputs must agree bit for bit, then the calls
+// and the current build/ (or NEW, another build), on the same weights and activations; the outputs must agree bit for bit, then the calls
 // alternate old, new, old, new (PAIRS pairs) so that this machine's drifting speed lands on both alike, and the
 // ratio is taken pair by pair (`npm run bench:kernels-ab`; pinned to one core it is steadier):
 //   git stash && npm run build:wasm && cp build/kernels-relaxed.wasm /tmp/old.wasm && git stash pop && npm run build:wasm
@@ -17,7 +17,7 @@ const type = KERNEL_TYPES[env.TYPE ?? "q4_0"];
 if (type === undefined) throw new Error(`TYPE: one of ${Object.keys(KERNEL_TYPES).join(", ")}`);
 const encode = wasmRowEncoder(await kernelModule("simd"));
 if (!env.OLD) throw new Error("OLD: the path of the earlier kernels-relaxed.wasm to compare with");
-const mods = [await WebAssembly.compile(readFileSync(env.OLD)), await kernelModule("relaxed")];
+const mods = [await WebAssembly.compile(readFileSync(env.OLD)), env.NEW ? await WebAssembly.compile(readFileSync(env.NEW)) : await kernelModule("relaxed")];
 const rand = mulberry32(7);
 const wf = new Float32Array(rows * cols).map(() => (rand() * 2 - 1) * 0.05);
 const xf = new Float32Array(n * cols).map(() => (rand() * 2 - 1) * 2);

@@ -22,9 +22,9 @@ export function wasmRowEncoder(module: WebAssembly.Module): RowEncoder {
     const { blockSize, blockBytes } = typeLayout(type);
     if (x.length % blockSize !== 0) throw new RangeError(`${x.length} values are not a whole number of ${blockSize}-value blocks`);
     const outBytes = (x.length / blockSize) * blockBytes;
-    // layout: scratch | x | out
-    const xAt = 1024, outAt = xAt + x.length * 4, end = outAt + outBytes;
-    if (scratchBytes > xAt) throw new Error("quantizer scratch larger than its slot");
+    // layout: scratch | the module's static data (from 1024: vector constants, tables) | x | out
+    const xAt = 16384, outAt = xAt + x.length * 4, end = outAt + outBytes;
+    if (scratchBytes > 1024) throw new Error("quantizer scratch larger than its slot");
     if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / PAGE));
     new Float32Array(memory.buffer, xAt, x.length).set(x);
     if (k.quantize_row(type, xAt, x.length, outAt, 0) !== 0) throw new Error(`the WebAssembly quantizer refused type ${type}`);

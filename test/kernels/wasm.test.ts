@@ -63,7 +63,7 @@ describe("matrix products split across worker threads (shared memory, -mt builds
 });
 
 describe("relaxed SIMD detection", () => {
-  it("finds relaxed SIMD in this runtime (Node 22 has it on by default)", () => {
+  it("finds relaxed SIMD in this runtime (Node 22 and later have it on by default)", () => {
     expect(hasRelaxedSimd()).toBe(true);
   });
   it("finds relaxed_madd fused on this CPU (V8 emits FMA3), so the fused kernels are the ones under test", async () => {

@@ -1,6 +1,6 @@
 // ---- attention, tiled path (ggml's flash attention for batches of 64+ query rows) ----
 import { glibc_expf, softcap_score } from "./attention";
-import { f16_to_f32, fma4, hsum8 } from "./common";
+import { f16_to_f32, fma4_t, fusedMadd, hsum8 } from "./common";
 
 /** One lane of ggml_v_expf (AVX2 + FMA), as src/engine/numeric.ts vExpf. */
 function v_expf1(x: f32): f32 {
@@ -39,6 +39,11 @@ function v_expf1(x: f32): f32 {
  * soft-capped by `cap` (0: none).
  */
 export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: usize, pos0: i32, nq: i32, cells: i32, window: i32, stride: i32, offset: i32, d: i32, scratch: usize, cap: f32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) attend_tiled_t<f32>(out, q, qStride, k, v, pos0, nq, cells, window, stride, offset, d, scratch, cap);
+  else attend_tiled_t<f64>(out, q, qStride, k, v, pos0, nq, cells, window, stride, offset, d, scratch, cap);
+}
+
+function attend_tiled_t<Acc>(out: usize, q: usize, qStride: i32, k: usize, v: usize, pos0: i32, nq: i32, cells: i32, window: i32, stride: i32, offset: i32, d: i32, scratch: usize, cap: f32): void {
   const acc = scratch; //                                   nq x d
   const kt = acc + (<usize>(nq * d) << 2); //               d x 64 (keys transposed)
   const vf = kt + (<usize>(d * 64) << 2); //                64 x d
@@ -79,7 +84,7 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
           continue;
         }
         let s = f32x4.splat(0);
-        for (let i = 0; i < d; i++) s = fma4(f32x4.splat(load<f32>(qr + (<usize>i << 2))), v128.load(kt + (<usize>(i * 64 + j) << 2)), s);
+        for (let i = 0; i < d; i++) s = fma4_t<Acc>(f32x4.splat(load<f32>(qr + (<usize>i << 2))), v128.load(kt + (<usize>(i * 64 + j) << 2)), s);
         v128.store(kq + (<usize>j << 2), s);
         for (let l = 0; l < 4; l++) {
           const jl = j + l;
@@ -120,7 +125,7 @@ export function attend_tiled(out: usize, q: usize, qStride: i32, k: usize, v: us
         if (pv == 0) continue; // a masked cell (adding 0 * v changes nothing)
         const pj = f32x4.splat(pv);
         const vr = vf + (<usize>(j * d) << 2);
-        for (let i = 0; i < d; i += 4) v128.store(ar + (<usize>i << 2), fma4(pj, v128.load(vr + (<usize>i << 2)), v128.load(ar + (<usize>i << 2))));
+        for (let i = 0; i < d; i += 4) v128.store(ar + (<usize>i << 2), fma4_t<Acc>(pj, v128.load(vr + (<usize>i << 2)), v128.load(ar + (<usize>i << 2))));
       }
     }
   }

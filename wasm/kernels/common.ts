@@ -24,15 +24,54 @@ export function disable_fused_madd(): void {
   fusedMadd = false;
 }
 
-/** One f32 fused multiply-add per lane (a*b + c, rounded once): relaxed_madd where fused, else exactly in f64 then rounded. */
-@inline export function fma4(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) return f32x4.relaxed_madd(a, b, c);
-  return fma4_t<f64>(a, b, c);
+// ---- Vector constants, in memory ----
+// V8 13 (Node 24; workerd's and Chrome's V8 are as new) rebuilds a v128 constant at each use inside a loop
+// (`movq r, imm64; vmovq; vpunpcklqdq` for a splat, more for other patterns), where Node 22's V8 kept it in a
+// register: three instructions for a mask that one `pand` uses. The kernels' loops load theirs from this table in
+// the module's static data instead (the first page, which the host leaves to the module): one load from L1, often
+// folded into the instruction that uses it. Measured on Node 24 (Zen 5, alternating builds, pinned): the Q4_0
+// one-token product 1.26x, 16 tokens 1.10x; on Node 22 the same speed as before. kc(K_...) reads one.
+
+/** i32 lanes of each 16-byte constant, at the K_ offsets below. */
+const K = memory.data<u32>([
+  0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, // K_0F
+  0x30303030, 0x30303030, 0x30303030, 0x30303030, // K_30
+  0x3f3f3f3f, 0x3f3f3f3f, 0x3f3f3f3f, 0x3f3f3f3f, // K_3F
+  0x03030303, 0x03030303, 0x03030303, 0x03030303, // K_03
+  0x01010101, 0x01010101, 0x01010101, 0x01010101, // K_01
+  0x00010001, 0x00010001, 0x00010001, 0x00010001, // K_ONES16: i16 ones (pmaddwd's pairwise add)
+  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, // K_F16_MASK: f16x4_load_to_f32x4's sign and 13-bit shifted bits
+  0x77800000, 0x77800000, 0x77800000, 0x77800000, // K_F16_SCALE: 2^112
+  0x00007fff, 0x00007fff, 0x00007fff, 0x00007fff, // K_7FFF
+  0x38000000, 0x38000000, 0x38000000, 0x38000000, // K_F16_BIAS: 112 << 23
+  0x000003ff, 0x000003ff, 0x000003ff, 0x000003ff, // K_3FF
+  0x33800000, 0x33800000, 0x33800000, 0x33800000, // K_2M24: 2^-24
+  0x00007c00, 0x00007c00, 0x00007c00, 0x00007c00, // K_7C00
+  0x00008000, 0x00008000, 0x00008000, 0x00008000, // K_8000
+  // K_SCALE16 + 16s (s = 0..3): byte 4r + s in i16 lanes 2r, 2r+1 (0x80: zero), kquant.ts x4_scale16
+  0x80008000, 0x80048004, 0x80088008, 0x800c800c,
+  0x80018001, 0x80058005, 0x80098009, 0x800d800d,
+  0x80028002, 0x80068006, 0x800a800a, 0x800e800e,
+  0x80038003, 0x80078007, 0x800b800b, 0x800f800f,
+  // K_MINS16 + 16k (k = 0..1): bytes 4r + 2k and 4r + 2k + 1 in i16 lanes 2r and 2r+1, kquant.ts x4_mins16
+  0x80018000, 0x80058004, 0x80098008, 0x800d800c,
+  0x80038002, 0x80078006, 0x800b800a, 0x800f800e,
+], 16);
+export const K_0F = 0, K_30 = 16, K_3F = 32, K_03 = 48, K_01 = 64, K_ONES16 = 80, K_F16_MASK = 96, K_F16_SCALE = 112;
+export const K_7FFF = 128, K_F16_BIAS = 144, K_3FF = 160, K_2M24 = 176, K_7C00 = 192, K_8000 = 208;
+export const K_SCALE16 = 224, K_MINS16 = 288;
+
+/** The constant at offset `at` of the table (a K_ name, plus 16 times an index for K_SCALE16 and K_MINS16). */
+@inline export function kc(at: i32): v128 {
+  return v128.load(K + <usize>at);
 }
 
 /**
- * fma4 with the path chosen at compile time (Acc = f32: relaxed_madd, for kernels entered only where it is fused;
- * f64: the exact emulation). fma4 itself reads `fusedMadd` at each call: a load and a branch in the inner loop.
+ * One f32 fused multiply-add per lane (a*b + c, rounded once), the path chosen at compile time: Acc = f32,
+ * relaxed_madd (for kernels entered only where it is fused, `fusedMadd`); f64, exactly in f64 then rounded. Each
+ * kernel picks Acc once at its entry (`if (fusedMadd) k<f32>(...) else k<f64>(...)`): a multiply-add that read
+ * fusedMadd itself would cost a load and a branch per call, and V8 13 (Node 24) computed both paths and selected
+ * between them, which made the K-quant products 1.1-1.4x and the f16 ones 1.9x slower there.
  */
 @inline export function fma4_t<Acc>(a: v128, b: v128, c: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD && sizeof<Acc>() == 4) return f32x4.relaxed_madd(a, b, c);
@@ -83,10 +122,10 @@ export function disable_fused_madd(): void {
 
 /** 4 f16 bit patterns (low 16 bits of each i32 lane) -> 4 f32, as f16_to_f32. */
 @inline export function f16x4_to_f32x4(h: v128): v128 {
-  const normal = i32x4.add(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), i32x4.splat(112 << 23));
-  const sub = f32x4.mul(f32x4.convert_i32x4_s(v128.and(h, i32x4.splat(0x3ff))), f32x4.splat(reinterpret<f32>(<u32>(127 - 24) << 23)));
-  const isSub = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0));
-  return v128.or(v128.bitselect(sub, normal, isSub), i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  const normal = i32x4.add(i32x4.shl(v128.and(h, kc(K_7FFF)), 13), kc(K_F16_BIAS));
+  const sub = f32x4.mul(f32x4.convert_i32x4_s(v128.and(h, kc(K_3FF))), kc(K_2M24));
+  const isSub = i32x4.eq(v128.and(h, kc(K_7C00)), i32x4.splat(0));
+  return v128.or(v128.bitselect(sub, normal, isSub), i32x4.shl(v128.and(h, kc(K_8000)), 16));
 }
 
 /**
@@ -97,8 +136,7 @@ export function disable_fused_madd(): void {
  * f16x4_to_f32x4's dozen operations would be a fifth of a one-token product.
  */
 @inline export function f16x4_load_to_f32x4(p: usize): v128 {
-  const bits = v128.and(i32x4.shl(v128.load16x4_s(p), 13), i32x4.splat(0x8fffe000));
-  return f32x4.mul(bits, f32x4.splat(reinterpret<f32>(<u32>(127 + 112) << 23)));
+  return f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(p), 13), kc(K_F16_MASK)), kc(K_F16_SCALE));
 }
 
 /**

@@ -1,5 +1,5 @@
 // ---- f16 / bf16 / f32 matrices x f32 activations (already rounded to the weight type) ----
-import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, reduce32 } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, reduce32 } from "./common";
 
 /** 8 weight values starting at element i of a row, as two f32x4 (kind 0: f32, 1: f16, 2: bf16). */
 @inline function load8(p: usize, i: i32, kind: i32, second: bool): v128 {
@@ -16,6 +16,11 @@ import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, reduce32 } from "./commo
  * separate multiply and add).
  */
 function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, ostride: i32, kind: i32, tiny: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_float_t<f32>(w, rows, cols, x, ntok, out, ostride, kind, tiny);
+  else matmul_float_t<f64>(w, rows, cols, x, ntok, out, ostride, kind, tiny);
+}
+
+function matmul_float_t<Acc>(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, ostride: i32, kind: i32, tiny: i32): void {
   const rowBytes = <usize>cols << (kind == 0 ? 2 : 1);
   for (let t = 0; t < ntok; t++) {
     const xt = x + (<usize>(t * cols) << 2);
@@ -26,8 +31,8 @@ function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
         let lo = f32x4.splat(0);
         let hi = f32x4.splat(0);
         for (let i = 0; i < cols; i += 8) {
-          lo = fma4(load8(p, i, kind, false), v128.load(xt + (<usize>i << 2)), lo);
-          hi = fma4(load8(p, i, kind, true), v128.load(xt + (<usize>i << 2) + 16), hi);
+          lo = fma4_t<Acc>(load8(p, i, kind, false), v128.load(xt + (<usize>i << 2)), lo);
+          hi = fma4_t<Acc>(load8(p, i, kind, true), v128.load(xt + (<usize>i << 2) + 16), hi);
         }
         res = hsum8(lo, hi);
       } else {
@@ -46,14 +51,14 @@ function matmul_float(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
             a3l = f32x4.add(f32x4.mul(load8(p, i + 24, kind, false), v128.load(x0 + 96)), a3l);
             a3h = f32x4.add(f32x4.mul(load8(p, i + 24, kind, true), v128.load(x0 + 112)), a3h);
           } else {
-            a0l = fma4(load8(p, i, kind, false), v128.load(x0), a0l);
-            a0h = fma4(load8(p, i, kind, true), v128.load(x0 + 16), a0h);
-            a1l = fma4(load8(p, i + 8, kind, false), v128.load(x0 + 32), a1l);
-            a1h = fma4(load8(p, i + 8, kind, true), v128.load(x0 + 48), a1h);
-            a2l = fma4(load8(p, i + 16, kind, false), v128.load(x0 + 64), a2l);
-            a2h = fma4(load8(p, i + 16, kind, true), v128.load(x0 + 80), a2h);
-            a3l = fma4(load8(p, i + 24, kind, false), v128.load(x0 + 96), a3l);
-            a3h = fma4(load8(p, i + 24, kind, true), v128.load(x0 + 112), a3h);
+            a0l = fma4_t<Acc>(load8(p, i, kind, false), v128.load(x0), a0l);
+            a0h = fma4_t<Acc>(load8(p, i, kind, true), v128.load(x0 + 16), a0h);
+            a1l = fma4_t<Acc>(load8(p, i + 8, kind, false), v128.load(x0 + 32), a1l);
+            a1h = fma4_t<Acc>(load8(p, i + 8, kind, true), v128.load(x0 + 48), a1h);
+            a2l = fma4_t<Acc>(load8(p, i + 16, kind, false), v128.load(x0 + 64), a2l);
+            a2h = fma4_t<Acc>(load8(p, i + 16, kind, true), v128.load(x0 + 80), a2h);
+            a3l = fma4_t<Acc>(load8(p, i + 24, kind, false), v128.load(x0 + 96), a3l);
+            a3h = fma4_t<Acc>(load8(p, i + 24, kind, true), v128.load(x0 + 112), a3h);
           }
         }
         if (kind == 2) {

@@ -1,5 +1,5 @@
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
-import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8, x4_add, x4_dot } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, kc, quads_i8, x4_add, x4_dot } from "./common";
 
 /**
  * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
@@ -46,7 +46,7 @@ import { f16_to_f32, f16x4_to_f32x4, fma1, fma4, hsum8, hsum_i32, quads_i8, x4_a
     const sc = <i32>(scales >> (<i64>s << 3)) & 0xff;
     for (let l0 = 0; l0 < 32; l0 += 16) {
       const b = v128.load(p + 16 + (<usize>(s >> 1) << 5) + l0);
-      acc = i32x4.add(acc, k_quads(s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0f)), v128.load(x + (<usize>s << 5) + l0), sc));
+      acc = i32x4.add(acc, k_quads(s & 1 ? i8x16.shr_u(b, 4) : v128.and(b, kc(K_0F)), v128.load(x + (<usize>s << 5) + l0), sc));
     }
   }
   return hsum_i32(acc);
@@ -61,6 +61,12 @@ const X4_TOKEN_TILE = 16;
  * rows % 8 == 0; 1: a batch, 2: single-token rows) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
  */
 export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_k_t<f32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+  else matmul_k_t<f64>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+}
+
+/** matmul_k with its multiply-add path chosen once (Acc: see fma4_t). */
+function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
   // repacked & 3 == 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token
@@ -79,9 +85,9 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
       for (let g = 0; g < rows; g += 4) {
         const p0 = w + <usize>g * rowBytes;
         let t = t0;
-        for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
-        for (; t + 1 < t1; t += 2) q4k_x4_gemv2(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
-        if (t < t1) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv(p0, nb, qs, ds, bsums, t));
+        for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4<Acc>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
+        for (; t + 1 < t1; t += 2) q4k_x4_gemv2<Acc>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
+        if (t < t1) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv<Acc>(p0, nb, qs, ds, bsums, t));
       }
     }
     r0 = rows;
@@ -91,9 +97,9 @@ export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     let pairs = 0;
     // Q6_K: tokens two at a time, sharing the unpacked weights (each token's bits as alone; tiling the tokens for
     // the cache made no difference at 128 tokens x 16384 columns)
-    if (kind == 2) for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+    if (kind == 2) for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
     for (let t = pairs; t < ntok; t++) {
-      const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot(kind, row, nb, bb, qs, ds, bsums, t);
+      const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot<Acc>(kind, row, nb, bb, qs, ds, bsums, t);
       store<f32>(out + (<usize>(t * ostride + r) << 2), v);
     }
   }
@@ -141,10 +147,10 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
  * rows at once: byte 4r + s is row r's sub-block s (get_scale_min_k4).
  */
 @inline function x4_six_bits(p: usize, mins: bool): v128 {
-  return v128.and(v128.load(p + (mins ? 32 : 16)), i32x4.splat(0x3f3f3f3f));
+  return v128.and(v128.load(p + (mins ? 32 : 16)), kc(K_3F));
 }
 @inline function x4_six_bits_high(p: usize, mins: bool): v128 {
-  const m4 = i32x4.splat(0x0f0f0f0f), m2 = i32x4.splat(0x03030303);
+  const m4 = kc(K_0F), m2 = kc(K_03);
   const lo = v128.load(p + (mins ? 32 : 16)), u2 = v128.load(p + 48);
   return v128.or(v128.and(mins ? i32x4.shr_u(u2, 4) : u2, m4), i32x4.shl(v128.and(i32x4.shr_u(lo, 6), m2), 4));
 }
@@ -153,12 +159,12 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
  * The scale of sub-block s (0..3 of sc, from x4_six_bits) for pmaddwd: i16 lanes 2r and 2r+1 hold row r's.
  */
 @inline function x4_scale16(sc: v128, s: i32): v128 {
-  return pick(sc, i8x16.add(i8x16(0, -128, 0, -128, 4, -128, 4, -128, 8, -128, 8, -128, 12, -128, 12, -128), i8x16.splat(<i8>s)));
+  return pick(sc, kc(K_SCALE16 + (s << 4)));
 }
 
 /** The mins of sub-blocks 2k', 2k'+1 (k' 0..1 of mn) for pmaddwd: i16 lanes 2r, 2r+1 hold row r's. */
 @inline function x4_mins16(mn: v128, k: i32): v128 {
-  return pick(mn, i8x16.add(i8x16(0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9, -128, 12, -128, 13, -128), i8x16.splat(<i8>(2 * k))));
+  return pick(mn, kc(K_MINS16 + (k << 4)));
 }
 
 /** f16 values at p..p+7 of the four rows as f32x4. */
@@ -172,7 +178,7 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
  */
 @inline function x4_nibbles_at(q: usize, h: i32): v128 {
   const v = v128.load(q);
-  return h ? v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)) : v128.and(v, i8x16.splat(0x0f));
+  return h ? v128.and(i16x8.shr_u(v, 4), kc(K_0F)) : v128.and(v, kc(K_0F));
 }
 
 /** A sub-block's x4_dot sums times its scale (x4_scale16), i32 lane r: row r's, exact. */
@@ -194,11 +200,11 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
 }
 
 /** accm = fma(f32(mins of pair k), dmin*d8, accm) for k = 0..3 in turn (gemm's order), one token. */
-@inline function x4_mins_step(mlo: v128, mhi: v128, q8s: v128, dmin: v128, accm: v128): v128 {
-  accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 0)), dmin, accm);
-  accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 1)), dmin, accm);
-  accm = fma4(f32x4.convert_i32x4_s(x4_mins_pair(mhi, q8s, 2)), dmin, accm);
-  return fma4(f32x4.convert_i32x4_s(x4_mins_pair(mhi, q8s, 3)), dmin, accm);
+@inline function x4_mins_step<Acc>(mlo: v128, mhi: v128, q8s: v128, dmin: v128, accm: v128): v128 {
+  accm = fma4_t<Acc>(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 0)), dmin, accm);
+  accm = fma4_t<Acc>(f32x4.convert_i32x4_s(x4_mins_pair(mlo, q8s, 1)), dmin, accm);
+  accm = fma4_t<Acc>(f32x4.convert_i32x4_s(x4_mins_pair(mhi, q8s, 2)), dmin, accm);
+  return fma4_t<Acc>(f32x4.convert_i32x4_s(x4_mins_pair(mhi, q8s, 3)), dmin, accm);
 }
 
 /**
@@ -207,7 +213,7 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
  * dmin*d8, accm), as q4k_row_repacked (per 2) does for one row; acc - accm into out (token u's four rows at
  * out + u * ostride * 4). Each unpacked weight vector serves the four tokens.
  */
-function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   let m0 = f32x4.splat(0), m1 = f32x4.splat(0), m2 = f32x4.splat(0), m3 = f32x4.splat(0);
   const tq = <usize>nb << 8, tq2 = tq << 1, tq3 = tq * 3, tb = <usize>nb << 6, td = <usize>nb << 2;
@@ -221,10 +227,10 @@ function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
       const dmin = x4_f16(p + 8), mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true);
       const q0 = q8k_pair_sums(bs), q1 = q8k_pair_sums(bs + tb), q2 = q8k_pair_sums(bs + 2 * tb), q3 = q8k_pair_sums(bs + 3 * tb);
       const n0 = f32x4.mul(dmin, f32x4.splat(e0)), n1 = f32x4.mul(dmin, f32x4.splat(e1)), n2 = f32x4.mul(dmin, f32x4.splat(e2)), n3 = f32x4.mul(dmin, f32x4.splat(e3));
-      m0 = x4_mins_step(mlo, mhi, q0, n0, m0);
-      m1 = x4_mins_step(mlo, mhi, q1, n1, m1);
-      m2 = x4_mins_step(mlo, mhi, q2, n2, m2);
-      m3 = x4_mins_step(mlo, mhi, q3, n3, m3);
+      m0 = x4_mins_step<Acc>(mlo, mhi, q0, n0, m0);
+      m1 = x4_mins_step<Acc>(mlo, mhi, q1, n1, m1);
+      m2 = x4_mins_step<Acc>(mlo, mhi, q2, n2, m2);
+      m3 = x4_mins_step<Acc>(mlo, mhi, q3, n3, m3);
     }
     const d = x4_f16(p), slo = x4_six_bits(p, false), shi = x4_six_bits_high(p, false);
     for (let k = 0; k < 4; k++) {
@@ -253,10 +259,10 @@ function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
         s2 = i32x4.add(s2, x4_scaled(a2, s16));
         s3 = i32x4.add(s3, x4_scaled(a3, s16));
       }
-      c0 = fma4(f32x4.convert_i32x4_s(s0), f32x4.mul(d, f32x4.splat(e0)), c0);
-      c1 = fma4(f32x4.convert_i32x4_s(s1), f32x4.mul(d, f32x4.splat(e1)), c1);
-      c2 = fma4(f32x4.convert_i32x4_s(s2), f32x4.mul(d, f32x4.splat(e2)), c2);
-      c3 = fma4(f32x4.convert_i32x4_s(s3), f32x4.mul(d, f32x4.splat(e3)), c3);
+      c0 = fma4_t<Acc>(f32x4.convert_i32x4_s(s0), f32x4.mul(d, f32x4.splat(e0)), c0);
+      c1 = fma4_t<Acc>(f32x4.convert_i32x4_s(s1), f32x4.mul(d, f32x4.splat(e1)), c1);
+      c2 = fma4_t<Acc>(f32x4.convert_i32x4_s(s2), f32x4.mul(d, f32x4.splat(e2)), c2);
+      c3 = fma4_t<Acc>(f32x4.convert_i32x4_s(s3), f32x4.mul(d, f32x4.splat(e3)), c3);
     }
   }
   const os = <usize>ostride << 2;
@@ -276,11 +282,11 @@ function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
   const qEnd = q + 128;
   for (; q < qEnd; q += 32, x += 8) {
     let v = v128.load(q);
-    lo = x4_add(lo, x4_dot(v128.and(v, i8x16.splat(0x0f)), x));
-    hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), x + 32));
+    lo = x4_add(lo, x4_dot(v128.and(v, kc(K_0F)), x));
+    hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), kc(K_0F)), x + 32));
     v = v128.load(q + 16);
-    lo = x4_add(lo, x4_dot(v128.and(v, i8x16.splat(0x0f)), x + 4));
-    hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), x + 36));
+    lo = x4_add(lo, x4_dot(v128.and(v, kc(K_0F)), x + 4));
+    hi = x4_add(hi, x4_dot(v128.and(i16x8.shr_u(v, 4), kc(K_0F)), x + 36));
   }
   return i32x4.add(x4_scaled(lo, sLo), x4_scaled(hi, sHi));
 }
@@ -289,7 +295,7 @@ function q4k_x4_gemm4(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
  * q4k_x4_gemv for tokens t and t+1 at once (each token's bits as alone: a prompt's leftovers, or decode tokens of
  * several sequences), each weight vector loaded and unpacked once for both; results at out and out + ostride * 4.
  */
-function q4k_x4_gemv2(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+function q4k_x4_gemv2<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
   let accA = f32x4.splat(0), accmA = f32x4.splat(0), accB = f32x4.splat(0), accmB = f32x4.splat(0);
   const tq = <usize>nb << 8, tb = <usize>nb << 6;
   for (let b = 0; b < nb; b++) {
@@ -303,7 +309,7 @@ function q4k_x4_gemv2(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
       let q = p + 64 + (<usize>k << 7), x = xa + (<usize>k << 6);
       for (const qEnd = q + 128; q < qEnd; q += 16, x += 4) {
         const v = v128.load(q);
-        const lo = v128.and(v, i8x16.splat(0x0f)), hi = v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f));
+        const lo = v128.and(v, kc(K_0F)), hi = v128.and(i16x8.shr_u(v, 4), kc(K_0F));
         loA = x4_add(loA, x4_dot(lo, x));
         hiA = x4_add(hiA, x4_dot(hi, x + 32));
         loB = x4_add(loB, x4_dot(lo, x + tq));
@@ -319,10 +325,10 @@ function q4k_x4_gemv2(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
     const summA = x4_mins_block(mlo, mhi, qa), summB = x4_mins_block(mlo, mhi, qb);
     const d = x4_f16(p), dmin = x4_f16(p + 8);
     const d8a = f32x4.splat(load<f32>(ds + (<usize>i << 2))), d8b = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)));
-    accA = fma4(f32x4.convert_i32x4_s(sumA), f32x4.mul(d, d8a), accA);
-    accmA = fma4(f32x4.convert_i32x4_s(summA), f32x4.mul(dmin, d8a), accmA);
-    accB = fma4(f32x4.convert_i32x4_s(sumB), f32x4.mul(d, d8b), accB);
-    accmB = fma4(f32x4.convert_i32x4_s(summB), f32x4.mul(dmin, d8b), accmB);
+    accA = fma4_t<Acc>(f32x4.convert_i32x4_s(sumA), f32x4.mul(d, d8a), accA);
+    accmA = fma4_t<Acc>(f32x4.convert_i32x4_s(summA), f32x4.mul(dmin, d8a), accmA);
+    accB = fma4_t<Acc>(f32x4.convert_i32x4_s(sumB), f32x4.mul(d, d8b), accB);
+    accmB = fma4_t<Acc>(f32x4.convert_i32x4_s(summB), f32x4.mul(dmin, d8b), accmB);
   }
   v128.store(out, f32x4.sub(accA, accmA));
   v128.store(out + (<usize>ostride << 2), f32x4.sub(accB, accmB));
@@ -332,7 +338,7 @@ function q4k_x4_gemv2(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t:
  * gemv_q4_K_8x8_q8_K for one x4 group and token t, row r in lane r: per block, acc = fma(f32(sumi), d*d8, acc) and
  * accm = fma(f32(summ), dmin*d8, accm), as q4k_row_repacked (per 8) does for one row; acc - accm.
  */
-function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+function q4k_x4_gemv<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
   let acc = f32x4.splat(0), accm = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const p = p0 + <usize>b * 576;
@@ -346,8 +352,8 @@ function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: 
       sumi = i32x4.add(sumi, x4_pair1(p + 64 + (<usize>k << 7), x + (<usize>k << 6), x4_scale16(sc, (2 * k) & 3), x4_scale16(sc, ((2 * k) & 3) + 1)));
     }
     const summ = x4_mins_block(x4_six_bits(p, true), x4_six_bits_high(p, true), q8k_pair_sums(bs));
-    acc = fma4(f32x4.convert_i32x4_s(sumi), f32x4.mul(x4_f16(p), d8), acc);
-    accm = fma4(f32x4.convert_i32x4_s(summ), f32x4.mul(x4_f16(p + 8), d8), accm);
+    acc = fma4_t<Acc>(f32x4.convert_i32x4_s(sumi), f32x4.mul(x4_f16(p), d8), acc);
+    accm = fma4_t<Acc>(f32x4.convert_i32x4_s(summ), f32x4.mul(x4_f16(p + 8), d8), accm);
   }
   return f32x4.sub(acc, accm);
 }
@@ -441,7 +447,7 @@ function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: 
  * has no 8-bit shift: i8x16.shr_u is two or three instructions on x64). g is a constant at each call.
  */
 @inline function q6_u(a: v128, c: v128, hb: v128, g: i32): v128 {
-  const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30);
+  const m4 = kc(K_0F), m30 = kc(K_30);
   switch (g) {
     case 0: return v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
     case 1: return v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
@@ -470,7 +476,7 @@ function q4k_x4_gemv(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: 
  * k_row_vec_dot's Q6_K (the same bits) for tokens t and t+1 at once: each unpacked group serves both tokens.
  * Results at out (token t) and out + ostride * 4.
  */
-function q6k_row_2tok(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+function q6k_row_2tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
   let aLo = f32x4.splat(0), aHi = f32x4.splat(0), bLo = f32x4.splat(0), bHi = f32x4.splat(0);
   const tq = <usize>nb << 8, tb = <usize>nb << 6;
   for (let b = 0; b < nb; b++) {
@@ -497,17 +503,17 @@ function q6k_row_2tok(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t
     const oa2 = q6_offsets(bs + 32, p + 200), ob2 = q6_offsets(bs + tb + 32, p + 200);
     const dw = f16_to_f32(load<u16>(p + 208));
     const da = f32x4.splat(load<f32>(ds + (<usize>i << 2)) * dw), db = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)) * dw);
-    aLo = fma4(da, f32x4.convert_i32x4_s(i32x4.sub(sLoA, oa)), aLo);
-    aHi = fma4(da, f32x4.convert_i32x4_s(i32x4.sub(sHiA, oa2)), aHi);
-    bLo = fma4(db, f32x4.convert_i32x4_s(i32x4.sub(sLoB, ob)), bLo);
-    bHi = fma4(db, f32x4.convert_i32x4_s(i32x4.sub(sHiB, ob2)), bHi);
+    aLo = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sLoA, oa)), aLo);
+    aHi = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sHiA, oa2)), aHi);
+    bLo = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sLoB, ob)), bLo);
+    bHi = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sHiB, ob2)), bHi);
   }
   store<f32>(out, hsum8(aLo, aHi));
   store<f32>(out + (<usize>ostride << 2), hsum8(bLo, bHi));
 }
 
 /** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
-@inline function k_row_vec_dot(kind: i32, row: usize, nb: i32, bb: usize, qs: usize, ds: usize, bsums: usize, t: i32): f32 {
+@inline function k_row_vec_dot<Acc>(kind: i32, row: usize, nb: i32, bb: usize, qs: usize, ds: usize, bsums: usize, t: i32): f32 {
   let aLo = f32x4.splat(0), aHi = f32x4.splat(0), accM = f32x4.splat(0);
   let summs: f32 = 0;
   for (let b = 0; b < nb; b++) {
@@ -535,8 +541,8 @@ function q6k_row_2tok(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t
         for (let half = 0; half < 2; half++) {
           const o = <usize>(half << 4);
           const bt = v128.load(qsw + (<usize>(s >> 1) << 5) + o);
-          let v = s & 1 ? i8x16.shr_u(bt, 4) : v128.and(bt, i8x16.splat(0x0f));
-          if (five) v = v128.or(v, i8x16.shl(v128.and(i8x16.shr_u(v128.load(p + 16 + o), <i32>s), i8x16.splat(1)), 4));
+          let v = s & 1 ? i8x16.shr_u(bt, 4) : v128.and(bt, kc(K_0F));
+          if (five) v = v128.or(v, i8x16.shl(v128.and(i8x16.shr_u(v128.load(p + 16 + o), <i32>s), kc(K_01)), 4));
           const q = k_quads(v, v128.load(x + (<usize>s << 5) + o), sc);
           if (half) sHi = i32x4.add(sHi, q);
           else sLo = i32x4.add(sLo, q);
@@ -544,13 +550,13 @@ function q6k_row_2tok(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t
       }
     }
     const d = f32x4.splat(d8 * f16_to_f32(load<u16>(p + (kind == 2 ? 208 : 0))));
-    aLo = fma4(d, f32x4.convert_i32x4_s(sLo), aLo);
-    aHi = fma4(d, f32x4.convert_i32x4_s(sHi), aHi);
+    aLo = fma4_t<Acc>(d, f32x4.convert_i32x4_s(sLo), aLo);
+    aHi = fma4_t<Acc>(d, f32x4.convert_i32x4_s(sHi), aHi);
     if (kind == 2) continue;
     // mins: sums of bsums pairs (q8s[j] = bsums[2j] + bsums[2j+1]) times the six-bit mins
     const dmin: f32 = -d8 * f16_to_f32(load<u16>(p + 2));
     const prod = k4_min_products(p + 4, bs);
-    if (kind == 0) accM = fma4(f32x4.splat(dmin), f32x4.convert_i32x4_s(prod), accM);
+    if (kind == 0) accM = fma4_t<Acc>(f32x4.splat(dmin), f32x4.convert_i32x4_s(prod), accM);
     else summs = fma1(dmin, <f32>hsum_i32(prod), summs);
   }
   const h = hsum8(aLo, aHi);

@@ -6,7 +6,7 @@
 //   A product multiplies such a vector by one token's four activations broadcast to the four i32 lanes, so lane r
 //   is row r's sum from the start (no horizontal sums), and each unpacked weight vector serves several tokens: the
 //   layout of kquant.ts's Q4_K x4.
-import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, lane4, x4_add, x4_dotv } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, fusedMadd, K_0F, kc, lane4, x4_add, x4_dotv } from "./common";
 
 /** Repack `rows` (a multiple of 4) rows of Q4_0 at `w` in place; `tmp` holds cols/32*72 bytes. */
 export function repack_q4_0_x4(w: usize, rows: i32, cols: i32, tmp: usize): void {
@@ -44,11 +44,11 @@ export function dequant_q4_0_x4_row(w: usize, cols: i32, row: i32, out: usize): 
 
 /** Unpacked nibbles of weight vector v: low (positions 4j..) and high halves; the -8 is applied later (relaxed). */
 @inline function nib_lo(v: v128): v128 {
-  const q = v128.and(v, i8x16.splat(0x0f));
+  const q = v128.and(v, kc(K_0F));
   return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
 }
 @inline function nib_hi(v: v128): v128 {
-  const q = v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f));
+  const q = v128.and(i16x8.shr_u(v, 4), kc(K_0F));
   return ASC_FEATURE_RELAXED_SIMD ? q : i8x16.sub(q, i8x16.splat(8));
 }
 

@@ -1,5 +1,5 @@
 // ---- quantized matrices x Q8_0 activations (from quantize_q8_0) ----
-import { f16_to_f32, f16x4_load_to_f32x4, f16x4_to_f32x4, fma1, fma4, fma4_t, fusedMadd, hsum8, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, K_0F, K_ONES16, kc, quads_i8 } from "./common";
 
 /**
  * Q4_0 weights in the file's layout (18-byte blocks) x Q8_0 activations: vec_dot_q4_0_q8_0's order (8 lanes of 4
@@ -7,8 +7,13 @@ import { f16_to_f32, f16x4_load_to_f32x4, f16x4_to_f32x4, fma1, fma4, fma4_t, fu
  * go through the x4 layout below.
  */
 export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_q4_0_t<f32>(w, rows, cols, qs, ds, ntok, out, ostride);
+  else matmul_q4_0_t<f64>(w, rows, cols, qs, ds, ntok, out, ostride);
+}
+
+function matmul_q4_0_t<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
-  const mask = i8x16.splat(0x0f);
+  const mask = kc(K_0F);
   const eight = i8x16.splat(8);
   for (let t = 0; t < ntok; t++) {
     const xq = qs + <usize>(t * cols);
@@ -22,8 +27,8 @@ export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
         const v = v128.load(p + 2);
         const l = i8x16.sub(v128.and(v, mask), eight);
         const h = i8x16.sub(v128.and(i8x16.shr_u(v, 4), mask), eight);
-        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
-        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
+        lo = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }
@@ -44,8 +49,13 @@ export function matmul_q4_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
  * of Q4_0 with values (nibble | 5th bit << 4) - 16.
  */
 export function matmul_q5_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_q5_0_t<f32>(w, rows, cols, qs, ds, ntok, out, ostride);
+  else matmul_q5_0_t<f64>(w, rows, cols, qs, ds, ntok, out, ostride);
+}
+
+function matmul_q5_0_t<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
-  const mask = i8x16.splat(0x0f);
+  const mask = kc(K_0F);
   const sixteen = i8x16.splat(16);
   for (let t = 0; t < ntok; t++) {
     const xq = qs + <usize>(t * cols);
@@ -60,8 +70,8 @@ export function matmul_q5_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
         const v = v128.load(p + 6);
         const l = i8x16.sub(v128.or(v128.and(v, mask), q5_high(qh, false)), sixteen);
         const h = i8x16.sub(v128.or(v128.and(i8x16.shr_u(v, 4), mask), q5_high(qh, true)), sixteen);
-        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
-        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
+        lo = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }
@@ -74,9 +84,14 @@ export function matmul_q5_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
  * unsigned values, and m * s summed beside them (a fused multiply-add, as GCC contracts `summs += m * s`).
  */
 export function matmul_q_min(five: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ss: usize, ntok: i32, out: usize, ostride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_q_min_t<f32>(five, w, rows, cols, qs, ds, ss, ntok, out, ostride);
+  else matmul_q_min_t<f64>(five, w, rows, cols, qs, ds, ss, ntok, out, ostride);
+}
+
+function matmul_q_min_t<Acc>(five: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ss: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const bb: i32 = five ? 24 : 20;
-  const mask = i8x16.splat(0x0f);
+  const mask = kc(K_0F);
   for (let t = 0; t < ntok; t++) {
     const xq = qs + <usize>(t * cols);
     const xd = ds + (<usize>(t * nb) << 2);
@@ -97,8 +112,8 @@ export function matmul_q_min(five: i32, w: usize, rows: i32, cols: i32, qs: usiz
           l = v128.or(l, q5_high(qh, false));
           h = v128.or(h, q5_high(qh, true));
         }
-        lo = fma4(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
-        hi = fma4(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
+        lo = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_i8(l, v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_i8(h, v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi) + summs);
     }
@@ -116,7 +131,7 @@ export function matmul_q_min(five: i32, w: usize, rows: i32, cols: i32, qs: usiz
   if (ASC_FEATURE_RELAXED_SIMD) {
     const neg = i8x16.lt_s(w, i8x16.splat(0));
     const xs = i8x16.sub(v128.xor(x, neg), neg);
-    return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xs, i8x16.abs(w)), i16x8.splat(1));
+    return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xs, i8x16.abs(w)), kc(K_ONES16));
   }
   return quads_i8(w, x);
 }
@@ -127,6 +142,11 @@ export function matmul_q_min(five: i32, w: usize, rows: i32, cols: i32, qs: usiz
  * weights' signs and magnitudes made once for both, measured slower: 12.2 against 13.6 GMAC/s at 16 tokens.)
  */
 export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_q8_0_t<f32>(w, rows, cols, qs, ds, ntok, out, ostride);
+  else matmul_q8_0_t<f64>(w, rows, cols, qs, ds, ntok, out, ostride);
+}
+
+function matmul_q8_0_t<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   for (let r = 0; r < rows; r++) {
     const row = w + <usize>r * <usize>(nb * 34);
@@ -138,8 +158,8 @@ export function matmul_q8_0(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
       let p = row;
       for (let b = 0; b < nb; b++, p += 34) {
         const d = f32x4.splat(f16_to_f32(load<u16>(p)) * load<f32>(xd + (<usize>b << 2)));
-        lo = fma4(d, f32x4.convert_i32x4_s(quads_q8(v128.load(p + 2), v128.load(xq + (<usize>b << 5)))), lo);
-        hi = fma4(d, f32x4.convert_i32x4_s(quads_q8(v128.load(p + 18), v128.load(xq + (<usize>b << 5) + 16))), hi);
+        lo = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8(v128.load(p + 2), v128.load(xq + (<usize>b << 5)))), lo);
+        hi = fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8(v128.load(p + 18), v128.load(xq + (<usize>b << 5) + 16))), hi);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }
@@ -242,7 +262,7 @@ function q8_0_rows<Acc, Conv>(w: usize, rows: i32, cols: i32, qs: usize, ds: usi
   const nb = cols >> 5;
   const nx = ax + <usize>(ntok * cols);
   const nb4 = nb & ~3;
-  const ones = i16x8.splat(1);
+  const ones = kc(K_ONES16);
   for (let r = 0; r < rows; r++) {
     const sc = w + <usize>r * <usize>(nb * 34);
     const q0 = sc + (<usize>nb << 1);
