@@ -99,7 +99,11 @@ function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     // the cache made no difference at 128 tokens x 16384 columns)
     if (kind == 2) for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
     for (let t = pairs; t < ntok; t++) {
-      const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8) : k_row_vec_dot<Acc>(kind, row, nb, bb, qs, ds, bsums, t);
+      // k_row_vec_dot inlined once per kind, so that its branches on the kind fold away
+      const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8)
+        : kind == 2 ? k_row_vec_dot<Acc>(2, row, nb, 210, qs, ds, bsums, t)
+        : kind == 1 ? k_row_vec_dot<Acc>(1, row, nb, 176, qs, ds, bsums, t)
+        : k_row_vec_dot<Acc>(0, row, nb, 144, qs, ds, bsums, t);
       store<f32>(out + (<usize>(t * ostride + r) << 2), v);
     }
   }
@@ -172,15 +176,6 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
   return f16x4_to_f32x4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
 }
 
-/**
- * The weight vector at q (in an x4 block's quants) for sub-block 2k+h (values 0..15; i8 lanes 4r..4r+3: row r's
- * four values).
- */
-@inline function x4_nibbles_at(q: usize, h: i32): v128 {
-  const v = v128.load(q);
-  return h ? v128.and(i16x8.shr_u(v, 4), kc(K_0F)) : v128.and(v, kc(K_0F));
-}
-
 /** A sub-block's x4_dot sums times its scale (x4_scale16), i32 lane r: row r's, exact. */
 @inline function x4_scaled(a: v128, sc16: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i32x4.dot_i16x8_s(a, sc16) : i32x4.mul(a, i32x4.shr_u(sc16, 16));
@@ -235,30 +230,24 @@ function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usiz
     const d = x4_f16(p), slo = x4_six_bits(p, false), shi = x4_six_bits_high(p, false);
     for (let k = 0; k < 4; k++) {
       const sc = k < 2 ? slo : shi;
-      let s0 = i32x4.splat(0), s1 = i32x4.splat(0), s2 = i32x4.splat(0), s3 = i32x4.splat(0);
-      for (let h = 0; h < 2; h++) {
-        let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-        // two weight vectors a step (as x4_pair1)
-        let q = p + 64 + (<usize>k << 7), o = x + (<usize>(2 * k + h) << 5);
-        const qEnd = q + 128;
-        for (; q < qEnd; q += 32, o += 8) {
-          let wv = x4_nibbles_at(q, h);
-          a0 = x4_add(a0, x4_dot(wv, o));
-          a1 = x4_add(a1, x4_dot(wv, o + tq));
-          a2 = x4_add(a2, x4_dot(wv, o + tq2));
-          a3 = x4_add(a3, x4_dot(wv, o + tq3));
-          wv = x4_nibbles_at(q + 16, h);
-          a0 = x4_add(a0, x4_dot(wv, o + 4));
-          a1 = x4_add(a1, x4_dot(wv, o + tq + 4));
-          a2 = x4_add(a2, x4_dot(wv, o + tq2 + 4));
-          a3 = x4_add(a3, x4_dot(wv, o + tq3 + 4));
-        }
-        const s16 = x4_scale16(sc, ((2 * k) & 3) + h);
-        s0 = i32x4.add(s0, x4_scaled(a0, s16));
-        s1 = i32x4.add(s1, x4_scaled(a1, s16));
-        s2 = i32x4.add(s2, x4_scaled(a2, s16));
-        s3 = i32x4.add(s3, x4_scaled(a3, s16));
+      // each weight vector loaded and unpacked once for both sub-blocks of the pair (low nibbles: 2k, a*; high:
+      // 2k+1, b*) and the four tokens
+      let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+      let b0 = i32x4.splat(0), b1 = i32x4.splat(0), b2 = i32x4.splat(0), b3 = i32x4.splat(0);
+      let q = p + 64 + (<usize>k << 7), o = x + (<usize>k << 6);
+      for (const qEnd = q + 128; q < qEnd; q += 16, o += 4) {
+        const v = v128.load(q);
+        const lo = v128.and(v, kc(K_0F)), hi = v128.and(i16x8.shr_u(v, 4), kc(K_0F));
+        a0 = x4_add(a0, x4_dot(lo, o)); b0 = x4_add(b0, x4_dot(hi, o + 32));
+        a1 = x4_add(a1, x4_dot(lo, o + tq)); b1 = x4_add(b1, x4_dot(hi, o + tq + 32));
+        a2 = x4_add(a2, x4_dot(lo, o + tq2)); b2 = x4_add(b2, x4_dot(hi, o + tq2 + 32));
+        a3 = x4_add(a3, x4_dot(lo, o + tq3)); b3 = x4_add(b3, x4_dot(hi, o + tq3 + 32));
       }
+      const sLo = x4_scale16(sc, (2 * k) & 3), sHi = x4_scale16(sc, ((2 * k) & 3) + 1);
+      const s0 = i32x4.add(x4_scaled(a0, sLo), x4_scaled(b0, sHi));
+      const s1 = i32x4.add(x4_scaled(a1, sLo), x4_scaled(b1, sHi));
+      const s2 = i32x4.add(x4_scaled(a2, sLo), x4_scaled(b2, sHi));
+      const s3 = i32x4.add(x4_scaled(a3, sLo), x4_scaled(b3, sHi));
       c0 = fma4_t<Acc>(f32x4.convert_i32x4_s(s0), f32x4.mul(d, f32x4.splat(e0)), c0);
       c1 = fma4_t<Acc>(f32x4.convert_i32x4_s(s1), f32x4.mul(d, f32x4.splat(e1)), c1);
       c2 = fma4_t<Acc>(f32x4.convert_i32x4_s(s2), f32x4.mul(d, f32x4.splat(e2)), c2);
