@@ -12,7 +12,8 @@ const { module, memory, control, index, names } = workerData as {
 };
 const { k } = instantiateKernels(module, memory);
 const fns = names.map((n) => (k as unknown as Record<string, (...args: number[]) => void>)[n]!);
-const ctl = new Int32Array(control, index * 16 * 4, 16);
+const ctl = new Int32Array(control, index * 32 * 4, 32); // node-threads.ts's slot
+const ctlF = new Float32Array(control, index * 32 * 4, 32);
 parentPort!.postMessage("ready");
 
 /**
@@ -29,11 +30,12 @@ for (;;) {
     Atomics.wait(ctl, 0, seen);
   }
   seen = Atomics.load(ctl, 0);
-  const args = Array.from(ctl.subarray(4, 4 + ctl[3]!), (a) => a >>> 0);
+  const floats = ctl[4]!;
+  const args = Array.from(ctl.subarray(5, 5 + ctl[3]!), (a, j) => (floats & (1 << j) ? ctlF[5 + j]! : a >>> 0));
   try {
     fns[ctl[2]!]!(...args);
   } catch {
-    ctl[15] = 1;
+    ctl[31] = 1;
   }
   Atomics.store(ctl, 1, seen);
   Atomics.notify(ctl, 1);

@@ -4,9 +4,14 @@
 import { Worker } from "node:worker_threads";
 import type { KernelCall, KernelThreads } from "../engine/backend/wasm.ts";
 
-const SLOT = 16; // int32s per thread: [seq, done, fn, argc, args..., error]
-const MAX_ARGS = 11;
-const ERROR = 15;
+// int32s per thread: [seq, done, fn, argc, float mask, args..., error]. Arguments go as i32 (pointers, counts: the
+// thread reads them unsigned, which WebAssembly's i32 parameters take back as the same bits); an argument that is
+// not an integer in i32/u32 range (a soft-cap, a scale) goes as f32 bits, its bit set in the mask.
+const SLOT = 32;
+const ARGS = 5;
+const MAX_ARGS = 26;
+const ERROR = 31;
+const f32Bits = new Float32Array(1), f32BitsI = new Int32Array(f32Bits.buffer);
 
 export class NodeKernelThreads implements KernelThreads {
   readonly count: number;
@@ -47,7 +52,16 @@ export class NodeKernelThreads implements KernelThreads {
       if (c.args.length > MAX_ARGS) throw new Error(`${c.fn}: more than ${MAX_ARGS} arguments`);
       this.ctl[o + 2] = this.names.indexOf(c.fn);
       this.ctl[o + 3] = c.args.length;
-      c.args.forEach((a, j) => (this.ctl[o + 4 + j] = a | 0));
+      let floats = 0;
+      c.args.forEach((a, j) => {
+        if (Number.isInteger(a) && a >= -(2 ** 31) && a < 2 ** 32) this.ctl[o + ARGS + j] = a | 0;
+        else {
+          f32Bits[0] = a;
+          this.ctl[o + ARGS + j] = f32BitsI[0]!;
+          floats |= 1 << j;
+        }
+      });
+      this.ctl[o + 4] = floats;
       Atomics.store(this.ctl, o, seq);
       Atomics.notify(this.ctl, o);
     });

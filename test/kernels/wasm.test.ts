@@ -60,6 +60,33 @@ describe("matrix products split across worker threads (shared memory, -mt builds
       }
     });
   }
+
+  /** One decode attention call of `heads` query heads sharing a KV head, on a backend: out as an array. */
+  function runAttend(b: Backend, heads: number, d: number, n: number, cap: number, seed: number) {
+    const rand = mulberry32(seed);
+    const stride = 2 * d;
+    const qOff = b.reserve(heads * d * 4), kOff = b.reserve(n * stride * 2), vOff = b.reserve(n * stride * 2), oOff = b.reserve(heads * d * 4);
+    const sb = b.scratchBytes(2048, 1, d), sOff = b.reserve(sb);
+    b.commit();
+    b.setScratch(sOff, sb);
+    const q = b.f32(qOff, heads * d), k = b.u16(kOff, n * stride), v = b.u16(vOff, n * stride), out = b.f32(oOff, heads * d);
+    for (let i = 0; i < heads * d; i++) q[i] = (rand() * 2 - 1) * 0.5;
+    for (let i = 0; i < n * stride; i++) {
+      k[i] = f32ToF16((rand() * 2 - 1) * 2);
+      v[i] = f32ToF16((rand() * 2 - 1) * 4);
+    }
+    b.attendHead!(out, q, k, v, visibleCells(n - 1, n, 0), stride, d, cap, heads);
+    return Array.from(out);
+  }
+
+  it("decode attention, its query heads split across 2 and 3 threads (8 and 5 heads of 256, 3 of 64; soft-caps 0, 50, 2.5): the one-thread bits", async () => {
+    for (const [heads, d, cap] of [[8, 256, 0], [5, 256, 50], [3, 64, 2.5]] as const) {
+      const one = runAttend(await wasmBackend("relaxed"), heads, d, 37, cap, heads * d);
+      for (const threads of [2, 3]) expect(runAttend(await loadWasmBackend("relaxed", threads), heads, d, 37, cap, heads * d), `${heads} heads, ${threads} threads`).toEqual(one);
+      // the soft-cap reaches the threads' share: without it their heads differ
+      if (cap) expect(runAttend(await wasmBackend("relaxed"), heads, d, 37, 0, heads * d)).not.toEqual(one);
+    }
+  });
 });
 
 describe("relaxed SIMD detection", () => {
