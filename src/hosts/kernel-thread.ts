@@ -2,6 +2,7 @@
 // put into its slot, forever.
 import { parentPort, workerData } from "node:worker_threads";
 import { instantiateKernels } from "../engine/backend/wasm.ts";
+import { ARGS, ERROR, SLOT } from "./node-threads.ts";
 
 const { module, memory, control, index, names } = workerData as {
   module: WebAssembly.Module;
@@ -12,8 +13,8 @@ const { module, memory, control, index, names } = workerData as {
 };
 const { k } = instantiateKernels(module, memory);
 const fns = names.map((n) => (k as unknown as Record<string, (...args: number[]) => void>)[n]!);
-const ctl = new Int32Array(control, index * 32 * 4, 32); // node-threads.ts's slot
-const ctlF = new Float32Array(control, index * 32 * 4, 32);
+const ctl = new Int32Array(control, index * SLOT * 4, SLOT);
+const ctlF = new Float32Array(control, index * SLOT * 4, SLOT);
 parentPort!.postMessage("ready");
 
 /**
@@ -30,12 +31,12 @@ for (;;) {
     Atomics.wait(ctl, 0, seen);
   }
   seen = Atomics.load(ctl, 0);
-  const floats = ctl[4]!;
-  const args = Array.from(ctl.subarray(5, 5 + ctl[3]!), (a, j) => (floats & (1 << j) ? ctlF[5 + j]! : a >>> 0));
+  const floats = ctl[ARGS - 1]!;
+  const args = Array.from(ctl.subarray(ARGS, ARGS + ctl[3]!), (a, j) => (floats & (1 << j) ? ctlF[ARGS + j]! : a >>> 0));
   try {
     fns[ctl[2]!]!(...args);
   } catch {
-    ctl[31] = 1;
+    ctl[ERROR] = 1;
   }
   Atomics.store(ctl, 1, seen);
   Atomics.notify(ctl, 1);

@@ -7,10 +7,10 @@ import type { KernelCall, KernelThreads } from "../engine/backend/wasm.ts";
 // int32s per thread: [seq, done, fn, argc, float mask, args..., error]. Arguments go as i32 (pointers, counts: the
 // thread reads them unsigned, which WebAssembly's i32 parameters take back as the same bits); an argument that is
 // not an integer in i32/u32 range (a soft-cap, a scale) goes as f32 bits, its bit set in the mask.
-const SLOT = 32;
-const ARGS = 5;
+export const SLOT = 32;
+export const ARGS = 5;
 const MAX_ARGS = 26;
-const ERROR = 31;
+export const ERROR = 31;
 const f32Bits = new Float32Array(1), f32BitsI = new Int32Array(f32Bits.buffer);
 
 export class NodeKernelThreads implements KernelThreads {
@@ -61,7 +61,7 @@ export class NodeKernelThreads implements KernelThreads {
           floats |= 1 << j;
         }
       });
-      this.ctl[o + 4] = floats;
+      this.ctl[o + ARGS - 1] = floats;
       Atomics.store(this.ctl, o, seq);
       Atomics.notify(this.ctl, o);
     });

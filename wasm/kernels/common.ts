@@ -29,8 +29,8 @@ export function disable_fused_madd(): void {
 // (`movq r, imm64; vmovq; vpunpcklqdq` for a splat, more for other patterns), where Node 22's V8 kept it in a
 // register: three instructions for a mask that one `pand` uses. The kernels' loops load theirs from this table in
 // the module's static data instead (the first page, which the host leaves to the module): one load from L1, often
-// folded into the instruction that uses it. Measured on Node 24 (Zen 5, alternating builds, pinned): the Q4_0
-// one-token product 1.26x, 16 tokens 1.10x; on Node 22 the same speed as before. kc(K_...) reads one.
+// folded into the instruction that uses it. Measured on Node 24 (Zen 5, alternating builds, pinned), with fma4_t's
+// change below: 1.12-1.61x by weight type (docs/performance.md, "Node 24"). kc(K_...) reads one.
 
 /** i32 lanes of each 16-byte constant, at the K_ offsets below. */
 const K = memory.data<u32>([

@@ -323,13 +323,14 @@ export class WasmBackend implements Backend {
     // cell's K and V in f32, M and S per head
     const most = Math.min(heads, 16), need = 4 * (2 * most * d + 2 * d + 2 * most);
     if (d % 4 !== 0 || need > this.scratchLen) throw new Error(`attention kernel needs head_dim % 4 == 0 and ${need} bytes of scratch (${most} heads of ${d})`);
+    // heads h..h+n-1 with `scratch` (attend_f16's arguments)
+    const args = (h: number, n: number, scratch: number) =>
+      [this.ptr(out) + 4 * h * d, this.ptr(q) + 4 * h * d, this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, n, scratch, softcap] as const;
     // with threads: the query heads split among them, each part in its own slice of the scratch (a head's bits are
     // the same whichever heads share its call)
     const parts = this.threads ? Math.min(this.threads.count + 1, heads) : 1;
     const per = Math.ceil(heads / parts), slice = alignUp(4 * (2 * per * d + 2 * d + 2 * per));
     if (parts > 1 && per <= 16 && parts * slice <= this.scratchLen) {
-      const args = (h: number, n: number, scratch: number) =>
-        [this.ptr(out) + 4 * h * d, this.ptr(q) + 4 * h * d, this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, n, scratch, softcap] as const;
       const calls: KernelCall[] = [];
       let h = 0;
       for (; h + per < heads; h += per) calls.push({ fn: "attend_f16", args: [...args(h, per, this.scratch + (calls.length + 1) * slice)] });
@@ -337,10 +338,7 @@ export class WasmBackend implements Backend {
       this.threads!.run(calls, () => this.k.attend_f16(...last));
       return;
     }
-    for (let h = 0; h < heads; h += 16) {
-      const n = Math.min(16, heads - h), o = this.ptr(out) + 4 * h * d, qp = this.ptr(q) + 4 * h * d;
-      this.k.attend_f16(o, qp, this.ptr(k), this.ptr(v), vis[0]!, vis[1]!, vis[2]!, vis[3]!, stride, offset, d, n, this.scratch, softcap);
-    }
+    for (let h = 0; h < heads; h += 16) this.k.attend_f16(...args(h, Math.min(16, heads - h), this.scratch));
   }
 
   matmul(out: Float32Array, w: Weight, x: Float32Array, n: number, batchRows = n): void {
