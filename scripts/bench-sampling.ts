@@ -1,10 +1,17 @@
 // `npm run bench:sampling`: what sampling costs against greedy decoding, as a user sees it: `gemma-edge serve` on
 // the Gemma-2B-shape Q4_0 file (1 thread), streaming /v1/completions with the official client's settings,
-// alternating between settings for REPEATS rounds (default 3); decode tok/s (medians, min–max) and the ratio to
-// greedy. Each request generates GEN tokens (default 64) from the same prompt.
+// alternating between settings for REPEATS rounds (default 3), a greedy request before each setting and after the
+// last: decode tok/s (medians, min–max), and each setting's ratio to the mean of the greedy requests either side of
+// it (median and min–max over the rounds: the machine's drift over a round cancels). Each request generates GEN
+// tokens (default 64) from the same prompt. Then the sampler alone, in this
+// process: `Sampler.sample` per setting on 256,000 logits, with its passes in JavaScript and in WebAssembly.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import OpenAI from "openai";
+import { hasRelaxedSimd } from "../src/engine/backend/wasm.ts";
+import { DEFAULT_SAMPLING, mulberry32, Sampler } from "../src/engine/sampler.ts";
+import { provideSamplerWasm } from "../src/engine/sampler-wasm.ts";
+import { kernelModule } from "../src/hosts/node-wasm.ts";
 import { startServe } from "./bench-server.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -34,16 +41,54 @@ async function decodeRate(extra: Record<string, number>, seed: number): Promise<
   return (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
 }
 
+// SETTINGS[0] is greedy: a round runs greedy, setting 1, greedy, setting 2, ..., greedy
 const rates = SETTINGS.map(() => [] as number[]);
+const ratios = SETTINGS.map(() => [] as number[]);
+const measure = async (i: number, r: number) => {
+  const rate = await decodeRate(SETTINGS[i]![1], 1000 + r);
+  process.stderr.write(`${SETTINGS[i]![0]}: ${rate.toFixed(2)} tok/s\n`);
+  return rate;
+};
 await decodeRate({ temperature: 0 }, 0); // warm-up
 for (let r = 0; r < repeats; r++) {
-  for (let i = 0; i < SETTINGS.length; i++) {
-    rates[i]!.push(await decodeRate(SETTINGS[i]![1], 1000 + r));
-    process.stderr.write(`${SETTINGS[i]![0]}: ${rates[i]!.at(-1)!.toFixed(2)} tok/s\n`);
+  let before = await measure(0, r);
+  rates[0]!.push(before);
+  for (let i = 1; i < SETTINGS.length; i++) {
+    const rate = await measure(i, r);
+    const after = await measure(0, r);
+    rates[i]!.push(rate);
+    rates[0]!.push(after);
+    ratios[i]!.push(rate / ((before + after) / 2));
+    before = after;
   }
 }
 const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-const greedy = med(rates[0]!);
-process.stdout.write(`\n| setting (stream of ${gen} tokens, 1 thread, ${repeats} alternating rounds) | decode tok/s (median, min–max) | / greedy |\n|---|---|---|\n`);
-SETTINGS.forEach(([name], i) => process.stdout.write(`| ${name} | ${med(rates[i]!).toFixed(2)} (${Math.min(...rates[i]!).toFixed(2)}–${Math.max(...rates[i]!).toFixed(2)}) | ${(med(rates[i]!) / greedy).toFixed(3)} |\n`));
+const range = (v: number[], digits: number) => `${med(v).toFixed(digits)} (${Math.min(...v).toFixed(digits)}–${Math.max(...v).toFixed(digits)})`;
+process.stdout.write(`\n| setting (stream of ${gen} tokens, 1 thread, ${repeats} alternating rounds) | decode tok/s (median, min–max) | / greedy either side (median, min–max) |\n|---|---|---|\n`);
+SETTINGS.forEach(([name], i) => process.stdout.write(`| ${name} | ${range(rates[i]!, 2)} | ${i === 0 ? "1" : range(ratios[i]!, 3)} |\n`));
 stop();
+
+// the sampler alone: logits drawn from a normal distribution (sd 4), the last 64 tokens penalized, no logprob
+// asked (the server's case without `logprobs`); ms per call, median of 50 after 10 to warm up
+const rand = mulberry32(1);
+const logits = Float32Array.from({ length: 256_000 }, () => 4 * Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand()));
+const penalized = Array.from({ length: 64 }, (_, i) => i * 997);
+const asParams = (o: Record<string, number>) => ({
+  ...DEFAULT_SAMPLING, seed: 1, temperature: o.temperature!, topK: o.top_k ?? 0, topP: o.top_p ?? 1, minP: o.min_p ?? 0,
+  repetitionPenalty: o.repetition_penalty ?? 1, frequencyPenalty: o.frequency_penalty ?? 0,
+});
+const samplerMs = (o: Record<string, number>) => {
+  const sampler = new Sampler(asParams(o));
+  const ms: number[] = [];
+  for (let i = 0; i < 60; i++) {
+    const t = performance.now();
+    sampler.sample(logits, penalized, 0, undefined, false);
+    if (i >= 10) ms.push(performance.now() - t);
+  }
+  return med(ms);
+};
+const js = SETTINGS.map(([, o]) => samplerMs(o));
+provideSamplerWasm(await kernelModule(hasRelaxedSimd() ? "relaxed" : "simd"));
+const wasm = SETTINGS.map(([, o]) => samplerMs(o));
+process.stdout.write(`\n| setting (Sampler.sample, 256,000 logits, median of 50) | passes in JavaScript, ms | in WebAssembly, ms |\n|---|---|---|\n`);
+SETTINGS.forEach(([name], i) => process.stdout.write(`| ${name} | ${js[i]!.toFixed(2)} | ${wasm[i]!.toFixed(2)} |\n`));

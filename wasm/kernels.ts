@@ -22,3 +22,4 @@ export { geglu } from "./kernels/geglu";
 export { attend_f16 } from "./kernels/attention";
 export { attend_tiled } from "./kernels/attention-tiled";
 export { quantize_row, QUANTIZE_SCRATCH } from "./kernels/quantize";
+export { bucket_mass, exp_weights, max_f32, pick_index, select_ids } from "./kernels/softmax";

@@ -5,7 +5,9 @@
 // nothing sorts the vocabulary: top-k selects its k, top-p buckets the mass by logit and sorts only the bucket
 // where the mass crosses p, and a draw walks its candidates in id order (the same distribution as walking them
 // sorted; with top-k they stay sorted, as before). The plain version of this sampler, which sorted everything, is
-// kept as the twin the tests compare it with (test/helpers/sampler-reference.ts).
+// kept as the twin the tests compare it with (test/helpers/sampler-reference.ts). The passes over the whole
+// vocabulary (max, exp weights, the draw's walk) run in WebAssembly where the host provided it (sampler-wasm.ts).
+import { NUCLEUS_BUCKETS, samplerKernels, type SoftmaxKernels } from "./sampler-wasm.ts";
 
 export interface SamplingParams {
   temperature: number; //       0 = greedy
@@ -33,14 +35,15 @@ export interface TokenChoice {
 
 /**
  * The distribution a draw is made from: candidate ids (null: every id, in order) and their weights, which sum
- * to `total` (normalize to get probabilities).
+ * to `total` (normalize to get probabilities). Weights over every id may live in the sampler kernels' memory
+ * (sampler-wasm.ts): they hold until the next sampling call in the isolate.
  */
 export interface Candidates {
   ids: Int32Array | null;
   weights: Float64Array;
   total: number;
-  /** sum_i exp(l_i - max l) over every id in id order, when it was computed on the way (the log-sum-exp's sum). */
-  softmaxSum?: number;
+  /** log sum_i exp(l_i) over every id, when the draw computed it on the way (max l + the log of its softmax sum). */
+  logSumExp?: number;
 }
 
 /** A small, fast, seedable PRNG (mulberry32). */
@@ -57,14 +60,15 @@ export function mulberry32(seed: number): () => number {
 
 /** Top-p without sorting (Sampler.nucleus): buckets over this many nats below the best logit (exp(-64) ~ 1.6e-28). */
 const NUCLEUS_RANGE = 64;
-const NUCLEUS_BUCKETS = 4096;
 
 export class Sampler {
   private readonly rand: () => number;
   readonly params: SamplingParams;
-  /** exp(logit - max) of every id, and its top-p bucket, reused across steps (the vocabulary's size). */
+  /** exp(logit - max) of every id (the JavaScript path; sampler-wasm.ts keeps its own) and its top-p bucket, reused across steps. */
   private all = new Float64Array(0);
   private buckets = new Uint16Array(0);
+  /** The penalized (or masked) copy of the logits, reused across steps. */
+  private scratch = new Float32Array(0);
 
   constructor(params: SamplingParams) {
     this.params = params;
@@ -81,7 +85,7 @@ export class Sampler {
   sample(logits: Float32Array, penalized: number[] = [], topN = 0, mask?: Int32Array, logprob = true): TokenChoice {
     let l = this.penalize(logits, penalized);
     if (mask) {
-      if (l === logits) l = Float32Array.from(logits);
+      if (l === logits) l = this.copy(logits);
       if (!applyMask(l, mask)) throw new Error("the grammar allows no token here");
     }
     const wanted = logprob || topN > 0;
@@ -93,18 +97,21 @@ export class Sampler {
     } else {
       const c = this.candidates(l);
       id = this.pick(c);
-      // when the draw already summed the softmax of the unpenalized logits, that is the log-sum-exp's sum
-      lse = c.softmaxSum !== undefined && l === logits ? maxOf(logits) + Math.log(c.softmaxSum) : wanted ? logSumExp(logits) : NaN;
+      // when the draw already summed the softmax of the unpenalized logits, that is the log-sum-exp
+      lse = c.logSumExp !== undefined && l === logits ? c.logSumExp : wanted ? logSumExp(logits) : NaN;
     }
     return { id, logprob: logits[id]! - lse, top: topN > 0 ? topTokens(logits, topN).map((t) => ({ id: t, logprob: logits[t]! - lse })) : [] };
   }
 
-  /** The logits with the penalties applied (a copy), or the logits themselves when none applies. */
+  /**
+   * The logits with the penalties applied (a copy, in the sampler's buffer: valid until its next call), or the
+   * logits themselves when none applies.
+   */
   penalize(logits: Float32Array, penalized: number[]): Float32Array {
     const p = this.params;
     const bias = p.logitBias?.length ? p.logitBias : undefined;
     if (!bias && (!penalized.length || (p.repetitionPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0))) return logits;
-    const l = Float32Array.from(logits);
+    const l = this.copy(logits);
     if (bias) for (const [t, b] of bias) if (t >= 0 && t < l.length) l[t] = l[t]! + b;
     if (!penalized.length) return l;
     const counts = new Map<number, number>();
@@ -143,31 +150,43 @@ export class Sampler {
       }
       return this.weigh(l, Int32Array.from(cand), T);
     }
-    const m = maxOf(l);
+    const k = samplerKernels();
+    k?.load(l);
+    const m = k ? k.max() : maxOf(l);
     const cut = p.minP > 0 ? m + Math.log(p.minP) : -Infinity;
     if (p.topP < 1) {
-      const { ids, z } = this.nucleus(l, m, p.topP);
+      const { ids, z, w } = this.nucleus(l, m, p.topP, k);
       const kept = p.minP > 0 ? ids.filter((t) => l[t]! >= cut) : ids;
-      return { ...(T === 1 ? this.weighed(kept) : this.weigh(l, kept, T)), softmaxSum: z };
+      return { ...(T === 1 ? weighed(w, kept) : this.weigh(l, kept, T)), logSumExp: m + Math.log(z) };
     }
     // every id whose logit passes min-p, in id order: one pass (a draw needs no order)
-    if (this.all.length !== l.length) {
-      this.all = new Float64Array(l.length);
-      this.buckets = new Uint16Array(l.length);
-    }
-    const w = this.all;
+    let w: Float64Array;
     let total = 0;
-    if (T === 1) for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp(l[i]! - m) : 0;
-    else for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp((l[i]! - m) / T) : 0;
-    return { ids: null, weights: w, total, ...(T === 1 && cut === -Infinity ? { softmaxSum: total } : {}) };
+    if (k) {
+      total = k.expSum(m, T, cut, true);
+      w = k.weights;
+    } else {
+      w = this.allWeights(l.length);
+      if (T === 1) for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp(l[i]! - m) : 0;
+      else for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp((l[i]! - m) / T) : 0;
+    }
+    return { ids: null, weights: w, total, ...(T === 1 && cut === -Infinity ? { logSumExp: m + Math.log(total) } : {}) };
   }
 
-  /** The weights nucleus() left in `all` (exp(l - max), temperature 1) of `ids`. */
-  private weighed(ids: Int32Array): Candidates {
-    const weights = new Float64Array(ids.length);
-    let total = 0;
-    for (let j = 0; j < ids.length; j++) total += weights[j] = this.all[ids[j]!]!;
-    return { ids, weights, total };
+  /**
+   * The logits copied into a buffer kept across steps: a fresh megabyte a step costs more than the copy (on these
+   * machines a new 1 MB typed array took 0.07 to 3.7 ms, its pages faulted in anew).
+   */
+  private copy(logits: Float32Array): Float32Array {
+    if (this.scratch.length !== logits.length) this.scratch = new Float32Array(logits.length);
+    this.scratch.set(logits);
+    return this.scratch;
+  }
+
+  /** The JavaScript path's weights over every id, kept across steps. */
+  private allWeights(n: number): Float64Array {
+    if (this.all.length !== n) this.all = new Float64Array(n);
+    return this.all;
   }
 
   /** Weights exp((l - max) / T) of `ids`, the first of which has the highest logit or not (max is found). */
@@ -186,46 +205,51 @@ export class Sampler {
    * probability mass by logit (NUCLEUS_BUCKETS buckets over the NUCLEUS_RANGE below the maximum), the bucket where
    * the running mass crosses topP is the only one sorted, and everything above it is kept as it is.
    */
-  private nucleus(l: Float32Array, m: number, topP: number): { ids: Int32Array; z: number } {
+  private nucleus(l: Float32Array, m: number, topP: number, k: SoftmaxKernels | null): { ids: Int32Array; z: number; w: Float64Array } {
     const n = l.length;
-    if (this.all.length !== n) {
-      this.all = new Float64Array(n);
-      this.buckets = new Uint16Array(n);
-    }
-    const w = this.all, bucketOf = this.buckets;
-    const mass = new Float64Array(NUCLEUS_BUCKETS + 1); // the last: everything further below
     const scale = NUCLEUS_BUCKETS / NUCLEUS_RANGE;
-    let z = 0;
-    for (let i = 0; i < n; i++) {
-      const v = l[i]!;
-      const x = (w[i] = Math.exp(v - m));
-      z += x;
-      const b = v > m - NUCLEUS_RANGE ? Math.min(NUCLEUS_BUCKETS - 1, Math.floor((m - v) * scale)) : NUCLEUS_BUCKETS;
-      bucketOf[i] = b;
-      mass[b]! += x;
+    // the weights exp(l - m) and the buckets: the kernels' passes (l is loaded), or the same here
+    let z = 0, w: Float64Array, bucketOf: Uint16Array, mass: Float64Array;
+    if (k) {
+      z = k.expSum(m, 1, -Infinity, true);
+      k.buckets(m, scale, NUCLEUS_RANGE);
+      ({ weights: w, bucketOf, mass } = k);
+    } else {
+      w = this.allWeights(n);
+      if (this.buckets.length !== n) this.buckets = new Uint16Array(n);
+      bucketOf = this.buckets;
+      mass = new Float64Array(NUCLEUS_BUCKETS + 1); // the last: everything further below
+      for (let i = 0; i < n; i++) {
+        const v = l[i]!;
+        const x = (w[i] = Math.exp(v - m));
+        z += x;
+        const b = v > m - NUCLEUS_RANGE ? Math.min(NUCLEUS_BUCKETS - 1, Math.floor((m - v) * scale)) : NUCLEUS_BUCKETS;
+        bucketOf[i] = b;
+        mass[b]! += x;
+      }
     }
     let c = 0;
     let cum = 0;
     while (c < NUCLEUS_BUCKETS && (cum + mass[c]!) / z < topP) cum += mass[c++]!;
-    const kept: number[] = [];
-    const crossing: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const b = bucketOf[i]!;
-      if (b < c) kept.push(i);
-      else if (b === c) crossing.push(i);
-    }
+    // every id of the buckets above c, then c's best first until the mass reaches topP
+    const { kept, crossing } = k ? k.select(c) : selectIds(bucketOf, c);
     crossing.sort((a, b) => l[b]! - l[a]! || a - b);
-    for (const i of crossing) {
-      kept.push(i);
-      cum += w[i]!;
+    let take = 0;
+    while (take < crossing.length) {
+      cum += w[crossing[take++]!]!;
       if (cum / z >= topP) break;
     }
-    return { ids: Int32Array.from(kept), z };
+    const ids = new Int32Array(kept.length + take);
+    ids.set(kept);
+    ids.set(crossing.slice(0, take), kept.length);
+    return { ids, z, w };
   }
 
   /** Draw from a distribution: walk its candidates in their order. */
   private pick(c: Candidates): number {
     let r = this.rand() * c.total;
+    const k = samplerKernels();
+    if (k && c.weights === k.weights) return k.pick(r);
     const n = c.weights.length;
     let last = 0;
     for (let i = 0; i < n; i++) {
@@ -251,7 +275,33 @@ function argmax(l: Float32Array): number {
   return id;
 }
 
+/** The ids whose bucket is below c, and those in c (SoftmaxKernels.select's pass, in JavaScript). */
+function selectIds(bucketOf: Uint16Array, c: number): { kept: number[]; crossing: number[] } {
+  const kept: number[] = [];
+  const crossing: number[] = [];
+  for (let i = 0; i < bucketOf.length; i++) {
+    const b = bucketOf[i]!;
+    if (b < c) kept.push(i);
+    else if (b === c) crossing.push(i);
+  }
+  return { kept, crossing };
+}
+
+/** The weights `w` (over every id) of `ids`. */
+function weighed(w: Float64Array, ids: Int32Array): Candidates {
+  const weights = new Float64Array(ids.length);
+  let total = 0;
+  for (let j = 0; j < ids.length; j++) total += weights[j] = w[ids[j]!]!;
+  return { ids, weights, total };
+}
+
 function logSumExp(l: Float32Array): number {
+  const k = samplerKernels();
+  if (k) {
+    k.load(l);
+    const m = k.max();
+    return m + Math.log(k.expSum(m, 1, -Infinity, false));
+  }
   const m = maxOf(l);
   let s = 0;
   for (let i = 0; i < l.length; i++) s += Math.exp(l[i]! - m);
@@ -279,7 +329,7 @@ export function topTokens(l: Float32Array, k: number): number[] {
     return top;
   }
   // the k-th largest value by selection, then the ids above it (and enough of those equal to it, lowest first)
-  const thr = kthLargest(Float32Array.from(l), k);
+  const thr = kthLargest(l.slice(), k);
   const above: number[] = [];
   const at: number[] = [];
   for (let i = 0; i < l.length; i++) {

@@ -11,6 +11,7 @@
 import { wasmMemoryBytes, wasmScratchBytes, WASM_BASE_BYTES } from "./backend/wasm.ts";
 import type { ByteSource } from "./byte-source.ts";
 import { GRAMMAR_MEMORY_BYTES } from "./grammar-memory.ts";
+import { samplerMemoryBytes } from "./sampler-wasm.ts";
 import type { GemmaConfig } from "./config.ts";
 import { readModelHeader } from "./model/load.ts";
 import { partBytes, partTensors, type PartBytes, type PartSizing, type PartSpec, type TensorLookup } from "./model/part.ts";
@@ -31,8 +32,8 @@ export interface ShardPlanOptions {
   /** The largest prefill chunk wanted (default 512, llama.cpp's micro-batch); the plan may choose a smaller one. */
   maxChunk?: number;
   /**
-   * What the host of a one-part plan needs beside the part in its isolate: the coordinator runs the grammar
-   * engine (grammar.ts GRAMMAR_MEMORY_BYTES). A whole model is one part only if it fits the budget less this.
+   * What the host of a one-part plan needs beside the part in its isolate (coordinatorReserveBytes). A whole
+   * model is one part only if it fits the budget less this.
    */
   localReserveBytes?: number;
   /** Internal: the model does not fit in one part (skip trying). */
@@ -75,8 +76,16 @@ export async function planModel(src: ByteSource, o: { budgetMb?: number; context
   const header = await readModelHeader(src, { contextSize: o.contextSize, maxBatch: o.maxBatch });
   return planShards(header.cfg, (n) => header.gguf.tensors.get(n), {
     budgetBytes: o.budgetMb === undefined ? undefined : budgetBytes(o.budgetMb), contextSize: header.contextSize, sequences: o.sequences, maxChunk: header.maxBatch,
-    localReserveBytes: GRAMMAR_MEMORY_BYTES,
+    localReserveBytes: coordinatorReserveBytes(header.cfg.vocabSize),
   });
+}
+
+/**
+ * The WebAssembly memory a coordinator holds beside a part of the model: the grammar engine's (grammar.ts
+ * GRAMMAR_MEMORY_BYTES) and the sampler kernels' (sampler-wasm.ts, ~3 MB at 256k ids).
+ */
+export function coordinatorReserveBytes(vocabSize: number): number {
+  return GRAMMAR_MEMORY_BYTES + samplerMemoryBytes(vocabSize);
 }
 
 export class PlanError extends Error {

@@ -10,8 +10,8 @@ import { hasRelaxedSimd, WasmBackend } from "../engine/backend/wasm.ts";
 import { loadModel, pipelineBatch, readModelHeader, type LoadOptions, type RunnableModel } from "../engine/model/load.ts";
 import { partTensors } from "../engine/model/part.ts";
 import { Pipeline } from "../engine/pipeline.ts";
-import { budgetBytes, planShards, planSizing } from "../engine/shard-plan.ts";
-import { GRAMMAR_MEMORY_BYTES } from "../engine/grammar-memory.ts";
+import { budgetBytes, coordinatorReserveBytes, planShards, planSizing } from "../engine/shard-plan.ts";
+import { provideSamplerWasm, samplerKernels } from "../engine/sampler-wasm.ts";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import grammarWasm from "../../build/xgrammar.wasm";
@@ -95,13 +95,16 @@ export class ModelHost {
     const header = await readModelHeader(src, opts);
     const { cfg, gguf, contextSize, maxBatch } = header;
     const lookup = (name: string) => gguf.tensors.get(name);
-    // a part held here shares this isolate with the grammar engine (engine/grammar.ts): it gets the budget less
-    // what that may use, and the model is sharded when it does not fit in that
-    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch, sequences: opts.sequences, localReserveBytes: GRAMMAR_MEMORY_BYTES });
+    // a part held here shares this isolate with the grammar engine (engine/grammar.ts) and the sampler's kernels
+    // (engine/sampler-wasm.ts): it gets the budget less what those may use, and the model is sharded when it does
+    // not fit in that
+    const relaxed = hasRelaxedSimd();
+    if (!samplerKernels()) provideSamplerWasm(relaxed ? relaxedKernels : simdKernels);
+    const reserve = coordinatorReserveBytes(cfg.vocabSize);
+    const plan = planShards(cfg, lookup, { budgetBytes: this.budgetBytes, contextSize, maxChunk: maxBatch, sequences: opts.sequences, localReserveBytes: reserve });
     const budget = this.budgetBytes ?? null;
-    const localBudget = this.budgetBytes === undefined ? undefined : this.budgetBytes - GRAMMAR_MEMORY_BYTES;
+    const localBudget = this.budgetBytes === undefined ? undefined : this.budgetBytes - reserve;
     if (plan.parts.length === 1) {
-      const relaxed = hasRelaxedSimd();
       const backend = new WasmBackend(relaxed ? relaxedKernels : simdKernels, relaxed ? "relaxed" : "simd", { maxBytes: localBudget });
       const m = await loadModel(src, backend, { ...opts, sequences: plan.sequences }, { ...header, maxBatch: plan.chunk });
       this.parts = { local: { backend, report: { index: 0, ...plan.parts[0]!.spec, budget_bytes: localBudget ?? null }, inUse: () => m.part.sequencesInUse }, budgetBytes: budget };

@@ -4,6 +4,8 @@ import type { Backend } from "../engine/backend/backend.ts";
 import { ReferenceBackend } from "../engine/backend/reference.ts";
 import type { ByteSource } from "../engine/byte-source.ts";
 import { loadModel, type LoadOptions, type RunnableModel } from "../engine/model/load.ts";
+import { hasRelaxedSimd } from "../engine/backend/wasm.ts";
+import { provideSamplerWasm, samplerKernels } from "../engine/sampler-wasm.ts";
 
 export const BACKEND_NAMES = ["wasm", "webgpu", "reference"];
 
@@ -15,8 +17,13 @@ export async function createBackend(name: string, threads = 1): Promise<Backend>
   return loadWasmBackend(undefined, threads);
 }
 
-/** Load a model on the named backend (one of BACKEND_NAMES); `threads` > 1 splits the wasm kernels' work. */
+/**
+ * Load a model on the named backend (one of BACKEND_NAMES); `threads` > 1 splits the wasm kernels' work. The
+ * sampler's passes over the vocabulary get the WebAssembly kernels too, whichever backend runs the model.
+ */
 export async function loadNodeModel(src: ByteSource, backend: string, opts: LoadOptions & { threads?: number } = {}): Promise<RunnableModel> {
+  const { kernelModule } = await import("./node-wasm.ts");
+  if (!samplerKernels()) provideSamplerWasm(await kernelModule(hasRelaxedSimd() ? "relaxed" : "simd"));
   if (backend === "webgpu") {
     const { loadNodeWebGpuModel } = await import("./node-webgpu.ts");
     return loadNodeWebGpuModel(src, opts);

@@ -7,6 +7,7 @@ import { loadModelWebGpu } from "../engine/backend/webgpu/model.ts";
 import { MemoryByteSource } from "../engine/byte-source.ts";
 import { GrammarEngine, grammarWasmProvided, provideGrammarWasm, type ConstraintSpec, type TokenConstraint } from "../engine/grammar.ts";
 import { loadModel, type RunnableModel } from "../engine/model/load.ts";
+import { provideSamplerWasm, samplerKernels } from "../engine/sampler-wasm.ts";
 
 export { generate } from "../engine/generate.ts";
 
@@ -70,6 +71,9 @@ const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCode
 /** Load the model in the page: "auto" takes WebGPU when there is an adapter and it can run the model, else WebAssembly. */
 export async function loadLocalModel(bytes: Uint8Array, want: "auto" | "webgpu" | "wasm"): Promise<{ model: RunnableModel; backend: string }> {
   const src = new MemoryByteSource(bytes, "model.gguf");
+  const relaxed = hasRelaxedSimd();
+  const module = await WebAssembly.compile(fromBase64(relaxed ? KERNELS_RELAXED : KERNELS_SIMD));
+  if (!samplerKernels()) provideSamplerWasm(module); // the sampler's passes, whichever backend runs the model
   let fallback = "";
   if (want !== "wasm") {
     const adapter = await navigator.gpu?.requestAdapter();
@@ -92,8 +96,6 @@ export async function loadLocalModel(bytes: Uint8Array, want: "auto" | "webgpu" 
       }
     } else if (want === "webgpu") throw new Error("this browser offers no WebGPU adapter");
   }
-  const relaxed = hasRelaxedSimd();
-  const module = await WebAssembly.compile(fromBase64(relaxed ? KERNELS_RELAXED : KERNELS_SIMD));
   const variant = relaxed ? "relaxed" : "simd";
   return { model: await loadModel(src, new WasmBackend(module, variant)), backend: `wasm-${variant}${fallback}` };
 }

@@ -12,6 +12,7 @@ import { encodeRow } from "../../src/engine/quant.ts";
 import { attendHead, attendHeadTiled, geglu, visibleCells } from "../../src/engine/model/ops.ts";
 import { f16ToF32, f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
+import { SoftmaxKernels } from "../../src/engine/sampler-wasm.ts";
 import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { kquantMatmulActivations } from "../golden/inputs.ts";
 import { testModel } from "../helpers/models.ts";
@@ -380,5 +381,82 @@ describe("K-quant products equal llama.cpp's (ggml CPU backend golden values) bi
         }
       });
     }
+  });
+});
+
+describe.each(["relaxed", "simd"] as const)("wasm-%s sampler kernels (softmax.ts) against Math.exp and the sampler's JavaScript passes", (variant) => {
+  // n from 1 to 9 and 1001: every tail length past the four-lane loop (and the max's eight-lane one)
+  const rand = mulberry32(7);
+  const values = (n: number) => Float32Array.from({ length: n }, (_, i) => (i % 13 === 5 ? -Infinity : i % 17 === 3 ? -750 : (rand() - 0.5) * 40));
+
+  it("weighs every value as exp((x - m) / t) within 4e-16 relative (2 ulp), 0 below the cut, below 2^-1022 and at -Infinity", async () => {
+    const k = new SoftmaxKernels(await kernelModule(variant));
+    for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9, 1001]) {
+      const x = values(n);
+      k.load(x);
+      let m = -Infinity;
+      for (const v of x) if (v > m) m = v;
+      expect(k.max(), `max of ${n}`).toBe(m);
+      for (const [t, cut] of [[1, -Infinity], [0.7, -Infinity], [1.7, m - 3]] as const) {
+        const total = k.expSum(m, t, cut, true);
+        let want = 0;
+        for (let i = 0; i < n; i++) {
+          const e = x[i]! >= cut ? Math.exp(t === 1 ? x[i]! - m : (x[i]! - m) / t) : 0;
+          want += e;
+          const got = k.weights[i]!;
+          if (e < 2 ** -1022) expect(got, `n ${n} t ${t} value ${x[i]}`).toBe(0);
+          else expect(Math.abs(got - e) / e, `n ${n} t ${t} value ${x[i]}`).toBeLessThanOrEqual(4e-16);
+        }
+        expect(Math.abs(total - want) / want, `sum of ${n}`).toBeLessThan(1e-14);
+        // the sum alone is the same sum, bit for bit
+        expect(k.expSum(m, t, cut, false)).toBe(total);
+      }
+    }
+  });
+
+  it("buckets top-p's mass and selects ids by bucket as Sampler.nucleus's JavaScript pass does, bit for bit", async () => {
+    const k = new SoftmaxKernels(await kernelModule(variant));
+    const n = 1001, scale = 4096 / 64, range = 64;
+    const x = values(n);
+    x[10] = x[11] = 20; // the maximum, twice
+    x[12] = 20 - 64; // exactly at the range's floor: the last bucket
+    k.load(x);
+    const m = k.max();
+    k.expSum(m, 1, -Infinity, true);
+    k.buckets(m, scale, range);
+    const mass = new Float64Array(4097), bucketOf = new Uint16Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      const b = v > m - range ? Math.min(4095, Math.floor((m - v) * scale)) : 4096;
+      bucketOf[i] = b;
+      mass[b]! += k.weights[i]!;
+    }
+    expect(Array.from(k.bucketOf)).toEqual(Array.from(bucketOf));
+    expect(Array.from(k.mass)).toEqual(Array.from(mass));
+    expect(k.bucketOf[12]).toBe(4096);
+    for (const c of [0, 1, 300, 4095, 4096]) {
+      const { kept, crossing } = k.select(c);
+      expect(Array.from(kept), `kept below ${c}`).toEqual(Array.from(bucketOf.keys()).filter((i) => bucketOf[i]! < c));
+      expect(crossing, `crossing ${c}`).toEqual(Array.from(bucketOf.keys()).filter((i) => bucketOf[i] === c));
+    }
+  });
+
+  it("draws the index where r minus the weights so far drops below 0, else the last nonzero weight (Sampler.pick's walk)", async () => {
+    const k = new SoftmaxKernels(await kernelModule(variant));
+    k.load(Float32Array.of(0, -Infinity, Math.log(2), -Infinity, Math.log(3), -Infinity));
+    expect(k.expSum(0, 1, -Infinity, true)).toBeCloseTo(6, 6); // 1 + 2 + 3, from f32 logarithms
+    const walk = (r: number) => {
+      let last = 0;
+      for (let i = 0; i < 6; i++) {
+        const w = k.weights[i]!;
+        if (w === 0) continue;
+        last = i;
+        r -= w;
+        if (r < 0) return i;
+      }
+      return last;
+    };
+    for (const r of [0, 0.5, 0.999, 1, 2.5, 3, 5.99, 6, 7]) expect(k.pick(r), `r ${r}`).toBe(walk(r));
+    expect([k.pick(0.5), k.pick(1.5), k.pick(5)]).toEqual([0, 2, 4]);
   });
 });
