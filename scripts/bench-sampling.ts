@@ -1,9 +1,9 @@
 // `npm run bench:sampling`: what sampling costs against greedy decoding, as a user sees it: `gemma-edge serve` on
 // the Gemma-2B-shape Q4_0 file (1 thread), streaming /v1/completions with the official client's settings,
 // alternating between settings for REPEATS rounds (default 3), a greedy request before each setting and after the
-// last: decode tok/s (medians, min–max), and each setting's ratio to the mean of the greedy requests either side of
-// it (median and min–max over the rounds: the machine's drift over a round cancels). Each request generates GEN
-// tokens (default 64) from the same prompt. Then the sampler alone, in this
+// last: decode tok/s (from each stream's median gap between tokens; medians, min–max over the rounds), and each
+// setting's ratio to the mean of the greedy requests either side of it (median and min–max over the rounds: the
+// machine's drift over a round cancels). Each request generates GEN tokens (default 64) from the same prompt. Then the sampler alone, in this
 // process: `Sampler.sample` per setting on 256,000 logits, with its passes in JavaScript and in WebAssembly.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
@@ -33,12 +33,16 @@ const { base, stop } = await startServe(model);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "none", maxRetries: 0 });
 const modelId = (await client.models.list()).data[0]!.id;
 
+const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
 async function decodeRate(extra: Record<string, number>, seed: number): Promise<number> {
   const stream = await client.completions.create({ model: modelId, prompt: "Once upon a time there was a little model", max_tokens: gen, stream: true, seed, ...extra } as never) as unknown as AsyncIterable<{ choices: { text: string }[] }>;
   const times: number[] = [];
   for await (const c of stream) if (c.choices[0]) times.push(performance.now());
-  // chunks arrive per token (text may be held back: then fewer chunks); the rate over the stream's duration
-  return (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
+  // chunks arrive per token (each of the 64 here: every setting's streams carry one chunk a token); the rate from
+  // the median gap between chunks, which a pause of the shared machine in the middle of a stream does not move
+  const gaps = times.slice(1).map((t, i) => t - times[i]!);
+  return 1000 / med(gaps);
 }
 
 // SETTINGS[0] is greedy: a round runs greedy, setting 1, greedy, setting 2, ..., greedy
@@ -62,7 +66,6 @@ for (let r = 0; r < repeats; r++) {
     before = after;
   }
 }
-const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 const range = (v: number[], digits: number) => `${med(v).toFixed(digits)} (${Math.min(...v).toFixed(digits)}–${Math.max(...v).toFixed(digits)})`;
 process.stdout.write(`\n| setting (stream of ${gen} tokens, 1 thread, ${repeats} alternating rounds) | decode tok/s (median, min–max) | / greedy either side (median, min–max) |\n|---|---|---|\n`);
 SETTINGS.forEach(([name], i) => process.stdout.write(`| ${name} | ${range(rates[i]!, 2)} | ${i === 0 ? "1" : range(ratios[i]!, 3)} |\n`));
