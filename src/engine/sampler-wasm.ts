@@ -17,6 +17,8 @@ interface SoftmaxExports {
   select_ids(b: number, n: number, lo: number, hi: number, out: number): number;
 }
 
+import type { VocabPasses } from "./sampler.ts";
+
 const PAGE = 65536;
 /** Top-p's buckets (Sampler.nucleus): the last one holds everything further below. */
 export const NUCLEUS_BUCKETS = 4096;
@@ -40,7 +42,8 @@ export function samplerMemoryBytes(nVocab: number): number {
   return Math.ceil(layout(nVocab).end / PAGE) * PAGE;
 }
 
-export class SoftmaxKernels {
+/** The sampler's passes (sampler.ts VocabPasses) on the kernels, over their own memory. */
+export class SoftmaxKernels implements VocabPasses {
   private readonly memory = new WebAssembly.Memory({ initial: 1 });
   private readonly k: SoftmaxExports;
   private n = 0;

@@ -6,8 +6,9 @@
 // where the mass crosses p, and a draw walks its candidates in id order (the same distribution as walking them
 // sorted; with top-k they stay sorted, as before). The plain version of this sampler, which sorted everything, is
 // kept as the twin the tests compare it with (test/helpers/sampler-reference.ts). The passes over the whole
-// vocabulary (max, exp weights, the draw's walk) run in WebAssembly where the host provided it (sampler-wasm.ts).
-import { NUCLEUS_BUCKETS, samplerKernels, type SoftmaxKernels } from "./sampler-wasm.ts";
+// vocabulary (max, exp weights, top-p's buckets, the draw's walk) are a VocabPasses: in WebAssembly where the host
+// provided the kernels (sampler-wasm.ts), else JsPasses below.
+import { NUCLEUS_BUCKETS, samplerKernels } from "./sampler-wasm.ts";
 
 export interface SamplingParams {
   temperature: number; //       0 = greedy
@@ -61,12 +62,89 @@ export function mulberry32(seed: number): () => number {
 /** Top-p without sorting (Sampler.nucleus): buckets over this many nats below the best logit (exp(-64) ~ 1.6e-28). */
 const NUCLEUS_RANGE = 64;
 
+/**
+ * The sampler's passes over every id of the logits last loaded: in WebAssembly (sampler-wasm.ts SoftmaxKernels,
+ * one per isolate) or in JavaScript (JsPasses, one per sampler). Their arrays hold until the next load.
+ */
+export interface VocabPasses {
+  /** Take the logits the following calls read. */
+  load(l: Float32Array): void;
+  /** The largest logit (-Infinity for none; NaN is passed over). */
+  max(): number;
+  /** sum of exp((x - m) / t) over the logits x >= cut (0 for the others), kept in `weights` when `store`. */
+  expSum(m: number, t: number, cut: number, store: boolean): number;
+  readonly weights: Float64Array;
+  /** Top-p's bucket of each logit (`bucketOf`) over `range` below m, `scale` buckets a unit, and each bucket's mass of `weights`. */
+  buckets(m: number, scale: number, range: number): void;
+  readonly bucketOf: Uint16Array;
+  readonly mass: Float64Array;
+  /** The ids in buckets below c, ascending, and those in bucket c. */
+  select(c: number): { kept: ArrayLike<number>; crossing: number[] };
+  /** A draw from `weights`, r a uniform number times their total (walk). */
+  pick(r: number): number;
+}
+
+/** The passes in JavaScript: where no host provided the kernels. */
+class JsPasses implements VocabPasses {
+  private l: Float32Array = new Float32Array(0);
+  weights = new Float64Array(0);
+  bucketOf = new Uint16Array(0);
+  mass = new Float64Array(NUCLEUS_BUCKETS + 1); // the last: everything further below
+
+  load(l: Float32Array): void {
+    this.l = l;
+  }
+
+  max(): number {
+    return maxOf(this.l);
+  }
+
+  expSum(m: number, t: number, cut: number, store: boolean): number {
+    const l = this.l;
+    if (store && this.weights.length !== l.length) this.weights = new Float64Array(l.length);
+    // a loop per case: a test inside the loop costs V8 half again
+    const w = this.weights, n = l.length;
+    let total = 0;
+    if (store && t === 1) for (let i = 0; i < n; i++) total += w[i] = l[i]! >= cut ? Math.exp(l[i]! - m) : 0;
+    else if (store) for (let i = 0; i < n; i++) total += w[i] = l[i]! >= cut ? Math.exp((l[i]! - m) / t) : 0;
+    else if (t === 1) for (let i = 0; i < n; i++) total += l[i]! >= cut ? Math.exp(l[i]! - m) : 0;
+    else for (let i = 0; i < n; i++) total += l[i]! >= cut ? Math.exp((l[i]! - m) / t) : 0;
+    return total;
+  }
+
+  buckets(m: number, scale: number, range: number): void {
+    const l = this.l, w = this.weights, mass = this.mass;
+    if (this.bucketOf.length !== l.length) this.bucketOf = new Uint16Array(l.length);
+    mass.fill(0);
+    for (let i = 0; i < l.length; i++) {
+      const v = l[i]!;
+      const b = v > m - range ? Math.min(NUCLEUS_BUCKETS - 1, Math.floor((m - v) * scale)) : NUCLEUS_BUCKETS;
+      this.bucketOf[i] = b;
+      mass[b]! += w[i]!;
+    }
+  }
+
+  select(c: number): { kept: number[]; crossing: number[] } {
+    const kept: number[] = [];
+    const crossing: number[] = [];
+    for (let i = 0; i < this.l.length; i++) {
+      const b = this.bucketOf[i]!;
+      if (b < c) kept.push(i);
+      else if (b === c) crossing.push(i);
+    }
+    return { kept, crossing };
+  }
+
+  pick(r: number): number {
+    return walk(this.weights, r);
+  }
+}
+
 export class Sampler {
   private readonly rand: () => number;
   readonly params: SamplingParams;
-  /** exp(logit - max) of every id (the JavaScript path; sampler-wasm.ts keeps its own) and its top-p bucket, reused across steps. */
-  private all = new Float64Array(0);
-  private buckets = new Uint16Array(0);
+  /** The passes where no kernels were provided (their arrays reused across steps). */
+  private js: JsPasses | undefined;
   /** The penalized (or masked) copy of the logits, reused across steps. */
   private scratch = new Float32Array(0);
 
@@ -93,12 +171,12 @@ export class Sampler {
     let lse: number;
     if (this.params.temperature <= 0) {
       id = argmax(l);
-      lse = wanted ? logSumExp(logits) : NaN;
+      lse = wanted ? this.logSumExp(logits) : NaN;
     } else {
       const c = this.candidates(l);
       id = this.pick(c);
       // when the draw already summed the softmax of the unpenalized logits, that is the log-sum-exp
-      lse = c.logSumExp !== undefined && l === logits ? c.logSumExp : wanted ? logSumExp(logits) : NaN;
+      lse = c.logSumExp !== undefined && l === logits ? c.logSumExp : wanted ? this.logSumExp(logits) : NaN;
     }
     return { id, logprob: logits[id]! - lse, top: topN > 0 ? topTokens(logits, topN).map((t) => ({ id: t, logprob: logits[t]! - lse })) : [] };
   }
@@ -150,27 +228,31 @@ export class Sampler {
       }
       return this.weigh(l, Int32Array.from(cand), T);
     }
-    const k = samplerKernels();
-    k?.load(l);
-    const m = k ? k.max() : maxOf(l);
+    const passes = this.passes();
+    passes.load(l);
+    const m = passes.max();
     const cut = p.minP > 0 ? m + Math.log(p.minP) : -Infinity;
     if (p.topP < 1) {
-      const { ids, z, w } = this.nucleus(l, m, p.topP, k);
+      const { ids, z } = this.nucleus(l, m, p.topP, passes);
       const kept = p.minP > 0 ? ids.filter((t) => l[t]! >= cut) : ids;
-      return { ...(T === 1 ? weighed(w, kept) : this.weigh(l, kept, T)), logSumExp: m + Math.log(z) };
+      return { ...(T === 1 ? weighed(passes.weights, kept) : this.weigh(l, kept, T)), logSumExp: m + Math.log(z) };
     }
     // every id whose logit passes min-p, in id order: one pass (a draw needs no order)
-    let w: Float64Array;
-    let total = 0;
-    if (k) {
-      total = k.expSum(m, T, cut, true);
-      w = k.weights;
-    } else {
-      w = this.allWeights(l.length);
-      if (T === 1) for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp(l[i]! - m) : 0;
-      else for (let i = 0; i < l.length; i++) total += w[i] = l[i]! >= cut ? Math.exp((l[i]! - m) / T) : 0;
-    }
-    return { ids: null, weights: w, total, ...(T === 1 && cut === -Infinity ? { logSumExp: m + Math.log(total) } : {}) };
+    const total = passes.expSum(m, T, cut, true);
+    return { ids: null, weights: passes.weights, total, ...(T === 1 && cut === -Infinity ? { logSumExp: m + Math.log(total) } : {}) };
+  }
+
+  /** The isolate's kernels when a host provided them, else this sampler's JavaScript passes. */
+  private passes(): VocabPasses {
+    return samplerKernels() ?? (this.js ??= new JsPasses());
+  }
+
+  /** log sum_i exp(l_i) over every id. */
+  private logSumExp(l: Float32Array): number {
+    const passes = this.passes();
+    passes.load(l);
+    const m = passes.max();
+    return m + Math.log(passes.expSum(m, 1, -Infinity, false));
   }
 
   /**
@@ -181,12 +263,6 @@ export class Sampler {
     if (this.scratch.length !== logits.length) this.scratch = new Float32Array(logits.length);
     this.scratch.set(logits);
     return this.scratch;
-  }
-
-  /** The JavaScript path's weights over every id, kept across steps. */
-  private allWeights(n: number): Float64Array {
-    if (this.all.length !== n) this.all = new Float64Array(n);
-    return this.all;
   }
 
   /** Weights exp((l - max) / T) of `ids`, the first of which has the highest logit or not (max is found). */
@@ -205,34 +281,16 @@ export class Sampler {
    * probability mass by logit (NUCLEUS_BUCKETS buckets over the NUCLEUS_RANGE below the maximum), the bucket where
    * the running mass crosses topP is the only one sorted, and everything above it is kept as it is.
    */
-  private nucleus(l: Float32Array, m: number, topP: number, k: SoftmaxKernels | null): { ids: Int32Array; z: number; w: Float64Array } {
-    const n = l.length;
-    const scale = NUCLEUS_BUCKETS / NUCLEUS_RANGE;
-    // the weights exp(l - m) and the buckets: the kernels' passes (l is loaded), or the same here
-    let z = 0, w: Float64Array, bucketOf: Uint16Array, mass: Float64Array;
-    if (k) {
-      z = k.expSum(m, 1, -Infinity, true);
-      k.buckets(m, scale, NUCLEUS_RANGE);
-      ({ weights: w, bucketOf, mass } = k);
-    } else {
-      w = this.allWeights(n);
-      if (this.buckets.length !== n) this.buckets = new Uint16Array(n);
-      bucketOf = this.buckets;
-      mass = new Float64Array(NUCLEUS_BUCKETS + 1); // the last: everything further below
-      for (let i = 0; i < n; i++) {
-        const v = l[i]!;
-        const x = (w[i] = Math.exp(v - m));
-        z += x;
-        const b = v > m - NUCLEUS_RANGE ? Math.min(NUCLEUS_BUCKETS - 1, Math.floor((m - v) * scale)) : NUCLEUS_BUCKETS;
-        bucketOf[i] = b;
-        mass[b]! += x;
-      }
-    }
+  private nucleus(l: Float32Array, m: number, topP: number, passes: VocabPasses): { ids: Int32Array; z: number } {
+    // the weights exp(l - m) over every id (l is loaded), and their mass by bucket
+    const z = passes.expSum(m, 1, -Infinity, true);
+    passes.buckets(m, NUCLEUS_BUCKETS / NUCLEUS_RANGE, NUCLEUS_RANGE);
+    const { weights: w, mass } = passes;
     let c = 0;
     let cum = 0;
     while (c < NUCLEUS_BUCKETS && (cum + mass[c]!) / z < topP) cum += mass[c++]!;
     // every id of the buckets above c, then c's best first until the mass reaches topP
-    const { kept, crossing } = k ? k.select(c) : selectIds(bucketOf, c);
+    const { kept, crossing } = passes.select(c);
     crossing.sort((a, b) => l[b]! - l[a]! || a - b);
     let take = 0;
     while (take < crossing.length) {
@@ -242,25 +300,27 @@ export class Sampler {
     const ids = new Int32Array(kept.length + take);
     ids.set(kept);
     ids.set(crossing.slice(0, take), kept.length);
-    return { ids, z, w };
+    return { ids, z };
   }
 
-  /** Draw from a distribution: walk its candidates in their order. */
+  /** Draw from a distribution: walk its candidates in their order (every id: the passes' weights). */
   private pick(c: Candidates): number {
-    let r = this.rand() * c.total;
-    const k = samplerKernels();
-    if (k && c.weights === k.weights) return k.pick(r);
-    const n = c.weights.length;
-    let last = 0;
-    for (let i = 0; i < n; i++) {
-      const w = c.weights[i]!;
-      if (w === 0) continue;
-      last = i;
-      r -= w;
-      if (r < 0) return c.ids ? c.ids[i]! : i;
-    }
-    return c.ids ? c.ids[last]! : last;
+    const r = this.rand() * c.total;
+    return c.ids ? c.ids[walk(c.weights, r)]! : this.passes().pick(r);
   }
+}
+
+/** The index where r minus the weights so far drops below 0, else the last nonzero weight's (0 for none). */
+function walk(weights: Float64Array, r: number): number {
+  let last = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const w = weights[i]!;
+    if (w === 0) continue;
+    last = i;
+    r -= w;
+    if (r < 0) return i;
+  }
+  return last;
 }
 
 function maxOf(l: Float32Array): number {
@@ -275,18 +335,6 @@ function argmax(l: Float32Array): number {
   return id;
 }
 
-/** The ids whose bucket is below c, and those in c (SoftmaxKernels.select's pass, in JavaScript). */
-function selectIds(bucketOf: Uint16Array, c: number): { kept: number[]; crossing: number[] } {
-  const kept: number[] = [];
-  const crossing: number[] = [];
-  for (let i = 0; i < bucketOf.length; i++) {
-    const b = bucketOf[i]!;
-    if (b < c) kept.push(i);
-    else if (b === c) crossing.push(i);
-  }
-  return { kept, crossing };
-}
-
 /** The weights `w` (over every id) of `ids`. */
 function weighed(w: Float64Array, ids: Int32Array): Candidates {
   const weights = new Float64Array(ids.length);
@@ -295,18 +343,6 @@ function weighed(w: Float64Array, ids: Int32Array): Candidates {
   return { ids, weights, total };
 }
 
-function logSumExp(l: Float32Array): number {
-  const k = samplerKernels();
-  if (k) {
-    k.load(l);
-    const m = k.max();
-    return m + Math.log(k.expSum(m, 1, -Infinity, false));
-  }
-  const m = maxOf(l);
-  let s = 0;
-  for (let i = 0; i < l.length; i++) s += Math.exp(l[i]! - m);
-  return m + Math.log(s);
-}
 
 /** The k highest logits' ids, highest first (lower id first on ties); without sorting the rest. */
 export function topTokens(l: Float32Array, k: number): number[] {

@@ -82,7 +82,7 @@ export async function planModel(src: ByteSource, o: { budgetMb?: number; context
 
 /**
  * The WebAssembly memory a coordinator holds beside a part of the model: the grammar engine's (grammar.ts
- * GRAMMAR_MEMORY_BYTES) and the sampler kernels' (sampler-wasm.ts, ~3 MB at 256k ids).
+ * GRAMMAR_MEMORY_BYTES) and the sampler kernels' (sampler-wasm.ts, 4.6 MB at 256k ids).
  */
 export function coordinatorReserveBytes(vocabSize: number): number {
   return GRAMMAR_MEMORY_BYTES + samplerMemoryBytes(vocabSize);

@@ -30,8 +30,8 @@ export async function createBackend(name: string, threads = 1): Promise<Backend>
 
 /** Load a model on the named backend (one of BACKEND_NAMES); `threads` > 1 splits the wasm kernels' work. */
 export async function loadNodeModel(src: ByteSource, backend: string, opts: LoadOptions & { threads?: number } = {}): Promise<RunnableModel> {
-  await provideSamplerKernels();
   if (backend === "webgpu") {
+    await provideSamplerKernels(); // createBackend does it for the others
     const { loadNodeWebGpuModel } = await import("./node-webgpu.ts");
     return loadNodeWebGpuModel(src, opts);
   }
