@@ -17,10 +17,13 @@ import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { kquantMatmulActivations } from "../golden/inputs.ts";
 import { testModel } from "../helpers/models.ts";
 
-// relaxed-f64: the relaxed build with its fused relaxed_madd path off (the f64 emulation of a fused multiply-add)
-const VARIANTS = ["relaxed", "relaxed-f64", "simd"] as const;
+// relaxed-f64: the relaxed build with its fused relaxed_madd path off (the f64 emulation of a fused multiply-add);
+// relaxed-sign: with Q8_0's unsigned-dot form off (the sign trick, what engines without an exact unsigned dot run)
+const VARIANTS = ["relaxed", "relaxed-f64", "relaxed-sign", "simd"] as const;
 const wasmBackend = async (v: (typeof VARIANTS)[number]) =>
-  v === "relaxed-f64" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { fusedMadd: false }) : new WasmBackend(await kernelModule(v), v);
+  v === "relaxed-f64" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { fusedMadd: false })
+  : v === "relaxed-sign" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { unsignedDot: false })
+  : new WasmBackend(await kernelModule(v), v);
 
 /** Run one matmul on a backend: weights and activations copied into its arena. */
 function runMatmul(b: Backend, type: number, rows: number, cols: number, n: number, wBytes: Uint8Array, x: Float32Array, repacked: boolean) {
@@ -98,6 +101,13 @@ describe("relaxed SIMD detection", () => {
     expect((await wasmBackend("relaxed")).fusedMadd).toBe(true);
     expect((await wasmBackend("relaxed-f64")).fusedMadd).toBe(false);
     expect((await wasmBackend("simd")).fusedMadd).toBe(false);
+  });
+  it("finds the exact unsigned dot (Q8_0's offset form) where the CPU has AVX-VNNI, which V8 13 lowers the dot-add to", async () => {
+    // V8 emits vpdpbusd for i32x4.relaxed_dot_i8x16_i7x16_add_s only with AVX-VNNI; elsewhere pmaddubsw (saturating)
+    const vnni = /\bavx_vnni\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+    expect((await wasmBackend("relaxed")).unsignedDot).toBe(vnni);
+    expect((await wasmBackend("relaxed-sign")).unsignedDot).toBe(false);
+    expect((await wasmBackend("simd")).unsignedDot).toBe(false);
   });
 });
 

@@ -174,11 +174,13 @@ function matmul_q8_0_t<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize
 
 /**
  * Repack `rows` rows of Q8_0 at `w` in place (`tmp`: one row, cols/32*34 bytes), unless a quant is -128 (which
- * ggml's quantizer never writes; the rows kernel would give -128 * |x| for it where x < 0): then nothing is
- * changed and 0 returned, so the weight stays on matmul_q8_0. Returns 1 once repacked, 2 if some scale is a
- * subnormal f16 (matmul_q8_0_rows then converts scales the way that costs no microcode assist for them).
+ * ggml's quantizer never writes; the rows kernel would give -128 * |x| for it where x < 0, and 255 - 127 in the
+ * offset form): then nothing is changed and 0 returned, so the weight stays on matmul_q8_0. Returns 1 once
+ * repacked, 2 if some scale is a subnormal f16 (matmul_q8_0_rows then converts scales the way that costs no
+ * microcode assist for them). `offset`: store each quant as the unsigned byte q + 127 (0..254), for the
+ * unsigned-dot form (dot_u8_probe).
  */
-export function repack_q8_0_rows(w: usize, rows: i32, cols: i32, tmp: usize): i32 {
+export function repack_q8_0_rows(w: usize, rows: i32, cols: i32, tmp: usize, offset: i32): i32 {
   const nb = cols >> 5;
   const rowBytes = <usize>nb * 34;
   const m128 = i8x16.splat(-128);
@@ -199,10 +201,36 @@ export function repack_q8_0_rows(w: usize, rows: i32, cols: i32, tmp: usize): i3
       const h = load<u16>(src);
       if ((h & 0x7c00) == 0 && (h & 0x3ff) != 0) sub = 2;
       store<u16>(row + (<usize>b << 1), h);
-      memory.copy(q0 + (<usize>b << 5), src + 2, 32);
+      const q = q0 + (<usize>b << 5);
+      if (offset) {
+        v128.store(q, i8x16.add(v128.load(src + 2), i8x16.splat(127)));
+        v128.store(q + 16, i8x16.add(v128.load(src + 18), i8x16.splat(127)));
+      } else memory.copy(q, src + 2, 32);
     }
   }
   return sub;
+}
+
+/**
+ * Whether i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c) computes c + the four products of a (signed) by b read as
+ * unsigned bytes, exactly, for b up to 255: what V8 13 emits where the CPU has AVX-VNNI (one `vpdpbusd`). Other
+ * lowerings differ there (x64 without it: `pmaddubsw`, whose 16-bit pairs saturate; arm64: b signed), which the
+ * relaxed-SIMD spec allows for b >= 128. The host passes the values (arguments, so no compiler folds them):
+ * returns c + 4 * a * b as this engine computes it.
+ */
+export function dot_u8_probe(a: i32, b: i32, c: i32): i32 {
+  if (!ASC_FEATURE_RELAXED_SIMD) return 0;
+  return i32x4.extract_lane(i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.splat(<i8>a), i8x16.splat(<i8>b), i32x4.splat(c)), 0);
+}
+
+/**
+ * The offset form's correction: per 16 Q8_0 activation bytes at qs, the four sums of four consecutive values
+ * times -127 (i32x4, 16 bytes) at cs; n a multiple of 16. A row stored as q + 127 then gives
+ * dot(q + 127, x) + cs = dot(q, x) exactly.
+ */
+export function q8_offset_sums(qs: usize, n: i32, cs: usize): void {
+  const ones = i8x16.splat(1), m = i32x4.splat(-127);
+  for (let i: usize = 0; i < <usize>n; i += 16) v128.store(cs + i, i32x4.mul(quads_i8(v128.load(qs + i), ones), m));
 }
 
 /** |x| at ax and x's sign (0 or -1 per byte) at ax + n, for n Q8_0 activation bytes at qs (n a multiple of 16). */
@@ -239,31 +267,126 @@ export function q8_sign_split(qs: usize, n: i32, ax: usize): void {
   return quads_i8(w, v128.load(x));
 }
 
+/**
+ * quads_i8 of weights w and activations x, by the form the row was stored in: Dot = i8, the sign trick (|x| at a,
+ * x's sign at s); Dot = u8, w stored as q + 127 and one unsigned dot with cs (the correction at a): c + the
+ * products, in one `vpdpbusd` (dot_u8_probe).
+ */
+@inline function quads_q8_form<Dot>(w: v128, x: usize, a: usize, s: usize, ones: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>()) return quads_u8(w, x, a);
+  return quads_q8_split(w, x, a, s, ones);
+}
+
+/** The offset form's quads: weights w stored as q + 127, activations at x, their correction (q8_offset_sums) at c. */
+@inline function quads_u8(w: v128, x: usize, c: usize): v128 {
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x), w, v128.load(c));
+}
+
 /** One block (quants at q, activations at offset o of x / ax / nx) into lo and hi: matmul_q8_0's step. */
-@inline function q8_rows_block<Acc>(q: usize, x: usize, ax: usize, nx: usize, d: v128, lo: v128, hi: v128, high: bool, ones: v128): v128 {
-  if (!high) return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8_split(v128.load(q), x, ax, nx, ones)), lo);
-  return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8_split(v128.load(q + 16), x + 16, ax + 16, nx + 16, ones)), hi);
+@inline function q8_rows_block<Acc, Dot>(q: usize, x: usize, ax: usize, nx: usize, d: v128, lo: v128, hi: v128, high: bool, ones: v128): v128 {
+  if (!high) return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8_form<Dot>(v128.load(q), x, ax, nx, ones)), lo);
+  return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_q8_form<Dot>(v128.load(q + 16), x + 16, ax + 16, nx + 16, ones)), hi);
 }
 
 /**
- * Q8_0 weights in the rows layout (repack_q8_0_rows) x Q8_0 activations (qs, ds; ax: q8_sign_split of qs, 2 x
- * ntok x cols bytes): matmul_q8_0's order and bits (8 lanes of 4 products, one fused multiply-add per block and
- * lane, then hsum8). Rows outer, tokens inner.
+ * Q8_0 weights in the rows layout (repack_q8_0_rows) x Q8_0 activations (qs, ds): matmul_q8_0's order and bits (8
+ * lanes of 4 products, one fused multiply-add per block and lane, then hsum8). Rows outer, tokens inner.
+ * `offset` 0: the quants as stored in the file, ax: q8_sign_split of qs (2 x ntok x cols bytes); 1: the quants
+ * stored as q + 127, ax: q8_offset_sums of qs (ntok x cols bytes).
  */
-export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32, subnormal: i32): void {
+export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32, subnormal: i32, offset: i32): void {
   const fused = ASC_FEATURE_RELAXED_SIMD && fusedMadd;
-  if (fused && !subnormal) q8_0_rows<f32, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  else if (fused) q8_0_rows<f32, u16>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  else if (!subnormal) q8_0_rows<f64, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  else q8_0_rows<f64, u16>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  if (offset) {
+    if (fused && !subnormal) q8_0_rows<f32, u8, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+    else if (fused) q8_0_rows<f32, u16, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+    else if (!subnormal) q8_0_rows<f64, u8, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+    else q8_0_rows<f64, u16, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  } else if (fused && !subnormal) q8_0_rows<f32, u8, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  else if (fused) q8_0_rows<f32, u16, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  else if (!subnormal) q8_0_rows<f64, u8, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  else q8_0_rows<f64, u16, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
 }
 
-function q8_0_rows<Acc, Conv>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): void {
+/** Four blocks' weight scales (f16 at p) as f32x4, by the conversion Conv names (see q8_0_rows). */
+@inline function scales4<Conv>(p: usize): v128 {
+  return sizeof<Conv>() == 1 ? f16x4_load_to_f32x4(p) : f16x4_to_f32x4(v128.load16x4_u(p));
+}
+
+/** acc + d * quads_u8 of the weights at q: one half block of the offset form. */
+@inline function u8_half<Acc>(q: usize, x: usize, c: usize, d: v128, acc: v128): v128 {
+  return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_u8(v128.load(q), x, c)), acc);
+}
+
+/**
+ * The offset form, two rows at a time, r and r + rows / 2: two streams from memory, which one core reads faster
+ * than one (a 65536 x 2048 product, one token: 15 -> 19 GMAC/s, 16 -> 20 GB/s, where rows r and r + 1 gave
+ * nothing), and each activation vector and its correction loaded once for both rows. Each row's bits as alone.
+ * Returns the rows done (an odd last row is left to the caller).
+ */
+function q8_0_rows_u8_pairs<Acc, Conv>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, cs: usize, ntok: i32, out: usize, ostride: i32): i32 {
+  const nb = cols >> 5;
+  const nb4 = nb & ~3;
+  const rowBytes = <usize>(nb * 34);
+  const half = rows >> 1;
+  for (let r = 0; r < half; r++) {
+    const s0 = w + <usize>r * rowBytes, s1 = s0 + <usize>half * rowBytes;
+    const q0 = s0 + (<usize>nb << 1), q1 = s1 + (<usize>nb << 1);
+    for (let t = 0; t < ntok; t++) {
+      const tx = <usize>(t * cols);
+      const xq = qs + tx, xc = cs + tx;
+      const xd = ds + (<usize>(t * nb) << 2);
+      let l0 = f32x4.splat(0), h0 = f32x4.splat(0), l1 = f32x4.splat(0), h1 = f32x4.splat(0);
+      let b = 0;
+      for (; b < nb4; b += 4) {
+        const dx = v128.load(xd + (<usize>b << 2));
+        const e0 = f32x4.mul(scales4<Conv>(s0 + (<usize>b << 1)), dx), e1 = f32x4.mul(scales4<Conv>(s1 + (<usize>b << 1)), dx);
+        const o = <usize>b << 5;
+        let d0 = lane_f32(e0, 0), d1 = lane_f32(e1, 0);
+        l0 = u8_half<Acc>(q0 + o, xq + o, xc + o, d0, l0);
+        l1 = u8_half<Acc>(q1 + o, xq + o, xc + o, d1, l1);
+        h0 = u8_half<Acc>(q0 + o + 16, xq + o + 16, xc + o + 16, d0, h0);
+        h1 = u8_half<Acc>(q1 + o + 16, xq + o + 16, xc + o + 16, d1, h1);
+        d0 = lane_f32(e0, 1); d1 = lane_f32(e1, 1);
+        l0 = u8_half<Acc>(q0 + o + 32, xq + o + 32, xc + o + 32, d0, l0);
+        l1 = u8_half<Acc>(q1 + o + 32, xq + o + 32, xc + o + 32, d1, l1);
+        h0 = u8_half<Acc>(q0 + o + 48, xq + o + 48, xc + o + 48, d0, h0);
+        h1 = u8_half<Acc>(q1 + o + 48, xq + o + 48, xc + o + 48, d1, h1);
+        d0 = lane_f32(e0, 2); d1 = lane_f32(e1, 2);
+        l0 = u8_half<Acc>(q0 + o + 64, xq + o + 64, xc + o + 64, d0, l0);
+        l1 = u8_half<Acc>(q1 + o + 64, xq + o + 64, xc + o + 64, d1, l1);
+        h0 = u8_half<Acc>(q0 + o + 80, xq + o + 80, xc + o + 80, d0, h0);
+        h1 = u8_half<Acc>(q1 + o + 80, xq + o + 80, xc + o + 80, d1, h1);
+        d0 = lane_f32(e0, 3); d1 = lane_f32(e1, 3);
+        l0 = u8_half<Acc>(q0 + o + 96, xq + o + 96, xc + o + 96, d0, l0);
+        l1 = u8_half<Acc>(q1 + o + 96, xq + o + 96, xc + o + 96, d1, l1);
+        h0 = u8_half<Acc>(q0 + o + 112, xq + o + 112, xc + o + 112, d0, h0);
+        h1 = u8_half<Acc>(q1 + o + 112, xq + o + 112, xc + o + 112, d1, h1);
+      }
+      for (; b < nb; b++) {
+        const dx = load<f32>(xd + (<usize>b << 2));
+        const d0 = f32x4.splat(f16_to_f32(load<u16>(s0 + (<usize>b << 1))) * dx), d1 = f32x4.splat(f16_to_f32(load<u16>(s1 + (<usize>b << 1))) * dx);
+        const o = <usize>b << 5;
+        l0 = u8_half<Acc>(q0 + o, xq + o, xc + o, d0, l0);
+        l1 = u8_half<Acc>(q1 + o, xq + o, xc + o, d1, l1);
+        h0 = u8_half<Acc>(q0 + o + 16, xq + o + 16, xc + o + 16, d0, h0);
+        h1 = u8_half<Acc>(q1 + o + 16, xq + o + 16, xc + o + 16, d1, h1);
+      }
+      const po = out + (<usize>(t * ostride + r) << 2);
+      store<f32>(po, hsum8(l0, h0));
+      store<f32>(po + (<usize>half << 2), hsum8(l1, h1));
+    }
+  }
+  return half * 2;
+}
+
+function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const nx = ax + <usize>(ntok * cols);
   const nb4 = nb & ~3;
   const ones = kc(K_ONES16);
-  for (let r = 0; r < rows; r++) {
+  let r = 0;
+  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>()) r = q8_0_rows_u8_pairs<Acc, Conv>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  for (; r < rows; r++) {
     const sc = w + <usize>r * <usize>(nb * 34);
     const q0 = sc + (<usize>nb << 1);
     for (let t = 0; t < ntok; t++) {
@@ -280,23 +403,23 @@ function q8_0_rows<Acc, Conv>(w: usize, rows: i32, cols: i32, qs: usize, ds: usi
         const d4 = f32x4.mul(dw, v128.load(xd + (<usize>b << 2)));
         const o = <usize>b << 5;
         let d = lane_f32(d4, 0);
-        lo = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, false, ones);
-        hi = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, true, ones);
+        lo = q8_rows_block<Acc, Dot>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc, Dot>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, true, ones);
         d = lane_f32(d4, 1);
-        lo = q8_rows_block<Acc>(q0 + o + 32, xq + o + 32, xa + o + 32, xn + o + 32, d, lo, hi, false, ones);
-        hi = q8_rows_block<Acc>(q0 + o + 32, xq + o + 32, xa + o + 32, xn + o + 32, d, lo, hi, true, ones);
+        lo = q8_rows_block<Acc, Dot>(q0 + o + 32, xq + o + 32, xa + o + 32, xn + o + 32, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc, Dot>(q0 + o + 32, xq + o + 32, xa + o + 32, xn + o + 32, d, lo, hi, true, ones);
         d = lane_f32(d4, 2);
-        lo = q8_rows_block<Acc>(q0 + o + 64, xq + o + 64, xa + o + 64, xn + o + 64, d, lo, hi, false, ones);
-        hi = q8_rows_block<Acc>(q0 + o + 64, xq + o + 64, xa + o + 64, xn + o + 64, d, lo, hi, true, ones);
+        lo = q8_rows_block<Acc, Dot>(q0 + o + 64, xq + o + 64, xa + o + 64, xn + o + 64, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc, Dot>(q0 + o + 64, xq + o + 64, xa + o + 64, xn + o + 64, d, lo, hi, true, ones);
         d = lane_f32(d4, 3);
-        lo = q8_rows_block<Acc>(q0 + o + 96, xq + o + 96, xa + o + 96, xn + o + 96, d, lo, hi, false, ones);
-        hi = q8_rows_block<Acc>(q0 + o + 96, xq + o + 96, xa + o + 96, xn + o + 96, d, lo, hi, true, ones);
+        lo = q8_rows_block<Acc, Dot>(q0 + o + 96, xq + o + 96, xa + o + 96, xn + o + 96, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc, Dot>(q0 + o + 96, xq + o + 96, xa + o + 96, xn + o + 96, d, lo, hi, true, ones);
       }
       for (; b < nb; b++) {
         const d = f32x4.splat(f16_to_f32(load<u16>(sc + (<usize>b << 1))) * load<f32>(xd + (<usize>b << 2)));
         const o = <usize>b << 5;
-        lo = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, false, ones);
-        hi = q8_rows_block<Acc>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, true, ones);
+        lo = q8_rows_block<Acc, Dot>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, false, ones);
+        hi = q8_rows_block<Acc, Dot>(q0 + o, xq + o, xa + o, xn + o, d, lo, hi, true, ones);
       }
       store<f32>(out + (<usize>(t * ostride + r) << 2), hsum8(lo, hi));
     }

@@ -17,9 +17,11 @@ interface KernelExports {
   round_bf16(x: number, n: number): void;
   matmul_q4_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
   matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
-  repack_q8_0_rows(w: number, rows: number, cols: number, tmp: number): number;
+  repack_q8_0_rows(w: number, rows: number, cols: number, tmp: number, offset: number): number;
   q8_sign_split(qs: number, n: number, ax: number): void;
-  matmul_q8_0_rows(w: number, rows: number, cols: number, qs: number, ds: number, ax: number, ntok: number, out: number, ostride: number, subnormal: number): void;
+  q8_offset_sums(qs: number, n: number, cs: number): void;
+  dot_u8_probe(a: number, b: number, c: number): number;
+  matmul_q8_0_rows(w: number, rows: number, cols: number, qs: number, ds: number, ax: number, ntok: number, out: number, ostride: number, subnormal: number, offset: number): void;
   matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
@@ -46,6 +48,16 @@ export function instantiateKernels(module: WebAssembly.Module, memory: WebAssemb
   if (fusedMadd && k.init_fused_madd(1 + 2 ** -23, 1 - 2 ** -23, -1)) return { k, fused: true };
   k.disable_fused_madd();
   return { k, fused: false };
+}
+
+/**
+ * Whether the kernels' relaxed_dot_i8x16_i7x16_add_s multiplies bytes 128..255 of its second operand as unsigned,
+ * exactly (quant.ts dot_u8_probe), at the extremes the Q8_0 offset form reaches and past them.
+ */
+function exactUnsignedDot(k: KernelExports): boolean {
+  const cases = [[-127, 254, 5], [127, 254, -3], [-128, 255, 0], [127, 255, 7], [-1, 128, 0], [100, 200, -1000], [-127, 0, 129032], [3, 127, 1]];
+  // (a build from before the probe, as scripts/ab-kernels.ts may load, has none: the sign trick)
+  return typeof k.dot_u8_probe === "function" && cases.every(([a, b, c]) => k.dot_u8_probe(a!, b!, c!) === c! + 4 * a! * b!);
 }
 
 /** One kernel call for another thread: an export of wasm/kernels.ts and its arguments. */
@@ -80,7 +92,7 @@ export function wasmMemoryBytes(arenaBytes: number): number {
 /**
  * Scratch for `n` rows of `cols` activations and attention over `headDim` values per head:
  * Q8_0 activations: qs (cols bytes) + scale, sum and Q8_1's d * sum (4 bytes each) per block, per token, and for
- * Q8_0 weights in the rows layout |x| and x's sign (2 x cols bytes);
+ * Q8_0 weights in the rows layout |x| and x's sign (2 x cols bytes; the offset form's corrections, 1 x cols, fit in that);
  * or a copy of the activations rounded to f16/bf16 (4 bytes per value); or a row group being repacked;
  * or the query and accumulator of an attention head (8 x head_dim);
  * or the tiled attention of a head: nq x d accumulators, a key and a value tile (64 x d), 64 scores, 2 x nq.
@@ -121,6 +133,11 @@ export class WasmBackend implements Backend {
   private readonly x4 = new Set<number>();
   /** Q8_0 weights stored in the rows layout (quant.ts repack_q8_0_rows: each row's scales first), by offset: whether some scale is subnormal. */
   private readonly q8rows = new Map<number, boolean>();
+  /**
+   * Q8_0 rows stored as q + 127 and multiplied by one unsigned dot product (quant.ts dot_u8_probe): where this
+   * engine lowers relaxed_dot_i8x16_i7x16_add_s to an exact unsigned-by-signed dot (x64 with AVX-VNNI).
+   */
+  readonly unsignedDot: boolean;
 
   private threads: KernelThreads | undefined;
   /** The memory's maximum, in pages (the budget, or 4 GiB). */
@@ -136,7 +153,7 @@ export class WasmBackend implements Backend {
    * messages. `shared`: the memory is a shared one, for setThreads(). `fusedMadd: false`: never use relaxed_madd
    * (tests compare both paths).
    */
-  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean; maxBytes?: number } = {}) {
+  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean; unsignedDot?: boolean; maxBytes?: number } = {}) {
     this.name = `wasm-${variant}`;
     this.maxPages = opts.maxBytes === undefined ? MAX_PAGES : Math.min(MAX_PAGES, Math.floor(opts.maxBytes / PAGE));
     if (this.maxPages < 2) throw new RangeError(`a WebAssembly memory budget of ${opts.maxBytes} bytes is below two 64 KiB pages`);
@@ -145,6 +162,7 @@ export class WasmBackend implements Backend {
     const { k, fused } = instantiateKernels(module, this.memory, opts.fusedMadd);
     this.k = k;
     this.fusedMadd = fused;
+    this.unsignedDot = opts.unsignedDot !== false && exactUnsignedDot(k);
     this.geluTable = this.reserve(GELU_F16.byteLength);
   }
 
@@ -239,7 +257,7 @@ export class WasmBackend implements Backend {
     // Q8_0, every matrix (vec_dot and tinyBLAS sum alike): each row's scales gathered, four converted at once
     if (w.type === GGML_TYPE.Q8_0) {
       if ((w.cols / 32) * 34 > this.scratchLen) throw new Error(`${w.name}: scratch too small to repack`);
-      const r = this.k.repack_q8_0_rows(w.offset, w.rows, w.cols, this.scratch);
+      const r = this.k.repack_q8_0_rows(w.offset, w.rows, w.cols, this.scratch, this.unsignedDot ? 1 : 0);
       if (r) this.q8rows.set(w.offset, r === 2);
     }
   }
@@ -284,6 +302,7 @@ export class WasmBackend implements Backend {
       for (let b = 0; b < nb; b++) {
         blocks.set(src.subarray(2 * b, 2 * b + 2), 34 * b);
         blocks.set(src.subarray(2 * nb + 32 * b, 2 * nb + 32 * b + 32), 34 * b + 2);
+        if (this.unsignedDot) for (let i = 34 * b + 2; i < 34 * b + 34; i++) blocks[i] = blocks[i]! - 127; // stored as q + 127
       }
       dequantizeRow(w.type, blocks, 0, w.cols, out);
       return;
@@ -367,9 +386,11 @@ export class WasmBackend implements Backend {
         else if (w.type === GGML_TYPE.Q4_0) this.split("matmul_q4_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         else if (this.q8rows.has(w.offset)) {
           const ax = alignUp(ss + nb * 4, 16);
-          k.q8_sign_split(qs, n * cols, ax);
+          const offset = this.unsignedDot ? 1 : 0;
+          if (offset) k.q8_offset_sums(qs, n * cols, ax);
+          else k.q8_sign_split(qs, n * cols, ax);
           const subnormal = this.q8rows.get(w.offset) ? 1 : 0;
-          this.split("matmul_q8_0_rows", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, ax, n, o, rows, subnormal]);
+          this.split("matmul_q8_0_rows", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, ax, n, o, rows, subnormal, offset]);
         }
         else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         return;
