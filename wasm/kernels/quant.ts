@@ -379,17 +379,72 @@ function q8_0_rows_u8_pairs<Acc, Conv>(w: usize, rows: i32, cols: i32, qs: usize
   return half * 2;
 }
 
+/** u8_half with the weight vector already loaded. */
+@inline function u8_halfv<Acc>(w: v128, x: usize, c: usize, d: v128, acc: v128): v128 {
+  return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_u8(w, x, c)), acc);
+}
+
+/**
+ * The offset form for tokens t and t + 1 of one row: each weight vector and scale loaded once for both. Each
+ * token's bits as alone.
+ */
+function q8_0_u8_row_2tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, ds: usize, cs: usize, t: i32, out: usize, ostride: i32): void {
+  const nb4 = nb & ~3;
+  const q = sc + (<usize>nb << 1);
+  const xa = qs + <usize>(t * cols), ca = cs + <usize>(t * cols), xb = xa + <usize>cols, cb = ca + <usize>cols;
+  const dxa = ds + (<usize>(t * nb) << 2), dxb = dxa + (<usize>nb << 2);
+  let la = f32x4.splat(0), ha = f32x4.splat(0), lb = f32x4.splat(0), hb = f32x4.splat(0);
+  let b = 0;
+  for (; b < nb4; b += 4) {
+    const ws = scales4<Conv>(sc + (<usize>b << 1));
+    const ea = f32x4.mul(ws, v128.load(dxa + (<usize>b << 2))), eb = f32x4.mul(ws, v128.load(dxb + (<usize>b << 2)));
+    const o = <usize>b << 5;
+    let da: v128, db: v128, wl: v128, wh: v128;
+        da = lane_f32(ea, 0); db = lane_f32(eb, 0); wl = v128.load(q + o); wh = v128.load(q + o + 16);
+        la = u8_halfv<Acc>(wl, xa + o, ca + o, da, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, da, ha);
+        lb = u8_halfv<Acc>(wl, xb + o, cb + o, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 16, cb + o + 16, db, hb);
+        da = lane_f32(ea, 1); db = lane_f32(eb, 1); wl = v128.load(q + o + 32); wh = v128.load(q + o + 48);
+        la = u8_halfv<Acc>(wl, xa + o + 32, ca + o + 32, da, la); ha = u8_halfv<Acc>(wh, xa + o + 48, ca + o + 48, da, ha);
+        lb = u8_halfv<Acc>(wl, xb + o + 32, cb + o + 32, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 48, cb + o + 48, db, hb);
+        da = lane_f32(ea, 2); db = lane_f32(eb, 2); wl = v128.load(q + o + 64); wh = v128.load(q + o + 80);
+        la = u8_halfv<Acc>(wl, xa + o + 64, ca + o + 64, da, la); ha = u8_halfv<Acc>(wh, xa + o + 80, ca + o + 80, da, ha);
+        lb = u8_halfv<Acc>(wl, xb + o + 64, cb + o + 64, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 80, cb + o + 80, db, hb);
+        da = lane_f32(ea, 3); db = lane_f32(eb, 3); wl = v128.load(q + o + 96); wh = v128.load(q + o + 112);
+        la = u8_halfv<Acc>(wl, xa + o + 96, ca + o + 96, da, la); ha = u8_halfv<Acc>(wh, xa + o + 112, ca + o + 112, da, ha);
+        lb = u8_halfv<Acc>(wl, xb + o + 96, cb + o + 96, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 112, cb + o + 112, db, hb);
+  }
+  for (; b < nb; b++) {
+    const w = f16_to_f32(load<u16>(sc + (<usize>b << 1)));
+    const da = f32x4.splat(w * load<f32>(dxa + (<usize>b << 2))), db = f32x4.splat(w * load<f32>(dxb + (<usize>b << 2)));
+    const o = <usize>b << 5;
+    const wl = v128.load(q + o), wh = v128.load(q + o + 16);
+    la = u8_halfv<Acc>(wl, xa + o, ca + o, da, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, da, ha);
+    lb = u8_halfv<Acc>(wl, xb + o, cb + o, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 16, cb + o + 16, db, hb);
+  }
+  store<f32>(out, hsum8(la, ha));
+  store<f32>(out + (<usize>ostride << 2), hsum8(lb, hb));
+}
+
 function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const nx = ax + <usize>(ntok * cols);
   const nb4 = nb & ~3;
   const ones = kc(K_ONES16);
-  let r = 0;
-  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>()) r = q8_0_rows_u8_pairs<Acc, Conv>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  let r = 0, t0 = 0;
+  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>() && ntok == 1) r = q8_0_rows_u8_pairs<Acc, Conv>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>() && ntok > 1) {
+    for (; r < rows; r++) {
+      const sc = w + <usize>r * <usize>(nb * 34);
+      for (let t = 0; t + 1 < ntok; t += 2) q8_0_u8_row_2tok<Acc, Conv>(sc, nb, cols, qs, ds, ax, t, out + (<usize>(t * ostride + r) << 2), ostride);
+    }
+    if ((ntok & 1) == 0) return;
+    r = 0; // an odd last token, every row
+    t0 = ntok - 1;
+  }
   for (; r < rows; r++) {
     const sc = w + <usize>r * <usize>(nb * 34);
     const q0 = sc + (<usize>nb << 1);
-    for (let t = 0; t < ntok; t++) {
+    for (let t = t0; t < ntok; t++) {
       const tx = <usize>(t * cols);
       const xq = qs + tx, xa = ax + tx, xn = nx + tx;
       const xd = ds + (<usize>(t * nb) << 2);
