@@ -8,9 +8,11 @@ export const KERNEL_TYPES: Record<string, number> = { q4_0: GGML_TYPE.Q4_0, q8_0
 /**
  * A fresh relaxed-SIMD backend from `module` holding `wBytes` (rows x cols of `type`, repacked as the engine's
  * CPU_REPACK-style layouts are for Q4_0 and Q4_K) and n tokens' activations `x`: run() is one product into out.
+ * UNSIGNED_DOT=0 in the environment: Q8_0 on its sign-trick path.
  */
 export function matmulCase(module: WebAssembly.Module, type: number, rows: number, cols: number, wBytes: Uint8Array, x: Float32Array, n: number) {
-  const b = new WasmBackend(module, "relaxed");
+  // UNSIGNED_DOT=0: Q8_0's sign-trick path, what engines without an exact unsigned dot (x64 without AVX-VNNI) run
+  const b = new WasmBackend(module, "relaxed", { unsignedDot: process.env.UNSIGNED_DOT !== "0" });
   const wOff = b.reserve(wBytes.length), xOff = b.reserve(n * cols * 4), oOff = b.reserve(n * rows * 4);
   const sBytes = b.scratchBytes(cols, n), sOff = sBytes ? b.reserve(sBytes) : 0;
   b.commit();
