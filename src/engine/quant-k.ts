@@ -323,6 +323,14 @@ export function quantizeActivationsQ8_K(x: Float32Array, qs: Int8Array, ds: Floa
       continue;
     }
     const iscale = fr(-127 / max);
+    if (!Number.isFinite(iscale)) {
+      // |max| below 127 / 2^128: iscale overflows, and ggml's nearest_int of the infinite (or, for 0 * inf, NaN)
+      // products is -2^22 (or 0), which its int8 store wraps to 0: every q is 0
+      qs.fill(0, b * QK_K, (b + 1) * QK_K);
+      bsums.fill(0, b * 16, b * 16 + 16);
+      ds[b] = fr(1 / iscale);
+      continue;
+    }
     for (let j = 0; j < QK_K; j++) qs[b * QK_K + j] = Math.min(127, nearestInt(fr(iscale * x[b * QK_K + j]!)));
     for (let j = 0; j < 16; j++) {
       let s = 0;

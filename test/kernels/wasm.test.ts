@@ -4,11 +4,12 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ReferenceBackend } from "../../src/engine/backend/reference.ts";
 import type { Backend, Weight } from "../../src/engine/backend/backend.ts";
-import { hasRelaxedSimd, WasmBackend } from "../../src/engine/backend/wasm.ts";
+import { hasRelaxedSimd, instantiateKernels, WasmBackend } from "../../src/engine/backend/wasm.ts";
 import { MemoryByteSource } from "../../src/engine/byte-source.ts";
 import { GGML_TYPE, ggmlTypeName, rowBytes } from "../../src/engine/ggml-types.ts";
 import { loadModel } from "../../src/engine/model/load.ts";
 import { encodeRow } from "../../src/engine/quant.ts";
+import { quantizeActivationsQ8_K } from "../../src/engine/quant-k.ts";
 import { attendHead, attendHeadTiled, geglu, visibleCells } from "../../src/engine/model/ops.ts";
 import { f16ToF32, f32ToF16 } from "../../src/engine/numeric.ts";
 import { mulberry32 } from "../../src/engine/sampler.ts";
@@ -375,6 +376,34 @@ describe.each(VARIANTS)("wasm-%s tiled attention equals the TypeScript tiled att
 // llama.cpp's own K-quant matrix products (ggml's CPU backend, AVX2 build: test/golden/make-kquant-matmul.cpp),
 // 16 x 512 matrices times 1..9 tokens: Q4_K repacked (gemv for single tokens and leftovers, gemm for groups of 4)
 // and plain (vec_dot), Q5_K and Q6_K (vec_dot). Both backends must give their f32 results bit for bit.
+describe.each(["relaxed", "simd"] as const)("wasm-%s quantize_q8_k equals quantizeActivationsQ8_K bit for bit", (variant) => {
+  it("random blocks, a block of zeros, NaN and infinities, ties, equal magnitudes of both signs, subnormals", async () => {
+    const nb = 8, n = 256 * nb, base = 65536; // the first page is the module's
+    const memory = new WebAssembly.Memory({ initial: 4 });
+    const { k } = instantiateKernels(await kernelModule(variant), memory);
+    const rand = mulberry32(5);
+    const x = new Float32Array(memory.buffer, base, n);
+    for (let i = 0; i < n; i++) x[i] = (rand() * 2 - 1) * 4;
+    x.fill(0, 256, 512); // block 1: zeros
+    x[512 + 3] = NaN; x[512 + 200] = NaN; // block 2: NaNs are passed over
+    x[768 + 7] = Infinity; // block 3: an infinite max
+    x[1024 + 10] = -9; x[1024 + 99] = 9; // block 4: the first of two equal magnitudes is negative
+    x[1280 + 10] = 9; x[1280 + 99] = -9; // block 5: positive first
+    for (let j = 0; j < 256; j++) x[1536 + j] = j === 0 ? 127 : (j % 40) - 19.5; // block 6: iscale -1, every value a tie
+    for (let j = 0; j < 256; j++) x[1792 + j] = (rand() - 0.5) * 2 ** -130; // block 7: subnormal values
+    const qs = base + 4 * n, ds = qs + n, bsums = ds + 4 * nb;
+    k.quantize_q8_k(base, qs, ds, bsums, n);
+    const want = { qs: new Int8Array(n), ds: new Float32Array(nb), bsums: new Int32Array(16 * nb) };
+    quantizeActivationsQ8_K(x, want.qs, want.ds, want.bsums);
+    expect(Array.from(new Int8Array(memory.buffer, qs, n))).toEqual(Array.from(want.qs));
+    expect(Array.from(new Float32Array(memory.buffer, ds, nb))).toEqual(Array.from(want.ds));
+    expect(Array.from(new Int32Array(memory.buffer, bsums, 16 * nb))).toEqual(Array.from(want.bsums));
+    expect(want.ds[1]).toBe(0);
+    expect(want.ds[6]).toBe(-1);
+    expect(want.qs.subarray(1792).every((q) => q === 0) && want.ds[7] === 0).toBe(true); // iscale overflowed
+  });
+});
+
 describe("K-quant products equal llama.cpp's (ggml CPU backend golden values) bit for bit", () => {
   const golden = JSON.parse(readFileSync(new URL("../golden/ggml-kquant-matmul.json", import.meta.url), "utf8")) as Record<string, { weights: string; outputs: string[] }> & { rows: number; cols: number };
   const cases = [["q4_K_repacked", GGML_TYPE.Q4_K, true], ["q4_K", GGML_TYPE.Q4_K, false], ["q5_K", GGML_TYPE.Q5_K, false], ["q6_K", GGML_TYPE.Q6_K, false]] as const;

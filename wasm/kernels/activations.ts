@@ -56,3 +56,50 @@ export function round_bf16(x: usize, n: i32): void {
     store<u32>(p, (u + (0x7fff + ((u >> 16) & 1))) & 0xffff0000);
   }
 }
+
+/**
+ * ggml's quantize_row_q8_K (as quant-k.ts quantizeActivationsQ8_K, bit for bit): per 256 values at x, d = 1 /
+ * iscale into ds (f32) with iscale = -127 / max (max: the first value of the largest magnitude), q = min(127,
+ * nearest-even(iscale * x)) into qs, and the sums of each 16 q into bsums (i32); a block of zeros gives d = 0 and
+ * zeros, one whose iscale overflows (every value below 127 / 2^128) d = -0 or 0 and zeros. n a multiple of 256.
+ */
+export function quantize_q8_k(x: usize, qs: usize, ds: usize, bsums: usize, n: i32): void {
+  const nb = n >> 8;
+  for (let b = 0; b < nb; b++) {
+    const p = x + (<usize>b << 10), q = qs + (<usize>b << 8), bs = bsums + (<usize>b << 6);
+    // pmax keeps its first operand where the second is NaN: NaNs are passed over, as quantizeActivationsQ8_K's `>`
+    let m = f32x4.splat(0);
+    for (let j = 0; j < 64; j++) m = f32x4.pmax(m, f32x4.abs(v128.load(p + (<usize>j << 4))));
+    const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    if (amax == 0) {
+      store<f32>(ds + (<usize>b << 2), 0);
+      memory.fill(q, 0, 256);
+      memory.fill(bs, 0, 64);
+      continue;
+    }
+    // the first value whose magnitude is amax (its sign decides iscale's)
+    let k = 0;
+    while (abs(load<f32>(p + (<usize>k << 2))) != amax) k++;
+    const iscale: f32 = <f32>-127.0 / load<f32>(p + (<usize>k << 2));
+    if (!isFinite(iscale)) {
+      // a block of values below 127 / 2^128: every q 0, as ggml's nearest_int and int8 store make them
+      memory.fill(q, 0, 256);
+      memory.fill(bs, 0, 64);
+      store<f32>(ds + (<usize>b << 2), <f32>1.0 / iscale);
+      continue;
+    }
+    const vs = f32x4.splat(iscale), cap = i32x4.splat(127);
+    for (let j = 0; j < 16; j++) {
+      // 16 values: four f32x4 to i32 (nearest, ties to even, as ggml's nearest_int), capped at 127, summed, narrowed
+      const o = p + (<usize>j << 6);
+      const a0 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o), vs))), cap);
+      const a1 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o, 16), vs))), cap);
+      const a2 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o, 32), vs))), cap);
+      const a3 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o, 48), vs))), cap);
+      const s = i32x4.add(i32x4.add(a0, a1), i32x4.add(a2, a3));
+      store<i32>(bs + (<usize>j << 2), (i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1)) + (i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)));
+      v128.store(q + (<usize>j << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(a0, a1), i16x8.narrow_i32x4_s(a2, a3)));
+    }
+    store<f32>(ds + (<usize>b << 2), <f32>1.0 / iscale);
+  }
+}

@@ -5,12 +5,13 @@
 // products then split their rows across the threads (each row's sum is unchanged, so are the results).
 import { GGML_TYPE, ggmlTypeName } from "../ggml-types.ts";
 import { dequantizeRow } from "../quant.ts";
-import { QK_K, quantizeActivationsQ8_K } from "../quant-k.ts";
+import { QK_K } from "../quant-k.ts";
 import { GELU_F16 } from "../model/ops.ts";
 import { alignUp, type Backend, type Weight } from "./backend.ts";
 
 interface KernelExports {
   quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number, ss: number): void;
+  quantize_q8_k(x: number, qs: number, ds: number, bsums: number, n: number): void;
   matmul_q5_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
   matmul_q_min(five: number, w: number, rows: number, cols: number, qs: number, ds: number, ss: number, ntok: number, out: number, ostride: number): void;
   round_f16(x: number, n: number): void;
@@ -418,12 +419,11 @@ export class WasmBackend implements Backend {
       case GGML_TYPE.Q4_K:
       case GGML_TYPE.Q5_K:
       case GGML_TYPE.Q6_K: {
-        // Q8_K activations (quantized in TypeScript, as the reference backend does): qs, then ds, then bsums
+        // Q8_K activations (activations.ts quantize_q8_k, the reference backend's quantizeActivationsQ8_K bit for bit): qs, then ds, then bsums
         const kind = w.type === GGML_TYPE.Q4_K ? 0 : w.type === GGML_TYPE.Q5_K ? 1 : 2;
         const nb = (n * cols) / QK_K;
         const qs = this.scratch, ds = alignUp(qs + n * cols, 16), bsums = ds + nb * 4;
-        const buf = this.memory.buffer;
-        quantizeActivationsQ8_K(x.subarray(0, n * cols), new Int8Array(buf, qs, n * cols), new Float32Array(buf, ds, nb), new Int32Array(buf, bsums, nb * 16));
+        k.quantize_q8_k(xp, qs, ds, bsums, n * cols);
         this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, (w.repacked ? (batchRows === 1 ? 2 : 1) : 0) | (this.x4.has(w.offset) ? 4 : 0), p, r, cols, qs, ds, bsums, n, o, rows]);
         return;
       }
