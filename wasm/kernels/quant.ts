@@ -321,7 +321,8 @@ export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: 
  * Either form (Dot: quads_q8_form), two rows at a time, r and r + rows / 2: two streams from memory, which one
  * core reads faster than one (a 65536 x 2048 product, one token, offset form: 15 -> 19 GMAC/s, 16 -> 20 GB/s,
  * where rows r and r + 1 gave nothing), and each activation vector loaded once for both rows. Each row's bits as
- * alone. Returns the rows done (an odd last row is left to the caller).
+ * alone. Returns the rows done (an odd last row is left to the caller). q8_0_rows takes it for single tokens (prompt
+ * batches of the offset form share weight loads across tokens instead: q8_0_u8_row_2tok).
  */
 function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): i32 {
   const nb = cols >> 5;
@@ -379,7 +380,7 @@ function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usi
   return half * 2;
 }
 
-/** u8_half with the weight vector already loaded. */
+/** q8_half of the offset form, the weight vector already loaded (shared by two tokens). */
 @inline function u8_halfv<Acc>(w: v128, x: usize, c: usize, d: v128, acc: v128): v128 {
   return fma4_t<Acc>(d, f32x4.convert_i32x4_s(quads_u8(w, x, c)), acc);
 }
