@@ -116,7 +116,7 @@ describe("relaxed SIMD detection", () => {
 // (n >= 2, rows % 4, cols % 8), and vec_dot leftovers (cols % 32)
 const QUANT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 96, 3], [12, 64, 2], [5, 32, 1], [64, 512, 2], [8, 64, 5]];
 const FLOAT_SHAPES: [number, number, number][] = [[16, 64, 1], [16, 64, 3], [12, 40, 2], [6, 36, 3], [8, 100, 1]];
-const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1], [8, 256, 5], [16, 512, 8]];
+const K_SHAPES: [number, number, number][] = [[16, 256, 1], [12, 512, 3], [5, 256, 2], [8, 768, 1], [7, 512, 1], [8, 256, 5], [16, 512, 8]];
 
 describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (variant) => {
   const quantized = [[GGML_TYPE.Q4_0, QUANT_SHAPES], [GGML_TYPE.Q8_0, QUANT_SHAPES], [GGML_TYPE.Q4_1, QUANT_SHAPES], [GGML_TYPE.Q5_0, QUANT_SHAPES], [GGML_TYPE.Q5_1, QUANT_SHAPES], [GGML_TYPE.Q4_K, K_SHAPES], [GGML_TYPE.Q5_K, K_SHAPES], [GGML_TYPE.Q6_K, K_SHAPES]] as const;

@@ -92,6 +92,14 @@ function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     }
     r0 = rows;
   }
+  if (kind == 2 && ntok == 1 && !repacked) {
+    // one token: rows r and r + half together (q6k_rows2), an odd last row below
+    const half = (rows - r0) >> 1;
+    for (let r = r0; r < r0 + half; r++) {
+      q6k_rows2<Acc>(w + <usize>r * rowBytes, w + <usize>(r + half) * rowBytes, nb, qs, ds, bsums, 0, out + (<usize>r << 2), out + (<usize>(r + half) << 2));
+    }
+    r0 += half * 2;
+  }
   for (let r = r0; r < rows; r++) {
     const row = w + <usize>r * rowBytes;
     let pairs = 0;
@@ -499,6 +507,36 @@ function q6k_row_2tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usi
   }
   store<f32>(out, hsum8(aLo, aHi));
   store<f32>(out + (<usize>ostride << 2), hsum8(bLo, bHi));
+}
+
+/**
+ * k_row_vec_dot's Q6_K (the same bits) for rows a and b with token t at once: two streams from memory, and each
+ * activation vector loaded once for both rows. Results at outA and outB.
+ */
+function q6k_rows2<Acc>(rowA: usize, rowB: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, outA: usize, outB: usize): void {
+  let aLo = f32x4.splat(0), aHi = f32x4.splat(0), bLo = f32x4.splat(0), bHi = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const pa = rowA + <usize>b * 210, pb = rowB + <usize>b * 210;
+    const i = t * nb + b;
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const va = v128.load(pa + 192), vb = v128.load(pb + 192);
+    let sa = i16x8.extend_low_i8x16_s(va), ta = i16x8.extend_high_i8x16_s(va);
+    let sLoA = i32x4.add(q6_quarter(pa, pa + 128, x, q6_scales_a(sa), q6_scales_b(sa), 0), q6_quarter(pa + 64, pa + 160, x + 128, q6_scales_a(ta), q6_scales_b(ta), 0));
+    let sHiA = i32x4.add(q6_quarter(pa, pa + 128, x, q6_scales_a(sa), q6_scales_b(sa), 1), q6_quarter(pa + 64, pa + 160, x + 128, q6_scales_a(ta), q6_scales_b(ta), 1));
+    sa = i16x8.extend_low_i8x16_s(vb); ta = i16x8.extend_high_i8x16_s(vb);
+    let sLoB = i32x4.add(q6_quarter(pb, pb + 128, x, q6_scales_a(sa), q6_scales_b(sa), 0), q6_quarter(pb + 64, pb + 160, x + 128, q6_scales_a(ta), q6_scales_b(ta), 0));
+    let sHiB = i32x4.add(q6_quarter(pb, pb + 128, x, q6_scales_a(sa), q6_scales_b(sa), 1), q6_quarter(pb + 64, pb + 160, x + 128, q6_scales_a(ta), q6_scales_b(ta), 1));
+    sLoA = i32x4.sub(sLoA, q6_offsets(bs, pa + 192)); sHiA = i32x4.sub(sHiA, q6_offsets(bs + 32, pa + 200));
+    sLoB = i32x4.sub(sLoB, q6_offsets(bs, pb + 192)); sHiB = i32x4.sub(sHiB, q6_offsets(bs + 32, pb + 200));
+    const d8 = load<f32>(ds + (<usize>i << 2));
+    const da = f32x4.splat(d8 * f16_to_f32(load<u16>(pa + 208))), db = f32x4.splat(d8 * f16_to_f32(load<u16>(pb + 208)));
+    aLo = fma4_t<Acc>(da, f32x4.convert_i32x4_s(sLoA), aLo);
+    aHi = fma4_t<Acc>(da, f32x4.convert_i32x4_s(sHiA), aHi);
+    bLo = fma4_t<Acc>(db, f32x4.convert_i32x4_s(sLoB), bLo);
+    bHi = fma4_t<Acc>(db, f32x4.convert_i32x4_s(sHiB), bHi);
+  }
+  store<f32>(outA, hsum8(aLo, aHi));
+  store<f32>(outB, hsum8(bLo, bHi));
 }
 
 /** ggml_vec_dot_q{4,5,6}_K_q8_K (AVX2) of one row with token t. */
