@@ -77,6 +77,16 @@ function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
   const gemmTokens = repacked == 1 ? ntok - (ntok & 3) : 0;
   const rowBytes = <usize>nb * bb;
   let r0 = 0;
+  if (x4 && ntok == 1) {
+    // one token: groups g and g + half together (q4k_x4_gemv_2g), an odd last group alone
+    const groups = rows >> 2, half = groups >> 1;
+    for (let g = 0; g < half; g++) {
+      const ga = g << 2, gb = (g + half) << 2;
+      q4k_x4_gemv_2g<Acc>(w + <usize>ga * rowBytes, w + <usize>gb * rowBytes, nb, qs, ds, bsums, 0, out + (<usize>ga << 2), out + (<usize>gb << 2));
+    }
+    if (groups & 1) v128.store(out + (<usize>(rows - 4) << 2), q4k_x4_gemv<Acc>(w + <usize>(rows - 4) * rowBytes, nb, qs, ds, bsums, 0));
+    return;
+  }
   if (x4) {
     // tiles of X4_TOKEN_TILE tokens (their activations stay in cache), in each the row groups, and in a group the
     // tokens four at a time (gemm's order) or two and one at a time (gemv's)
@@ -353,6 +363,38 @@ function q4k_x4_gemv<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize
     accm = fma4_t<Acc>(f32x4.convert_i32x4_s(summ), f32x4.mul(x4_f16(p + 8), d8), accm);
   }
   return f32x4.sub(acc, accm);
+}
+
+/**
+ * q4k_x4_gemv (the same bits) for two x4 groups at pa0 and pb0 with token t: two streams from memory, the
+ * activations' pair sums made once for both. Results (four rows each) at outA and outB.
+ */
+function q4k_x4_gemv_2g<Acc>(pa0: usize, pb0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, outA: usize, outB: usize): void {
+  let accA = f32x4.splat(0), accmA = f32x4.splat(0), accB = f32x4.splat(0), accmB = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const pa = pa0 + <usize>b * 576, pb = pb0 + <usize>b * 576;
+    const i = t * nb + b;
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const d8 = f32x4.splat(load<f32>(ds + (<usize>i << 2)));
+    const sloA = x4_six_bits(pa, false), shiA = x4_six_bits_high(pa, false);
+    const sloB = x4_six_bits(pb, false), shiB = x4_six_bits_high(pb, false);
+    let sumiA = i32x4.splat(0), sumiB = i32x4.splat(0);
+    for (let k = 0; k < 4; k++) {
+      const scA = k < 2 ? sloA : shiA, scB = k < 2 ? sloB : shiB;
+      const o = <usize>(64 + (k << 7)), xk = x + (<usize>k << 6);
+      sumiA = i32x4.add(sumiA, x4_pair1(pa + o, xk, x4_scale16(scA, (2 * k) & 3), x4_scale16(scA, ((2 * k) & 3) + 1)));
+      sumiB = i32x4.add(sumiB, x4_pair1(pb + o, xk, x4_scale16(scB, (2 * k) & 3), x4_scale16(scB, ((2 * k) & 3) + 1)));
+    }
+    const q8s = q8k_pair_sums(bs);
+    const summA = x4_mins_block(x4_six_bits(pa, true), x4_six_bits_high(pa, true), q8s);
+    const summB = x4_mins_block(x4_six_bits(pb, true), x4_six_bits_high(pb, true), q8s);
+    accA = fma4_t<Acc>(f32x4.convert_i32x4_s(sumiA), f32x4.mul(x4_f16(pa), d8), accA);
+    accmA = fma4_t<Acc>(f32x4.convert_i32x4_s(summA), f32x4.mul(x4_f16(pa + 8), d8), accmA);
+    accB = fma4_t<Acc>(f32x4.convert_i32x4_s(sumiB), f32x4.mul(x4_f16(pb), d8), accB);
+    accmB = fma4_t<Acc>(f32x4.convert_i32x4_s(summB), f32x4.mul(x4_f16(pb + 8), d8), accmB);
+  }
+  v128.store(outA, f32x4.sub(accA, accmA));
+  v128.store(outB, f32x4.sub(accB, accmB));
 }
 
 /**
