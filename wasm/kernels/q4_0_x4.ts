@@ -100,6 +100,37 @@ export function matmul_q4_0_x4(w: usize, rows: i32, cols: i32, qs: usize, ds: us
   return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
 }
 
+/**
+ * One token (y: its activations, dp, sp: its scales and sums) against x4 groups at pa0 and pb0 at once: the
+ * one-token loop of q4_0_x4 for both (each group's bits as alone), two streams from memory.
+ */
+@inline function q4_0_x4_gemv_2g<Acc>(pa0: usize, pb0: usize, nb: i32, y: usize, dp: usize, sp: usize, outA: usize, outB: usize): void {
+  let aLo = acc_zero<Acc>(), aHi = acc_zero<Acc>(), bLo = acc_zero<Acc>(), bHi = acc_zero<Acc>();
+  let pa = pa0, pb = pb0;
+  for (let b = 0; b < nb; b++, pa += 72, pb += 72, y += 32, dp += 4, sp += 4) {
+    const xl = v128.load(y), xh = v128.load(y, 16);
+    let x0 = lane4(xl, 0), x1 = lane4(xh, 0);
+    let v = v128.load(pa, 8), u = v128.load(pb, 8);
+    let loA = x4_dotv(nib_lo(v), x0), hiA = x4_dotv(nib_hi(v), x1), loB = x4_dotv(nib_lo(u), x0), hiB = x4_dotv(nib_hi(u), x1);
+    x0 = lane4(xl, 1); x1 = lane4(xh, 1); v = v128.load(pa, 24); u = v128.load(pb, 24);
+    loA = x4_add(loA, x4_dotv(nib_lo(v), x0)); hiA = x4_add(hiA, x4_dotv(nib_hi(v), x1));
+    loB = x4_add(loB, x4_dotv(nib_lo(u), x0)); hiB = x4_add(hiB, x4_dotv(nib_hi(u), x1));
+    x0 = lane4(xl, 2); x1 = lane4(xh, 2); v = v128.load(pa, 40); u = v128.load(pb, 40);
+    loA = x4_add(loA, x4_dotv(nib_lo(v), x0)); hiA = x4_add(hiA, x4_dotv(nib_hi(v), x1));
+    loB = x4_add(loB, x4_dotv(nib_lo(u), x0)); hiB = x4_add(hiB, x4_dotv(nib_hi(u), x1));
+    x0 = lane4(xl, 3); x1 = lane4(xh, 3); v = v128.load(pa, 56); u = v128.load(pb, 56);
+    loA = x4_add(loA, x4_dotv(nib_lo(v), x0)); hiA = x4_add(hiA, x4_dotv(nib_hi(v), x1));
+    loB = x4_add(loB, x4_dotv(nib_lo(u), x0)); hiB = x4_add(hiB, x4_dotv(nib_hi(u), x1));
+    const dx = v128.load32_splat(dp);
+    const iA = block_isum(x4_add(loA, hiA), sp), dA = f32x4.mul(f16x4_load_to_f32x4(pa), dx);
+    const iB = block_isum(x4_add(loB, hiB), sp), dB = f32x4.mul(f16x4_load_to_f32x4(pb), dx);
+    aLo = acc_lo<Acc>(iA, dA, aLo); aHi = acc_hi<Acc>(iA, dA, aHi);
+    bLo = acc_lo<Acc>(iB, dB, bLo); bHi = acc_hi<Acc>(iB, dB, bHi);
+  }
+  v128.store(outA, acc_f32<Acc>(aLo, aHi));
+  v128.store(outB, acc_f32<Acc>(bLo, bHi));
+}
+
 /** Tokens per tile in batched Q4_0 products: 16 tokens' Q8_0 activations (2048 columns: 34 KiB) stay in L2. */
 const TOKEN_TILE = 16;
 
@@ -112,9 +143,20 @@ function q4_0_x4<Acc>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, sums
   // at a time, sharing each unpacked weight vector): a group's weights are read from memory once per tile. Every
   // activation load has its offset as an immediate (one pointer per token): V8 computed an address per load
   // when they were written as a loop over the block's four weight vectors.
+  let g0 = 0;
+  if (ntok == 1) {
+    // one token: groups g and g + half together, an odd last group alone below
+    const groups = rows >> 2, half = groups >> 1;
+    for (let g = 0; g < half; g++) {
+      const ga = g << 2, gb = (g + half) << 2;
+      q4_0_x4_gemv_2g<Acc>(w + <usize>(g) * groupBytes, w + <usize>(g + half) * groupBytes, nb, qs, ds, sums, out + (<usize>ga << 2), out + (<usize>gb << 2));
+    }
+    if ((groups & 1) == 0) return;
+    g0 = rows - 4;
+  }
   for (let t0 = 0; t0 < ntok; t0 += TOKEN_TILE) {
   const t1 = min(ntok, t0 + TOKEN_TILE);
-  for (let g = 0; g < rows; g += 4) {
+  for (let g = g0; g < rows; g += 4) {
     const p0 = w + <usize>(g >> 2) * groupBytes;
     let t = t0;
     for (; t + 3 < t1; t += 4) {
