@@ -318,64 +318,61 @@ export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: 
 }
 
 /**
- * Either form (Dot: quads_q8_form), two rows at a time, r and r + rows / 2: two streams from memory, which one
+ * One token, either form (Dot: quads_q8_form), two rows at a time, r and r + rows / 2: two streams from memory, which one
  * core reads faster than one (a 65536 x 2048 product, one token, offset form: 15 -> 19 GMAC/s, 16 -> 20 GB/s,
  * where rows r and r + 1 gave nothing), and each activation vector loaded once for both rows. Each row's bits as
  * alone. Returns the rows done (an odd last row is left to the caller). q8_0_rows takes it for single tokens (prompt
  * batches of the offset form share weight loads across tokens instead: q8_0_u8_row_2tok).
  */
-function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): i32 {
+function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, out: usize): i32 {
   const nb = cols >> 5;
   const nb4 = nb & ~3;
   const rowBytes = <usize>(nb * 34);
   const half = rows >> 1;
+  // the one token's activations: x, the form's vector at ax (|x| or the correction), x's sign after it
+  const xq = qs, xc = ax, xn = ax + <usize>cols, xd = ds;
   for (let r = 0; r < half; r++) {
     const s0 = w + <usize>r * rowBytes, s1 = s0 + <usize>half * rowBytes;
     const q0 = s0 + (<usize>nb << 1), q1 = s1 + (<usize>nb << 1);
-    for (let t = 0; t < ntok; t++) {
-      const tx = <usize>(t * cols);
-      const xq = qs + tx, xc = ax + tx, xn = ax + <usize>(ntok * cols) + tx;
-      const xd = ds + (<usize>(t * nb) << 2);
-      let l0 = f32x4.splat(0), h0 = f32x4.splat(0), l1 = f32x4.splat(0), h1 = f32x4.splat(0);
-      let b = 0;
-      for (; b < nb4; b += 4) {
-        const dx = v128.load(xd + (<usize>b << 2));
-        const e0 = f32x4.mul(scales4<Conv>(s0 + (<usize>b << 1)), dx), e1 = f32x4.mul(scales4<Conv>(s1 + (<usize>b << 1)), dx);
-        const o = <usize>b << 5;
-        let d0 = lane_f32(e0, 0), d1 = lane_f32(e1, 0);
-        l0 = q8_half<Acc, Dot>(q0 + o, xq + o, xc + o, xn + o, d0, l0);
-        l1 = q8_half<Acc, Dot>(q1 + o, xq + o, xc + o, xn + o, d1, l1);
-        h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d0, h0);
-        h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d1, h1);
-        d0 = lane_f32(e0, 1); d1 = lane_f32(e1, 1);
-        l0 = q8_half<Acc, Dot>(q0 + o + 32, xq + o + 32, xc + o + 32, xn + o + 32, d0, l0);
-        l1 = q8_half<Acc, Dot>(q1 + o + 32, xq + o + 32, xc + o + 32, xn + o + 32, d1, l1);
-        h0 = q8_half<Acc, Dot>(q0 + o + 48, xq + o + 48, xc + o + 48, xn + o + 48, d0, h0);
-        h1 = q8_half<Acc, Dot>(q1 + o + 48, xq + o + 48, xc + o + 48, xn + o + 48, d1, h1);
-        d0 = lane_f32(e0, 2); d1 = lane_f32(e1, 2);
-        l0 = q8_half<Acc, Dot>(q0 + o + 64, xq + o + 64, xc + o + 64, xn + o + 64, d0, l0);
-        l1 = q8_half<Acc, Dot>(q1 + o + 64, xq + o + 64, xc + o + 64, xn + o + 64, d1, l1);
-        h0 = q8_half<Acc, Dot>(q0 + o + 80, xq + o + 80, xc + o + 80, xn + o + 80, d0, h0);
-        h1 = q8_half<Acc, Dot>(q1 + o + 80, xq + o + 80, xc + o + 80, xn + o + 80, d1, h1);
-        d0 = lane_f32(e0, 3); d1 = lane_f32(e1, 3);
-        l0 = q8_half<Acc, Dot>(q0 + o + 96, xq + o + 96, xc + o + 96, xn + o + 96, d0, l0);
-        l1 = q8_half<Acc, Dot>(q1 + o + 96, xq + o + 96, xc + o + 96, xn + o + 96, d1, l1);
-        h0 = q8_half<Acc, Dot>(q0 + o + 112, xq + o + 112, xc + o + 112, xn + o + 112, d0, h0);
-        h1 = q8_half<Acc, Dot>(q1 + o + 112, xq + o + 112, xc + o + 112, xn + o + 112, d1, h1);
-      }
-      for (; b < nb; b++) {
-        const dx = load<f32>(xd + (<usize>b << 2));
-        const d0 = f32x4.splat(f16_to_f32(load<u16>(s0 + (<usize>b << 1))) * dx), d1 = f32x4.splat(f16_to_f32(load<u16>(s1 + (<usize>b << 1))) * dx);
-        const o = <usize>b << 5;
-        l0 = q8_half<Acc, Dot>(q0 + o, xq + o, xc + o, xn + o, d0, l0);
-        l1 = q8_half<Acc, Dot>(q1 + o, xq + o, xc + o, xn + o, d1, l1);
-        h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d0, h0);
-        h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d1, h1);
-      }
-      const po = out + (<usize>(t * ostride + r) << 2);
-      store<f32>(po, hsum8(l0, h0));
-      store<f32>(po + (<usize>half << 2), hsum8(l1, h1));
+    let l0 = f32x4.splat(0), h0 = f32x4.splat(0), l1 = f32x4.splat(0), h1 = f32x4.splat(0);
+    let b = 0;
+    for (; b < nb4; b += 4) {
+      const dx = v128.load(xd + (<usize>b << 2));
+      const e0 = f32x4.mul(scales4<Conv>(s0 + (<usize>b << 1)), dx), e1 = f32x4.mul(scales4<Conv>(s1 + (<usize>b << 1)), dx);
+      const o = <usize>b << 5;
+      let d0 = lane_f32(e0, 0), d1 = lane_f32(e1, 0);
+      l0 = q8_half<Acc, Dot>(q0 + o, xq + o, xc + o, xn + o, d0, l0);
+      l1 = q8_half<Acc, Dot>(q1 + o, xq + o, xc + o, xn + o, d1, l1);
+      h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d0, h0);
+      h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d1, h1);
+      d0 = lane_f32(e0, 1); d1 = lane_f32(e1, 1);
+      l0 = q8_half<Acc, Dot>(q0 + o + 32, xq + o + 32, xc + o + 32, xn + o + 32, d0, l0);
+      l1 = q8_half<Acc, Dot>(q1 + o + 32, xq + o + 32, xc + o + 32, xn + o + 32, d1, l1);
+      h0 = q8_half<Acc, Dot>(q0 + o + 48, xq + o + 48, xc + o + 48, xn + o + 48, d0, h0);
+      h1 = q8_half<Acc, Dot>(q1 + o + 48, xq + o + 48, xc + o + 48, xn + o + 48, d1, h1);
+      d0 = lane_f32(e0, 2); d1 = lane_f32(e1, 2);
+      l0 = q8_half<Acc, Dot>(q0 + o + 64, xq + o + 64, xc + o + 64, xn + o + 64, d0, l0);
+      l1 = q8_half<Acc, Dot>(q1 + o + 64, xq + o + 64, xc + o + 64, xn + o + 64, d1, l1);
+      h0 = q8_half<Acc, Dot>(q0 + o + 80, xq + o + 80, xc + o + 80, xn + o + 80, d0, h0);
+      h1 = q8_half<Acc, Dot>(q1 + o + 80, xq + o + 80, xc + o + 80, xn + o + 80, d1, h1);
+      d0 = lane_f32(e0, 3); d1 = lane_f32(e1, 3);
+      l0 = q8_half<Acc, Dot>(q0 + o + 96, xq + o + 96, xc + o + 96, xn + o + 96, d0, l0);
+      l1 = q8_half<Acc, Dot>(q1 + o + 96, xq + o + 96, xc + o + 96, xn + o + 96, d1, l1);
+      h0 = q8_half<Acc, Dot>(q0 + o + 112, xq + o + 112, xc + o + 112, xn + o + 112, d0, h0);
+      h1 = q8_half<Acc, Dot>(q1 + o + 112, xq + o + 112, xc + o + 112, xn + o + 112, d1, h1);
     }
+    for (; b < nb; b++) {
+      const dx = load<f32>(xd + (<usize>b << 2));
+      const d0 = f32x4.splat(f16_to_f32(load<u16>(s0 + (<usize>b << 1))) * dx), d1 = f32x4.splat(f16_to_f32(load<u16>(s1 + (<usize>b << 1))) * dx);
+      const o = <usize>b << 5;
+      l0 = q8_half<Acc, Dot>(q0 + o, xq + o, xc + o, xn + o, d0, l0);
+      l1 = q8_half<Acc, Dot>(q1 + o, xq + o, xc + o, xn + o, d1, l1);
+      h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d0, h0);
+      h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d1, h1);
+    }
+    const po = out + (<usize>r << 2);
+    store<f32>(po, hsum8(l0, h0));
+    store<f32>(po + (<usize>half << 2), hsum8(l1, h1));
   }
   return half * 2;
 }
@@ -432,7 +429,7 @@ function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds
   const nb4 = nb & ~3;
   const ones = kc(K_ONES16);
   let r = 0, t0 = 0;
-  if (ntok == 1) r = q8_0_rows_pairs<Acc, Conv, Dot>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+  if (ntok == 1) r = q8_0_rows_pairs<Acc, Conv, Dot>(w, rows, cols, qs, ds, ax, out);
   if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>() && ntok > 1) {
     for (; r < rows; r++) {
       const sc = w + <usize>r * <usize>(nb * 34);
