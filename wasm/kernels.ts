@@ -17,7 +17,7 @@ export { init_fused_madd, disable_fused_madd } from "./kernels/common";
 export { matmul_q4_0, matmul_q5_0, matmul_q_min, matmul_q8_0, repack_q8_0_rows, q8_sign_split, q8_offset_sums, dot_u8_probe, matmul_q8_0_rows } from "./kernels/quant";
 export { matmul_f32, matmul_f16, matmul_bf16 } from "./kernels/float";
 export { repack_q4_0_x4, dequant_q4_0_x4_row, matmul_q4_0_x4 } from "./kernels/q4_0_x4";
-export { matmul_k, repack_q4_k_x4 } from "./kernels/kquant";
+export { matmul_k, repack_q4_k_x4, repack_q6_k } from "./kernels/kquant";
 export { geglu } from "./kernels/geglu";
 export { attend_f16 } from "./kernels/attention";
 export { attend_tiled } from "./kernels/attention-tiled";

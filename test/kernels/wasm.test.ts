@@ -208,7 +208,7 @@ describe.each(VARIANTS)("wasm-%s matmul equals the reference bit for bit", (vari
     }
   });
 
-  it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512], [GGML_TYPE.Q8_0, 160]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
+  it.each([[GGML_TYPE.Q4_0, 64], [GGML_TYPE.Q4_K, 512], [GGML_TYPE.Q8_0, 160], [GGML_TYPE.Q6_K, 512]] as const)("reads embedding rows back from the repacked layout exactly (%i)", async (type, cols) => {
     const rows = 16;
     const { wBytes } = randomCase(type, rows, cols, 1, 7);
     const rowOf = async (b: Backend) => {

@@ -48,6 +48,8 @@ const K = memory.data<u32>([
   0x33800000, 0x33800000, 0x33800000, 0x33800000, // K_2M24: 2^-24
   0x00007c00, 0x00007c00, 0x00007c00, 0x00007c00, // K_7C00
   0x00008000, 0x00008000, 0x00008000, 0x00008000, // K_8000
+  0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, // K_0C
+  0xc0c0c0c0, 0xc0c0c0c0, 0xc0c0c0c0, 0xc0c0c0c0, // K_C0
   // K_SCALE16 + 16s (s = 0..3): byte 4r + s in i16 lanes 2r, 2r+1 (0x80: zero), kquant.ts x4_scale16
   0x80008000, 0x80048004, 0x80088008, 0x800c800c,
   0x80018001, 0x80058005, 0x80098009, 0x800d800d,
@@ -59,7 +61,8 @@ const K = memory.data<u32>([
 ], 16);
 export const K_0F = 0, K_30 = 16, K_3F = 32, K_03 = 48, K_01 = 64, K_ONES16 = 80, K_F16_MASK = 96, K_F16_SCALE = 112;
 export const K_7FFF = 128, K_F16_BIAS = 144, K_3FF = 160, K_2M24 = 176, K_7C00 = 192, K_8000 = 208;
-export const K_SCALE16 = 224, K_MINS16 = 288;
+export const K_0C = 224, K_C0 = 240;
+export const K_SCALE16 = 256, K_MINS16 = 320;
 
 /** The constant at offset `at` of the table (a K_ name, plus 16 times an index for K_SCALE16 and K_MINS16). */
 @inline export function kc(at: i32): v128 {

@@ -1,5 +1,5 @@
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
-import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, kc, quads_i8, x4_add, x4_dot } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0C, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, kc, quads_i8, x4_add, x4_dot } from "./common";
 
 /**
  * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
@@ -469,29 +469,63 @@ function q4k_x4_gemv_2g<Acc>(pa0: usize, pb0: usize, nb: i32, qs: usize, ds: usi
 }
 
 /**
- * One half (bytes `half`*16.. of each 32) of a Q6_K half-block (128 values: ql 64 bytes, qh 32, activations xs;
+ * One half (bytes `half`*16.. of each 32) of a Q6_K half-block (128 values: the pqr bytes at ql 64, qh 32, activations xs;
  * scales 0..3 in sA's i32 lanes and 4..7 in sB's, each i16 twice): sum over its 4 groups of scale * (u . x),
  * u = q + 32 (0..63, q6_u), as four i32 lanes (exact). Group g (32 values) has scales 2g (half 0) and 2g+1 (half
  * 1). `half` is a constant at each call (constant shuffles).
  */
 @inline function q6_quarter(ql: usize, qh: usize, xs: usize, sA: v128, sB: v128, half: i32): v128 {
   const o = <usize>(half << 4);
-  const a = v128.load(ql + o), c = v128.load(ql + 32 + o), hb = v128.load(qh + o);
-  return q6_dots(q6_u(a, c, hb, 0), q6_u(a, c, hb, 1), q6_u(a, c, hb, 2), q6_u(a, c, hb, 3), xs + o, sA, sB, half);
+  const p = v128.load(ql + o), q = v128.load(ql + 32 + o), r = v128.load(qh + o);
+  return q6_dots(q6_u(p, q, r, 0), q6_u(p, q, r, 1), q6_u(p, q, r, 2), q6_u(p, q, r, 3), xs + o, sA, sB, half);
 }
 
 /**
- * Group g's unsigned values (q + 32, 0..63) of a Q6_K quarter from its ql bytes a (groups 0, 2) and c (1, 3) and
- * qh bytes hb: the high two bits of value 32j + l sit at bits 2j of qh[l]. 16-bit shifts and a mask (WebAssembly
- * has no 8-bit shift: i8x16.shr_u is two or three instructions on x64). g is a constant at each call.
+ * Q6_K as stored here ("pqr", repack_q6_k at load, in place): each 48 bytes that hold four groups of 16 values, the
+ * ql bytes a (groups 0, 2 in its nibbles) and c (1, 3) and the qh bytes hb (two bits of each group), become
+ * P = u0 | u3[0:2] << 6, Q = u1 | u3[2:4] << 6, R = u2 | u3[4:6] << 6 at the same places, u = q + 32 (0..63), so
+ * three groups take one mask each and the fourth eight operations: 11 for the four where the file's layout takes 17
+ * (Q6_K products are bound by these vector operations, not by memory or multiplies).
  */
-@inline function q6_u(a: v128, c: v128, hb: v128, g: i32): v128 {
+@inline function q6_u(p: v128, q: v128, r: v128, g: i32): v128 {
+  const m6 = kc(K_3F);
+  switch (g) {
+    case 0: return v128.and(p, m6);
+    case 1: return v128.and(q, m6);
+    case 2: return v128.and(r, m6);
+    // 16-bit shifts: what crosses into a byte from its neighbour is masked off
+    default: return v128.or(v128.or(v128.and(i16x8.shr_u(p, 6), kc(K_03)), v128.and(i16x8.shr_u(q, 4), kc(K_0C))), v128.and(i16x8.shr_u(r, 2), kc(K_30)));
+  }
+}
+
+/** Group g's u (0..63) from the file's bytes: ql a (groups 0, 2) and c (1, 3), qh hb (bits 2j of value 32j + l at qh[l]). */
+@inline function q6_u_file(a: v128, c: v128, hb: v128, g: i32): v128 {
   const m4 = kc(K_0F), m30 = kc(K_30);
   switch (g) {
     case 0: return v128.or(v128.and(a, m4), v128.and(i16x8.shl(hb, 4), m30));
     case 1: return v128.or(v128.and(c, m4), v128.and(i16x8.shl(hb, 2), m30));
     case 2: return v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hb, m30));
     default: return v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hb, 2), m30));
+  }
+}
+
+/**
+ * Q6_K blocks (210 bytes each: ql 128, qh 64, scales 16, d 2) from the file's layout to "pqr" (q6_u), in place;
+ * scales and d stay. WasmBackend.dequantizeRow turns a row back (q6kFileBytes).
+ */
+export function repack_q6_k(w: usize, nblocks: i32): void {
+  for (let b = 0; b < nblocks; b++) {
+    const blk = w + <usize>b * 210;
+    for (let h = 0; h < 4; h++) {
+      // the four 48-byte triples: half-block h >> 1, its 16-byte half h & 1
+      const pa = blk + (<usize>(h >> 1) << 6) + (<usize>(h & 1) << 4), pc = pa + 32;
+      const ph = blk + 128 + (<usize>(h >> 1) << 5) + (<usize>(h & 1) << 4);
+      const x = v128.load(pa), y = v128.load(pc), z = v128.load(ph);
+      const u3 = q6_u_file(x, y, z, 3);
+      v128.store(pa, v128.or(q6_u_file(x, y, z, 0), i16x8.shl(v128.and(u3, kc(K_03)), 6)));
+      v128.store(pc, v128.or(q6_u_file(x, y, z, 1), i16x8.shl(v128.and(u3, kc(K_0C)), 4)));
+      v128.store(ph, v128.or(q6_u_file(x, y, z, 2), i16x8.shl(v128.and(u3, kc(K_30)), 2)));
+    }
   }
 }
 
@@ -525,16 +559,16 @@ function q6k_row_2tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usi
     const scv = v128.load(p + 192);
     let sLoA = i32x4.splat(0), sHiA = i32x4.splat(0), sLoB = i32x4.splat(0), sHiB = i32x4.splat(0);
     for (let h2 = 0; h2 < 2; h2++) {
-      // the block's two 128-value halves: ql 64 bytes, qh 32, activations 128, scales 8 each
+      // the block's two 128-value halves: pqr bytes at ql 64 and qh 32, activations 128, scales 8 each
       const ql = p + (<usize>h2 << 6), qh = p + 128 + (<usize>h2 << 5), xa = x + (<usize>h2 << 7), xb = xa + tq;
       const s8 = h2 ? i16x8.extend_high_i8x16_s(scv) : i16x8.extend_low_i8x16_s(scv);
       const sA = q6_scales_a(s8), sB = q6_scales_b(s8);
-      let a = v128.load(ql), c = v128.load(ql + 32), hb = v128.load(qh);
-      let u0 = q6_u(a, c, hb, 0), u1 = q6_u(a, c, hb, 1), u2 = q6_u(a, c, hb, 2), u3 = q6_u(a, c, hb, 3);
+      let pv = v128.load(ql), qv = v128.load(ql + 32), rv = v128.load(qh);
+      let u0 = q6_u(pv, qv, rv, 0), u1 = q6_u(pv, qv, rv, 1), u2 = q6_u(pv, qv, rv, 2), u3 = q6_u(pv, qv, rv, 3);
       sLoA = i32x4.add(sLoA, q6_dots(u0, u1, u2, u3, xa, sA, sB, 0));
       sLoB = i32x4.add(sLoB, q6_dots(u0, u1, u2, u3, xb, sA, sB, 0));
-      a = v128.load(ql + 16); c = v128.load(ql + 48); hb = v128.load(qh + 16);
-      u0 = q6_u(a, c, hb, 0); u1 = q6_u(a, c, hb, 1); u2 = q6_u(a, c, hb, 2); u3 = q6_u(a, c, hb, 3);
+      pv = v128.load(ql + 16); qv = v128.load(ql + 48); rv = v128.load(qh + 16);
+      u0 = q6_u(pv, qv, rv, 0); u1 = q6_u(pv, qv, rv, 1); u2 = q6_u(pv, qv, rv, 2); u3 = q6_u(pv, qv, rv, 3);
       sHiA = i32x4.add(sHiA, q6_dots(u0, u1, u2, u3, xa + 16, sA, sB, 1));
       sHiB = i32x4.add(sHiB, q6_dots(u0, u1, u2, u3, xb + 16, sA, sB, 1));
     }

@@ -28,6 +28,7 @@ interface KernelExports {
   matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   repack_q4_0_x4(w: number, rows: number, cols: number, tmp: number): void;
   repack_q4_k_x4(w: number, rows: number, cols: number, tmp: number): void;
+  repack_q6_k(w: number, nblocks: number): void;
   dequant_q4_0_x4_row(w: number, cols: number, row: number, out: number): void;
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, a0: number, a1: number, b0: number, b1: number, stride: number, offset: number, d: number, nh: number, scratch: number, cap: number): void;
@@ -132,6 +133,8 @@ export class WasmBackend implements Backend {
   private scratchLen = 0;
   /** Offsets of Q4_0 and Q4_K weights stored in their x4 layouts (repacked in prepareWeight). */
   private readonly x4 = new Set<number>();
+  /** Offsets of Q6_K weights stored in the "pqr" layout (kquant.ts repack_q6_k). */
+  private readonly q6pqr = new Set<number>();
   /** Q8_0 weights stored in the rows layout (quant.ts repack_q8_0_rows: each row's scales first), by offset: whether some scale is subnormal. */
   private readonly q8rows = new Map<number, boolean>();
   /**
@@ -255,6 +258,12 @@ export class WasmBackend implements Backend {
       this.k.repack_q4_k_x4(w.offset, w.rows, w.cols, this.scratch);
       this.x4.add(w.offset);
     }
+    // Q6_K, every matrix: the quants rearranged within each block (kquant.ts q6_u), which its products unpack in
+    // fewer operations; the same values and sums
+    if (w.type === GGML_TYPE.Q6_K && this.k.repack_q6_k) {
+      this.k.repack_q6_k(w.offset, w.nbytes / 210);
+      this.q6pqr.add(w.offset);
+    }
     // Q8_0, every matrix (vec_dot and tinyBLAS sum alike): each row's scales gathered, four converted at once
     if (w.type === GGML_TYPE.Q8_0) {
       if ((w.cols / 32) * 34 > this.scratchLen) throw new Error(`${w.name}: scratch too small to repack`);
@@ -306,6 +315,10 @@ export class WasmBackend implements Backend {
         if (this.unsignedDot) for (let i = 34 * b + 2; i < 34 * b + 34; i++) blocks[i] = blocks[i]! - 127; // stored as q + 127
       }
       dequantizeRow(w.type, blocks, 0, w.cols, out);
+      return;
+    }
+    if (this.q6pqr.has(w.offset)) {
+      dequantizeRow(w.type, q6kFileBytes(this.bytes(w.offset + row * rowBytes, rowBytes)), 0, w.cols, out);
       return;
     }
     dequantizeRow(w.type, this.bytes(w.offset, w.nbytes), row * rowBytes, w.cols, out);
@@ -431,4 +444,25 @@ export class WasmBackend implements Backend {
         throw new Error(`${w.name}: no wasm matmul for ggml type ${ggmlTypeName(w.type)}`);
     }
   }
+}
+
+/**
+ * Q6_K blocks in the "pqr" layout (kquant.ts repack_q6_k: P = u0 | u3[0:2] << 6, Q = u1 | u3[2:4] << 6,
+ * R = u2 | u3[4:6] << 6 at the places of the file's ql bytes a, c and qh bytes hb) back to the file's bytes, copied.
+ */
+export function q6kFileBytes(src: Uint8Array): Uint8Array {
+  const out = Uint8Array.from(src);
+  for (let blk = 0; blk < src.length; blk += 210) {
+    for (let h = 0; h < 4; h++) {
+      const pa = blk + (h >> 1) * 64 + (h & 1) * 16, pc = pa + 32, ph = blk + 128 + (h >> 1) * 32 + (h & 1) * 16;
+      for (let l = 0; l < 16; l++) {
+        const p = src[pa + l]!, q = src[pc + l]!, r = src[ph + l]!;
+        const u0 = p & 63, u1 = q & 63, u2 = r & 63, u3 = (p >> 6) | ((q >> 6) << 2) | ((r >> 6) << 4);
+        out[pa + l] = (u0 & 15) | ((u2 & 15) << 4);
+        out[pc + l] = (u1 & 15) | ((u3 & 15) << 4);
+        out[ph + l] = (u0 >> 4) | ((u1 >> 4) << 2) | ((u2 >> 4) << 4) | ((u3 >> 4) << 6);
+      }
+    }
+  }
+  return out;
 }
