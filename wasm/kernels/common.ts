@@ -55,6 +55,11 @@ const K = memory.data<u32>([
   0x80018001, 0x80058005, 0x80098009, 0x800d800d,
   0x80028002, 0x80068006, 0x800a800a, 0x800e800e,
   0x80038003, 0x80078007, 0x800b800b, 0x800f800f,
+  // K_LANE32 + 16j (j = 0..3): i32 lane j in every lane, for a swizzle
+  0x03020100, 0x03020100, 0x03020100, 0x03020100,
+  0x07060504, 0x07060504, 0x07060504, 0x07060504,
+  0x0b0a0908, 0x0b0a0908, 0x0b0a0908, 0x0b0a0908,
+  0x0f0e0d0c, 0x0f0e0d0c, 0x0f0e0d0c, 0x0f0e0d0c,
   // K_MINS16 + 16k (k = 0..1): bytes 4r + 2k and 4r + 2k + 1 in i16 lanes 2r and 2r+1, kquant.ts x4_mins16
   0x80018000, 0x80058004, 0x80098008, 0x800d800c,
   0x80038002, 0x80078006, 0x800b800a, 0x800f800e,
@@ -62,7 +67,7 @@ const K = memory.data<u32>([
 export const K_0F = 0, K_30 = 16, K_3F = 32, K_03 = 48, K_01 = 64, K_ONES16 = 80, K_F16_MASK = 96, K_F16_SCALE = 112;
 export const K_7FFF = 128, K_F16_BIAS = 144, K_3FF = 160, K_2M24 = 176, K_7C00 = 192, K_8000 = 208;
 export const K_0C = 224, K_C0 = 240;
-export const K_SCALE16 = 256, K_MINS16 = 320;
+export const K_SCALE16 = 256, K_LANE32 = 320, K_MINS16 = 384;
 
 /** The constant at offset `at` of the table (a K_ name, plus 16 times an index for K_SCALE16 and K_MINS16). */
 @inline export function kc(at: i32): v128 {
@@ -155,6 +160,15 @@ export const K_SCALE16 = 256, K_MINS16 = 320;
 @inline export function x4_dotv(w: v128, xv: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xv, w);
   return quads_i8(w, xv);
+}
+/**
+ * Lane j of v (any 32-bit lanes) in all four lanes, j not a constant: a swizzle by a table vector (one `pshufb`).
+ * Kernels that step through a vector's lanes in a loop use it (a loop of one block kept V8 from spilling the
+ * accumulators that an unrolled four-block body spilled).
+ */
+@inline export function lane_at(v: v128, j: i32): v128 {
+  const sel = kc(K_LANE32 + (j << 4));
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.relaxed_swizzle(v, sel) : i8x16.swizzle(v, sel);
 }
 /** Lane j (0..3) of v in all four lanes: one `pshufd`. */
 @inline export function lane4(v: v128, j: i32): v128 {

@@ -1,5 +1,5 @@
 // ---- quantized matrices x Q8_0 activations (from quantize_q8_0) ----
-import { f16_to_f32, f16x4_load_to_f32x4, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, K_0F, K_ONES16, kc, quads_i8 } from "./common";
+import { f16_to_f32, f16x4_load_to_f32x4, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, K_0F, K_ONES16, kc, lane_at, quads_i8 } from "./common";
 
 /**
  * Q4_0 weights in the file's layout (18-byte blocks) x Q8_0 activations: vec_dot_q4_0_q8_0's order (8 lanes of 4
@@ -340,26 +340,14 @@ function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usi
       const dx = v128.load(xd + (<usize>b << 2));
       const e0 = f32x4.mul(scales4<Conv>(s0 + (<usize>b << 1)), dx), e1 = f32x4.mul(scales4<Conv>(s1 + (<usize>b << 1)), dx);
       const o = <usize>b << 5;
-      let d0 = lane_f32(e0, 0), d1 = lane_f32(e1, 0);
-      l0 = q8_half<Acc, Dot>(q0 + o, xq + o, xc + o, xn + o, d0, l0);
-      l1 = q8_half<Acc, Dot>(q1 + o, xq + o, xc + o, xn + o, d1, l1);
-      h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d0, h0);
-      h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d1, h1);
-      d0 = lane_f32(e0, 1); d1 = lane_f32(e1, 1);
-      l0 = q8_half<Acc, Dot>(q0 + o + 32, xq + o + 32, xc + o + 32, xn + o + 32, d0, l0);
-      l1 = q8_half<Acc, Dot>(q1 + o + 32, xq + o + 32, xc + o + 32, xn + o + 32, d1, l1);
-      h0 = q8_half<Acc, Dot>(q0 + o + 48, xq + o + 48, xc + o + 48, xn + o + 48, d0, h0);
-      h1 = q8_half<Acc, Dot>(q1 + o + 48, xq + o + 48, xc + o + 48, xn + o + 48, d1, h1);
-      d0 = lane_f32(e0, 2); d1 = lane_f32(e1, 2);
-      l0 = q8_half<Acc, Dot>(q0 + o + 64, xq + o + 64, xc + o + 64, xn + o + 64, d0, l0);
-      l1 = q8_half<Acc, Dot>(q1 + o + 64, xq + o + 64, xc + o + 64, xn + o + 64, d1, l1);
-      h0 = q8_half<Acc, Dot>(q0 + o + 80, xq + o + 80, xc + o + 80, xn + o + 80, d0, h0);
-      h1 = q8_half<Acc, Dot>(q1 + o + 80, xq + o + 80, xc + o + 80, xn + o + 80, d1, h1);
-      d0 = lane_f32(e0, 3); d1 = lane_f32(e1, 3);
-      l0 = q8_half<Acc, Dot>(q0 + o + 96, xq + o + 96, xc + o + 96, xn + o + 96, d0, l0);
-      l1 = q8_half<Acc, Dot>(q1 + o + 96, xq + o + 96, xc + o + 96, xn + o + 96, d1, l1);
-      h0 = q8_half<Acc, Dot>(q0 + o + 112, xq + o + 112, xc + o + 112, xn + o + 112, d0, h0);
-      h1 = q8_half<Acc, Dot>(q1 + o + 112, xq + o + 112, xc + o + 112, xn + o + 112, d1, h1);
+      for (let j = 0; j < 4; j++) {
+        const d0 = lane_at(e0, j), d1 = lane_at(e1, j);
+        const oj = o + (<usize>j << 5);
+        l0 = q8_half<Acc, Dot>(q0 + oj, xq + oj, xc + oj, xn + oj, d0, l0);
+        l1 = q8_half<Acc, Dot>(q1 + oj, xq + oj, xc + oj, xn + oj, d1, l1);
+        h0 = q8_half<Acc, Dot>(q0 + oj + 16, xq + oj + 16, xc + oj + 16, xn + oj + 16, d0, h0);
+        h1 = q8_half<Acc, Dot>(q1 + oj + 16, xq + oj + 16, xc + oj + 16, xn + oj + 16, d1, h1);
+      }
     }
     for (; b < nb; b++) {
       const dx = load<f32>(xd + (<usize>b << 2));
@@ -396,20 +384,14 @@ function q8_0_u8_row_2tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, d
   for (; b < nb4; b += 4) {
     const ws = scales4<Conv>(sc + (<usize>b << 1));
     const ea = f32x4.mul(ws, v128.load(dxa + (<usize>b << 2))), eb = f32x4.mul(ws, v128.load(dxb + (<usize>b << 2)));
-    const o = <usize>b << 5;
-    let da: v128, db: v128, wl: v128, wh: v128;
-        da = lane_f32(ea, 0); db = lane_f32(eb, 0); wl = v128.load(q + o); wh = v128.load(q + o + 16);
-        la = u8_halfv<Acc>(wl, xa + o, ca + o, da, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, da, ha);
-        lb = u8_halfv<Acc>(wl, xb + o, cb + o, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 16, cb + o + 16, db, hb);
-        da = lane_f32(ea, 1); db = lane_f32(eb, 1); wl = v128.load(q + o + 32); wh = v128.load(q + o + 48);
-        la = u8_halfv<Acc>(wl, xa + o + 32, ca + o + 32, da, la); ha = u8_halfv<Acc>(wh, xa + o + 48, ca + o + 48, da, ha);
-        lb = u8_halfv<Acc>(wl, xb + o + 32, cb + o + 32, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 48, cb + o + 48, db, hb);
-        da = lane_f32(ea, 2); db = lane_f32(eb, 2); wl = v128.load(q + o + 64); wh = v128.load(q + o + 80);
-        la = u8_halfv<Acc>(wl, xa + o + 64, ca + o + 64, da, la); ha = u8_halfv<Acc>(wh, xa + o + 80, ca + o + 80, da, ha);
-        lb = u8_halfv<Acc>(wl, xb + o + 64, cb + o + 64, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 80, cb + o + 80, db, hb);
-        da = lane_f32(ea, 3); db = lane_f32(eb, 3); wl = v128.load(q + o + 96); wh = v128.load(q + o + 112);
-        la = u8_halfv<Acc>(wl, xa + o + 96, ca + o + 96, da, la); ha = u8_halfv<Acc>(wh, xa + o + 112, ca + o + 112, da, ha);
-        lb = u8_halfv<Acc>(wl, xb + o + 96, cb + o + 96, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 112, cb + o + 112, db, hb);
+    // the four blocks one at a time (a loop, not unrolled: V8 then keeps the accumulators in registers)
+    for (let j = 0; j < 4; j++) {
+      const da = lane_at(ea, j), db = lane_at(eb, j);
+      const o = <usize>(b + j) << 5;
+      const wl = v128.load(q + o), wh = v128.load(q + o + 16);
+      la = u8_halfv<Acc>(wl, xa + o, ca + o, da, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, da, ha);
+      lb = u8_halfv<Acc>(wl, xb + o, cb + o, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 16, cb + o + 16, db, hb);
+    }
   }
   for (; b < nb; b++) {
     const w = f16_to_f32(load<u16>(sc + (<usize>b << 1)));
@@ -423,6 +405,52 @@ function q8_0_u8_row_2tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, d
   store<f32>(out + (<usize>ostride << 2), hsum8(lb, hb));
 }
 
+/** The offset form for tokens t..t+3 of one row: each weight vector loaded once for the four. */
+function q8_0_u8_row_4tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, ds: usize, cs: usize, t: i32, out: usize, ostride: i32): void {
+  const nb4 = nb & ~3;
+  const q = sc + (<usize>nb << 1);
+  const tc = <usize>cols, td = <usize>nb << 2;
+  const xa = qs + <usize>(t * cols), ca = cs + <usize>(t * cols);
+  const dxa = ds + (<usize>(t * nb) << 2);
+  let la = f32x4.splat(0), ha = f32x4.splat(0), lb = f32x4.splat(0), hb = f32x4.splat(0);
+  let lc = f32x4.splat(0), hc = f32x4.splat(0), ld = f32x4.splat(0), hd = f32x4.splat(0);
+  let b = 0;
+  for (; b < nb4; b += 4) {
+    const ws = scales4<Conv>(sc + (<usize>b << 1));
+    for (let j = 0; j < 4; j++) {
+      const dw = lane_at(ws, j);
+      const o = <usize>(b + j) << 5, od = <usize>(b + j) << 2;
+      const wl = v128.load(q + o), wh = v128.load(q + o + 16);
+      let d = f32x4.mul(dw, v128.load32_splat(dxa + od));
+      la = u8_halfv<Acc>(wl, xa + o, ca + o, d, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, d, ha);
+      d = f32x4.mul(dw, v128.load32_splat(dxa + td + od));
+      lb = u8_halfv<Acc>(wl, xa + tc + o, ca + tc + o, d, lb); hb = u8_halfv<Acc>(wh, xa + tc + o + 16, ca + tc + o + 16, d, hb);
+      d = f32x4.mul(dw, v128.load32_splat(dxa + 2 * td + od));
+      lc = u8_halfv<Acc>(wl, xa + 2 * tc + o, ca + 2 * tc + o, d, lc); hc = u8_halfv<Acc>(wh, xa + 2 * tc + o + 16, ca + 2 * tc + o + 16, d, hc);
+      d = f32x4.mul(dw, v128.load32_splat(dxa + 3 * td + od));
+      ld = u8_halfv<Acc>(wl, xa + 3 * tc + o, ca + 3 * tc + o, d, ld); hd = u8_halfv<Acc>(wh, xa + 3 * tc + o + 16, ca + 3 * tc + o + 16, d, hd);
+    }
+  }
+  for (; b < nb; b++) {
+    const w = f16_to_f32(load<u16>(sc + (<usize>b << 1)));
+    const o = <usize>b << 5, od = <usize>b << 2;
+    const wl = v128.load(q + o), wh = v128.load(q + o + 16);
+    let d = f32x4.splat(w * load<f32>(dxa + od));
+    la = u8_halfv<Acc>(wl, xa + o, ca + o, d, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, d, ha);
+    d = f32x4.splat(w * load<f32>(dxa + td + od));
+    lb = u8_halfv<Acc>(wl, xa + tc + o, ca + tc + o, d, lb); hb = u8_halfv<Acc>(wh, xa + tc + o + 16, ca + tc + o + 16, d, hb);
+    d = f32x4.splat(w * load<f32>(dxa + 2 * td + od));
+    lc = u8_halfv<Acc>(wl, xa + 2 * tc + o, ca + 2 * tc + o, d, lc); hc = u8_halfv<Acc>(wh, xa + 2 * tc + o + 16, ca + 2 * tc + o + 16, d, hc);
+    d = f32x4.splat(w * load<f32>(dxa + 3 * td + od));
+    ld = u8_halfv<Acc>(wl, xa + 3 * tc + o, ca + 3 * tc + o, d, ld); hd = u8_halfv<Acc>(wh, xa + 3 * tc + o + 16, ca + 3 * tc + o + 16, d, hd);
+  }
+  const os = <usize>ostride << 2;
+  store<f32>(out, hsum8(la, ha));
+  store<f32>(out + os, hsum8(lb, hb));
+  store<f32>(out + 2 * os, hsum8(lc, hc));
+  store<f32>(out + 3 * os, hsum8(ld, hd));
+}
+
 function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 5;
   const nx = ax + <usize>(ntok * cols);
@@ -433,7 +461,9 @@ function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds
   if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>() && ntok > 1) {
     for (; r < rows; r++) {
       const sc = w + <usize>r * <usize>(nb * 34);
-      for (let t = 0; t + 1 < ntok; t += 2) q8_0_u8_row_2tok<Acc, Conv>(sc, nb, cols, qs, ds, ax, t, out + (<usize>(t * ostride + r) << 2), ostride);
+      let t = 0;
+      for (; t + 3 < ntok; t += 4) q8_0_u8_row_4tok<Acc, Conv>(sc, nb, cols, qs, ds, ax, t, out + (<usize>(t * ostride + r) << 2), ostride);
+      for (; t + 1 < ntok; t += 2) q8_0_u8_row_2tok<Acc, Conv>(sc, nb, cols, qs, ds, ax, t, out + (<usize>(t * ostride + r) << 2), ostride);
     }
     if ((ntok & 1) == 0) return;
     r = 0; // an odd last token, every row
