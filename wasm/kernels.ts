@@ -14,7 +14,7 @@
 
 export { quantize_q8_0, quantize_q8_k, round_f16, round_bf16 } from "./kernels/activations";
 export { init_fused_madd, disable_fused_madd } from "./kernels/common";
-export { matmul_q4_0, matmul_q5_0, matmul_q_min, matmul_q8_0, repack_q8_0_rows, q8_sign_split, q8_offset_sums, dot_u8_probe, matmul_q8_0_rows } from "./kernels/quant";
+export { matmul_q4_0, matmul_q5_0, matmul_q_min, matmul_q8_0, repack_q8_0_rows, q8_sign_split, q8_offset_interleave, dot_u8_probe, matmul_q8_0_rows } from "./kernels/quant";
 export { matmul_f32, matmul_f16, matmul_bf16 } from "./kernels/float";
 export { repack_q4_0_x4, dequant_q4_0_x4_row, matmul_q4_0_x4 } from "./kernels/q4_0_x4";
 export { matmul_k, repack_q4_k_x4, repack_q6_k } from "./kernels/kquant";

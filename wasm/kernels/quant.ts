@@ -224,13 +224,40 @@ export function dot_u8_probe(a: i32, b: i32, c: i32): i32 {
 }
 
 /**
- * The offset form's correction: per 16 Q8_0 activation bytes at qs, the four sums of four consecutive values
- * times -127 (i32x4, 16 bytes) at cs; n a multiple of 16. A row stored as q + 127 then gives
- * dot(q + 127, x) + cs = dot(q, x) exactly.
+ * The offset form's activations (n tokens of Q8_0 quants at qs, cols each) with their corrections, interleaved at
+ * out (2 x n x cols bytes): per group of 4 tokens (the last group may be smaller, s tokens), per block, per token
+ * of the group: the block's 32 quants, then its correction: per 16 quants the four sums of four consecutive ones
+ * times -127 (i32x4); and at dg the tokens' block scales (ds) grouped the same way (a full group's four of a
+ * block in one vector). A row stored as q + 127 then gives dot(q + 127, x) + correction = dot(q, x) exactly. Token
+ * t's block b is at q8_act(out, ntok, cols, t) + b * q8_act_stride(ntok, t): the products read one pointer per
+ * token group, every other load at an immediate offset from it (V8 spent a fifth of the prompt kernel's
+ * instructions on addresses when the quants and corrections were two arrays per token).
  */
-export function q8_offset_sums(qs: usize, n: i32, cs: usize): void {
+export function q8_offset_interleave(qs: usize, ds: usize, ntok: i32, cols: i32, out: usize, dg: usize): void {
+  const nb = cols >> 5;
   const ones = i8x16.splat(1), m = i32x4.splat(-127);
-  for (let i: usize = 0; i < <usize>n; i += 16) v128.store(cs + i, i32x4.mul(quads_i8(v128.load(qs + i), ones), m));
+  for (let t = 0; t < ntok; t++) {
+    const x = qs + <usize>(t * cols), dst = q8_act(out, ntok, cols, t), as = q8_act_stride(ntok, t);
+    // the scales likewise: per group and block, its tokens' scales side by side (as >> 4 bytes)
+    const dgt = dg + (<usize>((t & ~3) * nb) << 2) + (<usize>(t & 3) << 2);
+    for (let b = 0; b < nb; b++) store<f32>(dgt + <usize>b * (as >> 4), load<f32>(ds + (<usize>(t * nb + b) << 2)));
+    for (let b = 0; b < nb; b++) {
+      const lo = v128.load(x + (<usize>b << 5)), hi = v128.load(x + (<usize>b << 5) + 16), p = dst + <usize>b * as;
+      v128.store(p, lo);
+      v128.store(p + 16, hi);
+      v128.store(p + 32, i32x4.mul(quads_i8(lo, ones), m));
+      v128.store(p + 48, i32x4.mul(quads_i8(hi, ones), m));
+    }
+  }
+}
+
+/** Token t's first block in q8_offset_interleave's layout at ax. */
+@inline function q8_act(ax: usize, ntok: i32, cols: i32, t: i32): usize {
+  return ax + (<usize>(t & ~3) * <usize>cols << 1) + (<usize>(t & 3) << 6);
+}
+/** The distance from one block of token t to its next in q8_offset_interleave's layout: 64 bytes per token of its group. */
+@inline function q8_act_stride(ntok: i32, t: i32): usize {
+  return <usize>min(4, ntok - (t & ~3)) << 6;
 }
 
 /** |x| at ax and x's sign (0 or -1 per byte) at ax + n, for n Q8_0 activation bytes at qs (n a multiple of 16). */
@@ -277,7 +304,7 @@ export function q8_sign_split(qs: usize, n: i32, ax: usize): void {
   return quads_q8_split(w, x, a, s, ones);
 }
 
-/** The offset form's quads: weights w stored as q + 127, activations at x, their correction (q8_offset_sums) at c. */
+/** The offset form's quads: weights w stored as q + 127, activations at x, their correction (q8_offset_interleave) at c. */
 @inline function quads_u8(w: v128, x: usize, c: usize): v128 {
   return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x), w, v128.load(c));
 }
@@ -292,19 +319,19 @@ export function q8_sign_split(qs: usize, n: i32, ax: usize): void {
  * Q8_0 weights in the rows layout (repack_q8_0_rows) x Q8_0 activations (qs, ds): matmul_q8_0's order and bits (8
  * lanes of 4 products, one fused multiply-add per block and lane, then hsum8). Rows outer, tokens inner.
  * `offset` 0: the quants as stored in the file, ax: q8_sign_split of qs (2 x ntok x cols bytes); 1: the quants
- * stored as q + 127, ax: q8_offset_sums of qs (ntok x cols bytes).
+ * stored as q + 127, ax and dg: q8_offset_interleave of qs and ds (2 x ntok x cols bytes, ntok x cols / 8).
  */
-export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32, subnormal: i32, offset: i32): void {
+export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32, subnormal: i32, offset: i32, dg: usize): void {
   const fused = ASC_FEATURE_RELAXED_SIMD && fusedMadd;
   if (offset) {
-    if (fused && !subnormal) q8_0_rows<f32, u8, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-    else if (fused) q8_0_rows<f32, u16, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-    else if (!subnormal) q8_0_rows<f64, u8, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-    else q8_0_rows<f64, u16, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  } else if (fused && !subnormal) q8_0_rows<f32, u8, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  else if (fused) q8_0_rows<f32, u16, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  else if (!subnormal) q8_0_rows<f64, u8, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
-  else q8_0_rows<f64, u16, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride);
+    if (fused && !subnormal) q8_0_rows<f32, u8, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, dg);
+    else if (fused) q8_0_rows<f32, u16, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, dg);
+    else if (!subnormal) q8_0_rows<f64, u8, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, dg);
+    else q8_0_rows<f64, u16, u8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, dg);
+  } else if (fused && !subnormal) q8_0_rows<f32, u8, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, 0);
+  else if (fused) q8_0_rows<f32, u16, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, 0);
+  else if (!subnormal) q8_0_rows<f64, u8, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, 0);
+  else q8_0_rows<f64, u16, i8>(w, rows, cols, qs, ds, ax, ntok, out, ostride, 0);
 }
 
 /** Four blocks' weight scales (f16 at p) as f32x4, by the conversion Conv names (see q8_0_rows). */
@@ -322,15 +349,18 @@ export function matmul_q8_0_rows(w: usize, rows: i32, cols: i32, qs: usize, ds: 
  * core reads faster than one (a 65536 x 2048 product, one token, offset form: 15 -> 19 GMAC/s, 16 -> 20 GB/s,
  * where rows r and r + 1 gave nothing), and each activation vector loaded once for both rows. Each row's bits as
  * alone. Returns the rows done (an odd last row is left to the caller). q8_0_rows takes it for single tokens (prompt
- * batches of the offset form share weight loads across tokens instead: q8_0_u8_row_2tok).
+ * batches of the offset form share weight loads across tokens instead: q8_0_u8_row).
  */
 function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, out: usize): i32 {
   const nb = cols >> 5;
   const nb4 = nb & ~3;
   const rowBytes = <usize>(nb * 34);
   const half = rows >> 1;
-  // the one token's activations: x, the form's vector at ax (|x| or the correction), x's sign after it
-  const xq = qs, xc = ax, xn = ax + <usize>cols, xd = ds;
+  // the one token's activations: sign trick, x (qs), |x| (ax) and x's sign (after it), 32 bytes a block each;
+  // offset form, x and its correction interleaved at ax (q8_offset_interleave), 64 bytes a block
+  const sign = isSigned<Dot>();
+  const as: usize = sign ? 32 : 64;
+  const xq = sign ? qs : ax, xc = sign ? ax : ax + 32, xn = ax + <usize>cols, xd = ds;
   for (let r = 0; r < half; r++) {
     const s0 = w + <usize>r * rowBytes, s1 = s0 + <usize>half * rowBytes;
     const q0 = s0 + (<usize>nb << 1), q1 = s1 + (<usize>nb << 1);
@@ -339,24 +369,23 @@ function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usi
     for (; b < nb4; b += 4) {
       const dx = v128.load(xd + (<usize>b << 2));
       const e0 = f32x4.mul(scales4<Conv>(s0 + (<usize>b << 1)), dx), e1 = f32x4.mul(scales4<Conv>(s1 + (<usize>b << 1)), dx);
-      const o = <usize>b << 5;
       for (let j = 0; j < 4; j++) {
         const d0 = lane_at(e0, j), d1 = lane_at(e1, j);
-        const oj = o + (<usize>j << 5);
-        l0 = q8_half<Acc, Dot>(q0 + oj, xq + oj, xc + oj, xn + oj, d0, l0);
-        l1 = q8_half<Acc, Dot>(q1 + oj, xq + oj, xc + oj, xn + oj, d1, l1);
-        h0 = q8_half<Acc, Dot>(q0 + oj + 16, xq + oj + 16, xc + oj + 16, xn + oj + 16, d0, h0);
-        h1 = q8_half<Acc, Dot>(q1 + oj + 16, xq + oj + 16, xc + oj + 16, xn + oj + 16, d1, h1);
+        const o = <usize>(b + j) << 5, oa = <usize>(b + j) * as;
+        l0 = q8_half<Acc, Dot>(q0 + o, xq + oa, xc + oa, xn + oa, d0, l0);
+        l1 = q8_half<Acc, Dot>(q1 + o, xq + oa, xc + oa, xn + oa, d1, l1);
+        h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + oa + 16, xc + oa + 16, xn + oa + 16, d0, h0);
+        h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + oa + 16, xc + oa + 16, xn + oa + 16, d1, h1);
       }
     }
     for (; b < nb; b++) {
       const dx = load<f32>(xd + (<usize>b << 2));
       const d0 = f32x4.splat(f16_to_f32(load<u16>(s0 + (<usize>b << 1))) * dx), d1 = f32x4.splat(f16_to_f32(load<u16>(s1 + (<usize>b << 1))) * dx);
-      const o = <usize>b << 5;
-      l0 = q8_half<Acc, Dot>(q0 + o, xq + o, xc + o, xn + o, d0, l0);
-      l1 = q8_half<Acc, Dot>(q1 + o, xq + o, xc + o, xn + o, d1, l1);
-      h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d0, h0);
-      h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + o + 16, xc + o + 16, xn + o + 16, d1, h1);
+      const o = <usize>b << 5, oa = <usize>b * as;
+      l0 = q8_half<Acc, Dot>(q0 + o, xq + oa, xc + oa, xn + oa, d0, l0);
+      l1 = q8_half<Acc, Dot>(q1 + o, xq + oa, xc + oa, xn + oa, d1, l1);
+      h0 = q8_half<Acc, Dot>(q0 + o + 16, xq + oa + 16, xc + oa + 16, xn + oa + 16, d0, h0);
+      h1 = q8_half<Acc, Dot>(q1 + o + 16, xq + oa + 16, xc + oa + 16, xn + oa + 16, d1, h1);
     }
     const po = out + (<usize>r << 2);
     store<f32>(po, hsum8(l0, h0));
@@ -371,47 +400,16 @@ function q8_0_rows_pairs<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usi
 }
 
 /**
- * The offset form for tokens t and t + 1 of one row: each weight vector and scale loaded once for both. Each
- * token's bits as alone.
+ * The offset form, one row (scales at sc, then the quants) and `n` (1, 2 or 4) tokens of a group of
+ * q8_offset_interleave's layout: token t's block b at xg + b * as + 64 * (t - t0); the scales at dx: n = 4, the
+ * group's grouped scales (16 bytes a block), else t0's in ds (t0 + 1's a row of blocks further). Each weight
+ * vector and scale loaded once for the n tokens, each token's bits as alone; results at out + k * ostride * 4.
+ * The four blocks of a step one at a time (a loop: the unrolled body made V8 spill the accumulators).
  */
-function q8_0_u8_row_2tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, ds: usize, cs: usize, t: i32, out: usize, ostride: i32): void {
+@inline function q8_0_u8_row<Acc, Conv>(sc: usize, nb: i32, xg: usize, as: usize, dx: usize, n: i32, out: usize, ostride: i32): void {
   const nb4 = nb & ~3;
   const q = sc + (<usize>nb << 1);
-  const xa = qs + <usize>(t * cols), ca = cs + <usize>(t * cols), xb = xa + <usize>cols, cb = ca + <usize>cols;
-  const dxa = ds + (<usize>(t * nb) << 2), dxb = dxa + (<usize>nb << 2);
-  let la = f32x4.splat(0), ha = f32x4.splat(0), lb = f32x4.splat(0), hb = f32x4.splat(0);
-  let b = 0;
-  for (; b < nb4; b += 4) {
-    const ws = scales4<Conv>(sc + (<usize>b << 1));
-    const ea = f32x4.mul(ws, v128.load(dxa + (<usize>b << 2))), eb = f32x4.mul(ws, v128.load(dxb + (<usize>b << 2)));
-    // the four blocks one at a time (a loop, not unrolled: V8 then keeps the accumulators in registers)
-    for (let j = 0; j < 4; j++) {
-      const da = lane_at(ea, j), db = lane_at(eb, j);
-      const o = <usize>(b + j) << 5;
-      const wl = v128.load(q + o), wh = v128.load(q + o + 16);
-      la = u8_halfv<Acc>(wl, xa + o, ca + o, da, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, da, ha);
-      lb = u8_halfv<Acc>(wl, xb + o, cb + o, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 16, cb + o + 16, db, hb);
-    }
-  }
-  for (; b < nb; b++) {
-    const w = f16_to_f32(load<u16>(sc + (<usize>b << 1)));
-    const da = f32x4.splat(w * load<f32>(dxa + (<usize>b << 2))), db = f32x4.splat(w * load<f32>(dxb + (<usize>b << 2)));
-    const o = <usize>b << 5;
-    const wl = v128.load(q + o), wh = v128.load(q + o + 16);
-    la = u8_halfv<Acc>(wl, xa + o, ca + o, da, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, da, ha);
-    lb = u8_halfv<Acc>(wl, xb + o, cb + o, db, lb); hb = u8_halfv<Acc>(wh, xb + o + 16, cb + o + 16, db, hb);
-  }
-  store<f32>(out, hsum8(la, ha));
-  store<f32>(out + (<usize>ostride << 2), hsum8(lb, hb));
-}
-
-/** The offset form for tokens t..t+3 of one row: each weight vector loaded once for the four. */
-function q8_0_u8_row_4tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, ds: usize, cs: usize, t: i32, out: usize, ostride: i32): void {
-  const nb4 = nb & ~3;
-  const q = sc + (<usize>nb << 1);
-  const tc = <usize>cols, td = <usize>nb << 2;
-  const xa = qs + <usize>(t * cols), ca = cs + <usize>(t * cols);
-  const dxa = ds + (<usize>(t * nb) << 2);
+  const td = <usize>nb << 2;
   let la = f32x4.splat(0), ha = f32x4.splat(0), lb = f32x4.splat(0), hb = f32x4.splat(0);
   let lc = f32x4.splat(0), hc = f32x4.splat(0), ld = f32x4.splat(0), hd = f32x4.splat(0);
   let b = 0;
@@ -419,55 +417,80 @@ function q8_0_u8_row_4tok<Acc, Conv>(sc: usize, nb: i32, cols: i32, qs: usize, d
     const ws = scales4<Conv>(sc + (<usize>b << 1));
     for (let j = 0; j < 4; j++) {
       const dw = lane_at(ws, j);
-      const o = <usize>(b + j) << 5, od = <usize>(b + j) << 2;
+      const o = <usize>(b + j) << 5, od = <usize>(b + j) << 2, p = xg + <usize>(b + j) * as;
       const wl = v128.load(q + o), wh = v128.load(q + o + 16);
-      let d = f32x4.mul(dw, v128.load32_splat(dxa + od));
-      la = u8_halfv<Acc>(wl, xa + o, ca + o, d, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, d, ha);
-      d = f32x4.mul(dw, v128.load32_splat(dxa + td + od));
-      lb = u8_halfv<Acc>(wl, xa + tc + o, ca + tc + o, d, lb); hb = u8_halfv<Acc>(wh, xa + tc + o + 16, ca + tc + o + 16, d, hb);
-      d = f32x4.mul(dw, v128.load32_splat(dxa + 2 * td + od));
-      lc = u8_halfv<Acc>(wl, xa + 2 * tc + o, ca + 2 * tc + o, d, lc); hc = u8_halfv<Acc>(wh, xa + 2 * tc + o + 16, ca + 2 * tc + o + 16, d, hc);
-      d = f32x4.mul(dw, v128.load32_splat(dxa + 3 * td + od));
-      ld = u8_halfv<Acc>(wl, xa + 3 * tc + o, ca + 3 * tc + o, d, ld); hd = u8_halfv<Acc>(wh, xa + 3 * tc + o + 16, ca + 3 * tc + o + 16, d, hd);
+      // four tokens: their four scales of the block in one vector (dx: q8_offset_interleave's grouped scales)
+      const e = n == 4 ? f32x4.mul(dw, v128.load(dx + (od << 2))) : dw;
+      let d = n == 4 ? lane_f32(e, 0) : f32x4.mul(dw, v128.load32_splat(dx + od));
+      la = u8_halfv<Acc>(wl, p, p + 32, d, la); ha = u8_halfv<Acc>(wh, p + 16, p + 48, d, ha);
+      if (n == 1) continue;
+      d = n == 4 ? lane_f32(e, 1) : f32x4.mul(dw, v128.load32_splat(dx + td + od));
+      lb = u8_halfv<Acc>(wl, p + 64, p + 96, d, lb); hb = u8_halfv<Acc>(wh, p + 80, p + 112, d, hb);
+      if (n == 2) continue;
+      d = lane_f32(e, 2);
+      lc = u8_halfv<Acc>(wl, p + 128, p + 160, d, lc); hc = u8_halfv<Acc>(wh, p + 144, p + 176, d, hc);
+      d = lane_f32(e, 3);
+      ld = u8_halfv<Acc>(wl, p + 192, p + 224, d, ld); hd = u8_halfv<Acc>(wh, p + 208, p + 240, d, hd);
     }
   }
   for (; b < nb; b++) {
     const w = f16_to_f32(load<u16>(sc + (<usize>b << 1)));
-    const o = <usize>b << 5, od = <usize>b << 2;
+    const o = <usize>b << 5, od = <usize>b << 2, p = xg + <usize>b * as;
     const wl = v128.load(q + o), wh = v128.load(q + o + 16);
-    let d = f32x4.splat(w * load<f32>(dxa + od));
-    la = u8_halfv<Acc>(wl, xa + o, ca + o, d, la); ha = u8_halfv<Acc>(wh, xa + o + 16, ca + o + 16, d, ha);
-    d = f32x4.splat(w * load<f32>(dxa + td + od));
-    lb = u8_halfv<Acc>(wl, xa + tc + o, ca + tc + o, d, lb); hb = u8_halfv<Acc>(wh, xa + tc + o + 16, ca + tc + o + 16, d, hb);
-    d = f32x4.splat(w * load<f32>(dxa + 2 * td + od));
-    lc = u8_halfv<Acc>(wl, xa + 2 * tc + o, ca + 2 * tc + o, d, lc); hc = u8_halfv<Acc>(wh, xa + 2 * tc + o + 16, ca + 2 * tc + o + 16, d, hc);
-    d = f32x4.splat(w * load<f32>(dxa + 3 * td + od));
-    ld = u8_halfv<Acc>(wl, xa + 3 * tc + o, ca + 3 * tc + o, d, ld); hd = u8_halfv<Acc>(wh, xa + 3 * tc + o + 16, ca + 3 * tc + o + 16, d, hd);
+    const dk = n == 4 ? od << 2 : od, dstep = n == 4 ? 4 : td; // the scales: grouped (four tokens) or ds's
+    let d = f32x4.splat(w * load<f32>(dx + dk));
+    la = u8_halfv<Acc>(wl, p, p + 32, d, la); ha = u8_halfv<Acc>(wh, p + 16, p + 48, d, ha);
+    if (n == 1) continue;
+    d = f32x4.splat(w * load<f32>(dx + dstep + dk));
+    lb = u8_halfv<Acc>(wl, p + 64, p + 96, d, lb); hb = u8_halfv<Acc>(wh, p + 80, p + 112, d, hb);
+    if (n == 2) continue;
+    d = f32x4.splat(w * load<f32>(dx + 2 * dstep + dk));
+    lc = u8_halfv<Acc>(wl, p + 128, p + 160, d, lc); hc = u8_halfv<Acc>(wh, p + 144, p + 176, d, hc);
+    d = f32x4.splat(w * load<f32>(dx + 3 * dstep + dk));
+    ld = u8_halfv<Acc>(wl, p + 192, p + 224, d, ld); hd = u8_halfv<Acc>(wh, p + 208, p + 240, d, hd);
   }
   const os = <usize>ostride << 2;
   store<f32>(out, hsum8(la, ha));
+  if (n == 1) return;
   store<f32>(out + os, hsum8(lb, hb));
+  if (n == 2) return;
   store<f32>(out + 2 * os, hsum8(lc, hc));
   store<f32>(out + 3 * os, hsum8(ld, hd));
 }
 
-function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32): void {
+/** q8_0_u8_row for 4, 2 and 1 tokens, each compiled with its count (and a full group's stride) as constants. */
+function q8_0_u8_row4<Acc, Conv>(sc: usize, nb: i32, xg: usize, dx: usize, out: usize, ostride: i32): void {
+  q8_0_u8_row<Acc, Conv>(sc, nb, xg, 256, dx, 4, out, ostride);
+}
+function q8_0_u8_row2<Acc, Conv>(sc: usize, nb: i32, xg: usize, as: usize, dx: usize, out: usize, ostride: i32): void {
+  q8_0_u8_row<Acc, Conv>(sc, nb, xg, as, dx, 2, out, ostride);
+}
+function q8_0_u8_row1<Acc, Conv>(sc: usize, nb: i32, xg: usize, as: usize, dx: usize, out: usize, ostride: i32): void {
+  q8_0_u8_row<Acc, Conv>(sc, nb, xg, as, dx, 1, out, ostride);
+}
+
+function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds: usize, ax: usize, ntok: i32, out: usize, ostride: i32, dg: usize): void {
   const nb = cols >> 5;
   const nx = ax + <usize>(ntok * cols);
   const nb4 = nb & ~3;
   const ones = kc(K_ONES16);
   let r = 0, t0 = 0;
   if (ntok == 1) r = q8_0_rows_pairs<Acc, Conv, Dot>(w, rows, cols, qs, ds, ax, out);
-  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>() && ntok > 1) {
+  if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>()) {
+    // the offset form: each row (the rest of them after the pairs, for one token) against the tokens in groups of
+    // 4 of q8_offset_interleave's layout, a smaller last group as 2 + 1 or 1 tokens
     for (; r < rows; r++) {
       const sc = w + <usize>r * <usize>(nb * 34);
-      let t = 0;
-      for (; t + 3 < ntok; t += 4) q8_0_u8_row_4tok<Acc, Conv>(sc, nb, cols, qs, ds, ax, t, out + (<usize>(t * ostride + r) << 2), ostride);
-      for (; t + 1 < ntok; t += 2) q8_0_u8_row_2tok<Acc, Conv>(sc, nb, cols, qs, ds, ax, t, out + (<usize>(t * ostride + r) << 2), ostride);
+      for (let t = 0; t < ntok;) {
+        const n = ntok - t >= 4 ? 4 : ntok - t >= 2 ? 2 : 1;
+        const xg = q8_act(ax, ntok, cols, t), as = q8_act_stride(ntok, t), dx = ds + (<usize>(t * nb) << 2), o = out + (<usize>(t * ostride + r) << 2);
+        if (n == 4) q8_0_u8_row4<Acc, Conv>(sc, nb, xg, dg + (<usize>(t * nb) << 2), o, ostride);
+        else if (n == 2) q8_0_u8_row2<Acc, Conv>(sc, nb, xg, as, dx, o, ostride);
+        else q8_0_u8_row1<Acc, Conv>(sc, nb, xg, as, dx, o, ostride);
+        t += n;
+      }
     }
-    if ((ntok & 1) == 0) return;
-    r = 0; // an odd last token, every row
-    t0 = ntok - 1;
+    return;
   }
   for (; r < rows; r++) {
     const sc = w + <usize>r * <usize>(nb * 34);

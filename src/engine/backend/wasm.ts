@@ -20,9 +20,9 @@ interface KernelExports {
   matmul_q8_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
   repack_q8_0_rows(w: number, rows: number, cols: number, tmp: number, offset: number): number;
   q8_sign_split(qs: number, n: number, ax: number): void;
-  q8_offset_sums(qs: number, n: number, cs: number): void;
+  q8_offset_interleave(qs: number, ds: number, ntok: number, cols: number, out: number, dg: number): void;
   dot_u8_probe(a: number, b: number, c: number): number;
-  matmul_q8_0_rows(w: number, rows: number, cols: number, qs: number, ds: number, ax: number, ntok: number, out: number, ostride: number, subnormal: number, offset: number): void;
+  matmul_q8_0_rows(w: number, rows: number, cols: number, qs: number, ds: number, ax: number, ntok: number, out: number, ostride: number, subnormal: number, offset: number, dg: number): void;
   matmul_f16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_bf16(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
   matmul_f32(w: number, rows: number, cols: number, x: number, ntok: number, out: number, ostride: number, tiny: number): void;
@@ -401,10 +401,10 @@ export class WasmBackend implements Backend {
         else if (this.q8rows.has(w.offset)) {
           const ax = alignUp(ss + nb * 4, 16);
           const offset = this.unsignedDot ? 1 : 0;
-          if (offset) k.q8_offset_sums(qs, n * cols, ax);
+          if (offset) k.q8_offset_interleave(qs, ds, n, cols, ax, sums); // the offset form: x with its corrections, and the scales, grouped (sums is unused for Q8_0)
           else k.q8_sign_split(qs, n * cols, ax);
           const subnormal = this.q8rows.get(w.offset) ? 1 : 0;
-          this.split("matmul_q8_0_rows", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, ax, n, o, rows, subnormal, offset]);
+          this.split("matmul_q8_0_rows", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, ax, n, o, rows, subnormal, offset, sums]);
         }
         else this.split("matmul_q8_0", w, rowBytes, op, (p, r, o) => [p, r, cols, qs, ds, n, o, rows]);
         return;
