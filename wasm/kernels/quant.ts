@@ -474,7 +474,7 @@ function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds
   const nx = ax + <usize>(ntok * cols);
   const nb4 = nb & ~3;
   const ones = kc(K_ONES16);
-  let r = 0, t0 = 0;
+  let r = 0;
   if (ntok == 1) r = q8_0_rows_pairs<Acc, Conv, Dot>(w, rows, cols, qs, ds, ax, out);
   if (ASC_FEATURE_RELAXED_SIMD && !isSigned<Dot>()) {
     // the offset form: each row (the rest of them after the pairs, for one token) against the tokens in groups of
@@ -495,7 +495,7 @@ function q8_0_rows<Acc, Conv, Dot>(w: usize, rows: i32, cols: i32, qs: usize, ds
   for (; r < rows; r++) {
     const sc = w + <usize>r * <usize>(nb * 34);
     const q0 = sc + (<usize>nb << 1);
-    for (let t = t0; t < ntok; t++) {
+    for (let t = 0; t < ntok; t++) {
       const tx = <usize>(t * cols);
       const xq = qs + tx, xa = ax + tx, xn = nx + tx;
       const xd = ds + (<usize>(t * nb) << 2);
