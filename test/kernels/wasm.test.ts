@@ -18,11 +18,13 @@ import { kernelModule, loadWasmBackend } from "../../src/hosts/node-wasm.ts";
 import { kquantMatmulActivations } from "../golden/inputs.ts";
 import { testModel } from "../helpers/models.ts";
 
-// relaxed-f64: the relaxed build with its fused relaxed_madd path off (the f64 emulation of a fused multiply-add);
-// relaxed-sign: with Q8_0's unsigned-dot form off (the sign trick, what engines without an exact unsigned dot run)
+// relaxed-f64: the relaxed build with its fused relaxed_madd path off (the f64 emulation of a fused multiply-add),
+// and Q4_K's one-token products by the dot-add whatever the CPU (exact everywhere; by default only with AVX-VNNI);
+// relaxed-sign: with Q8_0's unsigned-dot form off (the sign trick, what engines without an exact unsigned dot run),
+// and so Q4_K's i16 products
 const VARIANTS = ["relaxed", "relaxed-f64", "relaxed-sign", "simd"] as const;
 const wasmBackend = async (v: (typeof VARIANTS)[number]) =>
-  v === "relaxed-f64" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { fusedMadd: false })
+  v === "relaxed-f64" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { fusedMadd: false, dotAdd: true })
   : v === "relaxed-sign" ? new WasmBackend(await kernelModule("relaxed"), "relaxed", { unsignedDot: false })
   : new WasmBackend(await kernelModule(v), v);
 
@@ -109,6 +111,11 @@ describe("relaxed SIMD detection", () => {
     expect((await wasmBackend("relaxed")).unsignedDot).toBe(vnni);
     expect((await wasmBackend("relaxed-sign")).unsignedDot).toBe(false);
     expect((await wasmBackend("simd")).unsignedDot).toBe(false);
+    // Q4_K's dot-add products follow it, and are under test on every CPU (relaxed-f64) and off in relaxed-sign
+    expect((await wasmBackend("relaxed")).dotAdd).toBe(vnni);
+    expect((await wasmBackend("relaxed-f64")).dotAdd).toBe(true);
+    expect((await wasmBackend("relaxed-sign")).dotAdd).toBe(false);
+    expect((await wasmBackend("simd")).dotAdd).toBe(false);
   });
 });
 

@@ -63,11 +63,16 @@ const K = memory.data<u32>([
   // K_MINS16 + 16k (k = 0..1): bytes 4r + 2k and 4r + 2k + 1 in i16 lanes 2r and 2r+1, kquant.ts x4_mins16
   0x80018000, 0x80058004, 0x80098008, 0x800d800c,
   0x80038002, 0x80078006, 0x800b800a, 0x800f800e,
+  // K_SCALE32 + 16s (s = 0..3): byte 4r + s in i32 lane r (0x80: zero), kquant.ts x4_scale_t
+  0x80808000, 0x80808004, 0x80808008, 0x8080800c,
+  0x80808001, 0x80808005, 0x80808009, 0x8080800d,
+  0x80808002, 0x80808006, 0x8080800a, 0x8080800e,
+  0x80808003, 0x80808007, 0x8080800b, 0x8080800f,
 ], 16);
 export const K_0F = 0, K_30 = 16, K_3F = 32, K_03 = 48, K_01 = 64, K_ONES16 = 80, K_F16_MASK = 96, K_F16_SCALE = 112;
 export const K_7FFF = 128, K_F16_BIAS = 144, K_3FF = 160, K_2M24 = 176, K_7C00 = 192, K_8000 = 208;
 export const K_0C = 224, K_C0 = 240;
-export const K_SCALE16 = 256, K_LANE32 = 320, K_MINS16 = 384;
+export const K_SCALE16 = 256, K_LANE32 = 320, K_MINS16 = 384, K_SCALE32 = 416;
 
 /** The constant at offset `at` of the table (a K_ name, plus 16 times an index for K_SCALE16 and K_MINS16). */
 @inline export function kc(at: i32): v128 {

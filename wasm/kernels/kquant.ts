@@ -1,5 +1,5 @@
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
-import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0C, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, kc, quads_i8, x4_add, x4_dot } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0C, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, K_SCALE32, kc, quads_i8, x4_add, x4_dot } from "./common";
 
 /**
  * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
@@ -61,12 +61,16 @@ const X4_TOKEN_TILE = 16;
  * rows % 8 == 0; 1: a batch, 2: single-token rows) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
  */
 export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
-  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) matmul_k_t<f32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
-  else matmul_k_t<f64>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+  const u = ASC_FEATURE_RELAXED_SIMD && (repacked & 8) != 0;
+  if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) {
+    if (u) matmul_k_t<f32, i32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+    else matmul_k_t<f32, i16>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+  } else if (u) matmul_k_t<f64, i32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+  else matmul_k_t<f64, i16>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
 }
 
-/** matmul_k with its multiply-add path chosen once (Acc: see fma4_t). */
-function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+/** matmul_k with its multiply-add path (Acc: see fma4_t) and its integer dot product (Dot: see x4_acc) chosen once. */
+function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
   // repacked & 3 == 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token
@@ -82,9 +86,9 @@ function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
     const groups = rows >> 2, half = groups >> 1;
     for (let g = 0; g < half; g++) {
       const ga = g << 2, gb = (g + half) << 2;
-      q4k_x4_gemv_2g<Acc>(w + <usize>ga * rowBytes, w + <usize>gb * rowBytes, nb, qs, ds, bsums, 0, out + (<usize>ga << 2), out + (<usize>gb << 2));
+      q4k_x4_gemv_2g<Acc, Dot>(w + <usize>ga * rowBytes, w + <usize>gb * rowBytes, nb, qs, ds, bsums, 0, out + (<usize>ga << 2), out + (<usize>gb << 2));
     }
-    if (groups & 1) v128.store(out + (<usize>(rows - 4) << 2), q4k_x4_gemv<Acc>(w + <usize>(rows - 4) * rowBytes, nb, qs, ds, bsums, 0));
+    if (groups & 1) v128.store(out + (<usize>(rows - 4) << 2), q4k_x4_gemv<Acc, Dot>(w + <usize>(rows - 4) * rowBytes, nb, qs, ds, bsums, 0));
     return;
   }
   if (x4) {
@@ -96,8 +100,8 @@ function matmul_k_t<Acc>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i3
         const p0 = w + <usize>g * rowBytes;
         let t = t0;
         for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4<Acc>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
-        for (; t + 1 < t1; t += 2) q4k_x4_gemv2<Acc>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
-        if (t < t1) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv<Acc>(p0, nb, qs, ds, bsums, t));
+        for (; t + 1 < t1; t += 2) q4k_x4_gemv2<Acc, Dot>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
+        if (t < t1) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv<Acc, Dot>(p0, nb, qs, ds, bsums, t));
       }
     }
     r0 = rows;
@@ -298,11 +302,56 @@ function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usiz
   return i32x4.add(x4_scaled(lo, sLo), x4_scaled(hi, sHi));
 }
 
+// ---- The x4 products' integer dot, two ways (the kernels' type parameter Dot) ----
+// i16: x4_dot's `i16x8.relaxed_dot_i8x16_i7x16_s` (x64's pmaddubsw: 16-bit pair sums, added by x4_add, widened and
+// scaled per sub-block by one pmaddwd), for every engine. i32: `i32x4.relaxed_dot_i8x16_i7x16_add_s`, which V8 13
+// lowers to one `vpdpbusd` where the CPU has AVX-VNNI (the host's probe, quant.ts dot_u8_probe, tells it by
+// `repacked & 8`; elsewhere it is pmaddubsw + pmaddwd + paddd, slower than i16): a lane's four products added into
+// its i32 sum in one instruction, each sub-block scaled by one i32 multiply. Both are exact (the nibbles 0..15 are
+// within the relaxed dot's deterministic range, b < 128), so they give the same integers. The one-token kernels
+// take i32 (1.10-1.13x here); the prompt kernel keeps i16 (i32 ran 0.78-0.82x: its eight dot-add chains wait on
+// the instruction's latency, where i16's paddw chains do not).
+
+/** acc plus weight vector w (x4 layout, values 0..15) times the four activations at x broadcast to the lanes. */
+@inline function x4_acc<Dot>(acc: v128, w: v128, x: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && sizeof<Dot>() == 4) return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(x), w, acc);
+  return x4_add(acc, x4_dot(w, x));
+}
+
+/** The scale of sub-block s (0..3 of sc, from x4_six_bits) in the form x4_scaled_t multiplies by. */
+@inline function x4_scale_t<Dot>(sc: v128, s: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && sizeof<Dot>() == 4) return pick(sc, kc(K_SCALE32 + (s << 4))); // i32 lane r: row r's
+  return x4_scale16(sc, s);
+}
+
+/** A sub-block's x4_acc sums times its scale (x4_scale_t), i32 lane r: row r's, exact. */
+@inline function x4_scaled_t<Dot>(a: v128, sc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && sizeof<Dot>() == 4) return i32x4.mul(a, sc);
+  return x4_scaled(a, sc);
+}
+
+/** x4_pair1 with sub-block pair k's scales from sc; the i32 form in four chains (a dot-add's latency is 4+ cycles). */
+@inline function x4_pair1_t<Dot>(q: usize, x: usize, sc: v128, k: i32): v128 {
+  const sLo = x4_scale_t<Dot>(sc, (2 * k) & 3), sHi = x4_scale_t<Dot>(sc, ((2 * k) & 3) + 1);
+  if (!(ASC_FEATURE_RELAXED_SIMD && sizeof<Dot>() == 4)) return x4_pair1(q, x, sLo, sHi);
+  let lo = i32x4.splat(0), hi = i32x4.splat(0), lo2 = i32x4.splat(0), hi2 = i32x4.splat(0);
+  const qEnd = q + 128;
+  for (; q < qEnd; q += 32, x += 8) {
+    let v = v128.load(q);
+    lo = x4_acc<Dot>(lo, v128.and(v, kc(K_0F)), x);
+    hi = x4_acc<Dot>(hi, v128.and(i16x8.shr_u(v, 4), kc(K_0F)), x + 32);
+    v = v128.load(q + 16);
+    lo2 = x4_acc<Dot>(lo2, v128.and(v, kc(K_0F)), x + 4);
+    hi2 = x4_acc<Dot>(hi2, v128.and(i16x8.shr_u(v, 4), kc(K_0F)), x + 36);
+  }
+  return i32x4.add(x4_scaled_t<Dot>(i32x4.add(lo, lo2), sLo), x4_scaled_t<Dot>(i32x4.add(hi, hi2), sHi));
+}
+
 /**
  * q4k_x4_gemv for tokens t and t+1 at once (each token's bits as alone: a prompt's leftovers, or decode tokens of
  * several sequences), each weight vector loaded and unpacked once for both; results at out and out + ostride * 4.
  */
-function q4k_x4_gemv2<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+function q4k_x4_gemv2<Acc, Dot>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
   let accA = f32x4.splat(0), accmA = f32x4.splat(0), accB = f32x4.splat(0), accmB = f32x4.splat(0);
   const tq = <usize>nb << 8, tb = <usize>nb << 6;
   for (let b = 0; b < nb; b++) {
@@ -317,15 +366,15 @@ function q4k_x4_gemv2<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usiz
       for (const qEnd = q + 128; q < qEnd; q += 16, x += 4) {
         const v = v128.load(q);
         const lo = v128.and(v, kc(K_0F)), hi = v128.and(i16x8.shr_u(v, 4), kc(K_0F));
-        loA = x4_add(loA, x4_dot(lo, x));
-        hiA = x4_add(hiA, x4_dot(hi, x + 32));
-        loB = x4_add(loB, x4_dot(lo, x + tq));
-        hiB = x4_add(hiB, x4_dot(hi, x + tq + 32));
+        loA = x4_acc<Dot>(loA, lo, x);
+        hiA = x4_acc<Dot>(hiA, hi, x + 32);
+        loB = x4_acc<Dot>(loB, lo, x + tq);
+        hiB = x4_acc<Dot>(hiB, hi, x + tq + 32);
       }
       const sc = k < 2 ? slo : shi;
-      const sLo = x4_scale16(sc, (2 * k) & 3), sHi = x4_scale16(sc, ((2 * k) & 3) + 1);
-      sumA = i32x4.add(sumA, i32x4.add(x4_scaled(loA, sLo), x4_scaled(hiA, sHi)));
-      sumB = i32x4.add(sumB, i32x4.add(x4_scaled(loB, sLo), x4_scaled(hiB, sHi)));
+      const sLo = x4_scale_t<Dot>(sc, (2 * k) & 3), sHi = x4_scale_t<Dot>(sc, ((2 * k) & 3) + 1);
+      sumA = i32x4.add(sumA, i32x4.add(x4_scaled_t<Dot>(loA, sLo), x4_scaled_t<Dot>(hiA, sHi)));
+      sumB = i32x4.add(sumB, i32x4.add(x4_scaled_t<Dot>(loB, sLo), x4_scaled_t<Dot>(hiB, sHi)));
     }
     const mlo = x4_six_bits(p, true), mhi = x4_six_bits_high(p, true);
     const qa = q8k_pair_sums(bs), qb = q8k_pair_sums(bs + tb);
@@ -345,7 +394,7 @@ function q4k_x4_gemv2<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usiz
  * gemv_q4_K_8x8_q8_K for one x4 group and token t, row r in lane r: per block, acc = fma(f32(sumi), d*d8, acc) and
  * accm = fma(f32(summ), dmin*d8, accm), as q4k_row_repacked (per 8) does for one row; acc - accm.
  */
-function q4k_x4_gemv<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
+function q4k_x4_gemv<Acc, Dot>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32): v128 {
   let acc = f32x4.splat(0), accm = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const p = p0 + <usize>b * 576;
@@ -356,7 +405,7 @@ function q4k_x4_gemv<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize
     let sumi = i32x4.splat(0);
     for (let k = 0; k < 4; k++) {
       const sc = k < 2 ? slo : shi;
-      sumi = i32x4.add(sumi, x4_pair1(p + 64 + (<usize>k << 7), x + (<usize>k << 6), x4_scale16(sc, (2 * k) & 3), x4_scale16(sc, ((2 * k) & 3) + 1)));
+      sumi = i32x4.add(sumi, x4_pair1_t<Dot>(p + 64 + (<usize>k << 7), x + (<usize>k << 6), sc, k));
     }
     const summ = x4_mins_block(x4_six_bits(p, true), x4_six_bits_high(p, true), q8k_pair_sums(bs));
     acc = fma4_t<Acc>(f32x4.convert_i32x4_s(sumi), f32x4.mul(x4_f16(p), d8), acc);
@@ -369,7 +418,7 @@ function q4k_x4_gemv<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize
  * q4k_x4_gemv (the same bits) for two x4 groups at pa0 and pb0 with token t: two streams from memory, the
  * activations' pair sums made once for both. Results (four rows each) at outA and outB.
  */
-function q4k_x4_gemv_2g<Acc>(pa0: usize, pb0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, outA: usize, outB: usize): void {
+function q4k_x4_gemv_2g<Acc, Dot>(pa0: usize, pb0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, outA: usize, outB: usize): void {
   let accA = f32x4.splat(0), accmA = f32x4.splat(0), accB = f32x4.splat(0), accmB = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const pa = pa0 + <usize>b * 576, pb = pb0 + <usize>b * 576;
@@ -382,8 +431,8 @@ function q4k_x4_gemv_2g<Acc>(pa0: usize, pb0: usize, nb: i32, qs: usize, ds: usi
     for (let k = 0; k < 4; k++) {
       const scA = k < 2 ? sloA : shiA, scB = k < 2 ? sloB : shiB;
       const o = <usize>(64 + (k << 7)), xk = x + (<usize>k << 6);
-      sumiA = i32x4.add(sumiA, x4_pair1(pa + o, xk, x4_scale16(scA, (2 * k) & 3), x4_scale16(scA, ((2 * k) & 3) + 1)));
-      sumiB = i32x4.add(sumiB, x4_pair1(pb + o, xk, x4_scale16(scB, (2 * k) & 3), x4_scale16(scB, ((2 * k) & 3) + 1)));
+      sumiA = i32x4.add(sumiA, x4_pair1_t<Dot>(pa + o, xk, scA, k));
+      sumiB = i32x4.add(sumiB, x4_pair1_t<Dot>(pb + o, xk, scB, k));
     }
     const q8s = q8k_pair_sums(bs);
     const summA = x4_mins_block(x4_six_bits(pa, true), x4_six_bits_high(pa, true), q8s);

@@ -142,6 +142,11 @@ export class WasmBackend implements Backend {
    * engine lowers relaxed_dot_i8x16_i7x16_add_s to an exact unsigned-by-signed dot (x64 with AVX-VNNI).
    */
   readonly unsignedDot: boolean;
+  /**
+   * Q4_K's one-token x4 products by i32x4.relaxed_dot_i8x16_i7x16_add_s (kquant.ts x4_acc): exact on every engine
+   * for their 4-bit weights, faster only where it is one instruction, so by default where unsignedDot found that.
+   */
+  readonly dotAdd: boolean;
 
   private threads: KernelThreads | undefined;
   /** The memory's maximum, in pages (the budget, or 4 GiB). */
@@ -157,7 +162,7 @@ export class WasmBackend implements Backend {
    * messages. `shared`: the memory is a shared one, for setThreads(). `fusedMadd: false`: never use relaxed_madd
    * (tests compare both paths).
    */
-  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean; unsignedDot?: boolean; maxBytes?: number } = {}) {
+  constructor(module: WebAssembly.Module, variant: "relaxed" | "simd", opts: { shared?: boolean; fusedMadd?: boolean; unsignedDot?: boolean; dotAdd?: boolean; maxBytes?: number } = {}) {
     this.name = `wasm-${variant}`;
     this.maxPages = opts.maxBytes === undefined ? MAX_PAGES : Math.min(MAX_PAGES, Math.floor(opts.maxBytes / PAGE));
     if (this.maxPages < 2) throw new RangeError(`a WebAssembly memory budget of ${opts.maxBytes} bytes is below two 64 KiB pages`);
@@ -167,6 +172,7 @@ export class WasmBackend implements Backend {
     this.k = k;
     this.fusedMadd = fused;
     this.unsignedDot = opts.unsignedDot !== false && exactUnsignedDot(k);
+    this.dotAdd = variant === "relaxed" && (opts.dotAdd ?? this.unsignedDot);
     this.geluTable = this.reserve(GELU_F16.byteLength);
   }
 
@@ -437,7 +443,10 @@ export class WasmBackend implements Backend {
         const nb = (n * cols) / QK_K;
         const qs = this.scratch, ds = alignUp(qs + n * cols, 16), bsums = ds + nb * 4;
         k.quantize_q8_k(xp, qs, ds, bsums, n * cols);
-        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, (w.repacked ? (batchRows === 1 ? 2 : 1) : 0) | (this.x4.has(w.offset) ? 4 : 0), p, r, cols, qs, ds, bsums, n, o, rows]);
+        // repacked: 1 gemm's order for groups of 4 tokens, 2 gemv's for every token; | 4 the x4 layout; | 8 its
+        // one-token products by the dot-add (dotAdd)
+        const flags = (w.repacked ? (batchRows === 1 ? 2 : 1) : 0) | (this.x4.has(w.offset) ? 4 : 0) | (this.dotAdd ? 8 : 0);
+        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, flags, p, r, cols, qs, ds, bsums, n, o, rows]);
         return;
       }
       default:
