@@ -106,6 +106,7 @@ describe("gemma-edge CLI", () => {
     [["make-test-model", "--out", "/tmp/x.gguf", "--arch", "gemma2", "--shape", "tiny"], 2, /--shape tiny is a gemma shape, not gemma2/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--window", "8"], 2, /--window, --attn-softcap, --final-softcap and --rope-scaling are for --arch gemma2 or gemma3/],
     [["make-test-model", "--out", "/tmp/x.gguf", "--type", "q4_k"], 1, /token_embd\.weight: 128 columns is not a multiple of 256, required by Q4_K/],
+    [["bench", "--model", "MODEL", "--rounds", "0"], 2, /--rounds must be an integer >= 1 and <= 1000, got "0"/],
     [["shard-plan", "--model", "MODEL", "--budget-mb", "0"], 2, /--budget-mb must be a number > 0, got "0"/],
     [["shard-plan", "--model", "MODEL", "--budget-mb", "0.2"], 1, /layer 0 does not fit the budget of 0\.20 MB even alone with a 4-token chunk: it needs 0\.\d+ MB .*its largest tensor, blk\.0\.\w+\.weight/],
     [["deploy", "--model-key", "nowhere.gguf", "--dry-run"], 2, /no copy of "nowhere\.gguf" here to read its header from: give --model FILE, or R2_ACCESS_KEY_ID/],
@@ -118,6 +119,20 @@ describe("gemma-edge CLI", () => {
     expect(r.stderr).toMatch(msg);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stdout).toBe("");
+  });
+});
+
+describe("gemma-edge bench", () => {
+  it("--rounds: both engines in one process, round by round, and the ratios of those rounds", async () => {
+    const r = await run("bench", "--model", model, "--prompt-tokens", "16", "--gen-tokens", "4", "--rounds", "3", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.match(/^round \d\/3: ours prefill [\d.]+ decode [\d.]+ tok\/s, llama\.cpp [\d.]+ [\d.]+: ratios [\d.]+ [\d.]+$/gm)).toHaveLength(3);
+    const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    expect(j.rounds).toHaveLength(3);
+    const ratios = j.rounds.map((x: { ours: { decode_tok_s: number }; llama_cpp: { decode_tok_s: number } }) => x.ours.decode_tok_s / x.llama_cpp.decode_tok_s).sort((a: number, b: number) => a - b);
+    expect(j.ratio_decode).toEqual({ median: ratios[1], min: ratios[0], max: ratios[2] });
+    for (const side of [j.ours, j.llama_cpp]) expect(side.decode_tok_s > 0 && side.prefill_tok_s > 0).toBe(true);
+    expect(r.stdout).toMatch(/^ratio ours\/llama\.cpp per round, median \(min-max\): decode [\d.]+ \([\d.]+-[\d.]+\), prefill [\d.]+ \([\d.]+-[\d.]+\)$/m);
   });
 });
 

@@ -15,6 +15,9 @@ Measures load time, prefill and decode speed, time to first token (16-token prom
   --backend NAME       ${BACKEND_NAMES.join(" | ")} (default wasm)
   --repeats R          measurements of each engine, alternating (default 3; figures are medians)
   --vs-llama-cpp       also measure llama.cpp (node-llama-cpp, CPU) on the same file and report ratios
+  --rounds N           instead: both engines in this process, N rounds each of a prefill and a decode by ours
+                       and by llama.cpp back to back, and the ratios round by round (median, min-max): steadier
+                       on a noisy machine than whole runs a minute apart; no load time or memory
   --profile            instead: where one prefill and one decode step of our engine spend their time (each
                        kernel by weight type, the LM head, attention, the rest, the sampler), as tables
   --json               the last line of output is one JSON object`,
@@ -25,7 +28,7 @@ async function run(args: string[]): Promise<number> {
   const { values } = parse(args, {
     model: { type: "string" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" }, threads: { type: "string" },
     backend: { type: "string" }, repeats: { type: "string" }, "vs-llama-cpp": { type: "boolean" }, json: { type: "boolean" }, profile: { type: "boolean" },
-    internal: { type: "string" },
+    rounds: { type: "string" }, internal: { type: "string" },
   });
   const model = required(values.model, "model");
   const { backend, threads } = engineOptions(values);
@@ -43,6 +46,16 @@ async function run(args: string[]): Promise<number> {
     const p = await b.profileOurs(o);
     process.stdout.write(b.fmtProfile(p, o) + "\n");
     if (values.json) process.stdout.write(JSON.stringify(p) + "\n");
+    return 0;
+  }
+  if (values.rounds !== undefined) {
+    const rounds = num(values.rounds, "rounds", { min: 1, max: 1000, int: true })!;
+    const r = await b.benchInterleaved(o, rounds, (line) => process.stderr.write(line + "\n"));
+    const sp = (x: { median: number; min: number; max: number }) => `${x.median.toFixed(3)} (${x.min.toFixed(3)}-${x.max.toFixed(3)})`;
+    process.stdout.write(`ours (median of ${rounds} rounds): prefill ${r.ours.prefill_tok_s.toFixed(2)} tok/s, decode ${r.ours.decode_tok_s.toFixed(2)} tok/s\n`);
+    process.stdout.write(`llama.cpp (median, ${o.threads} thread${o.threads > 1 ? "s" : ""}): prefill ${r.llama_cpp.prefill_tok_s.toFixed(2)} tok/s, decode ${r.llama_cpp.decode_tok_s.toFixed(2)} tok/s\n`);
+    process.stdout.write(`ratio ours/llama.cpp per round, median (min-max): decode ${sp(r.ratio_decode)}, prefill ${sp(r.ratio_prefill)}\n`);
+    if (values.json) process.stdout.write(JSON.stringify(r) + "\n");
     return 0;
   }
   if (values.internal === "ours" || values.internal === "llama-cpp") {

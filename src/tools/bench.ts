@@ -3,6 +3,7 @@
 // own process (so that memory and load time are its own), ours and llama.cpp's alternately.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import type { RunnableModel } from "../engine/model/load.ts";
 
 export interface BenchOptions {
   model: string;
@@ -64,39 +65,57 @@ export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
   await src.close();
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);
-  const argmax = (l: Float32Array) => {
-    let b = 0;
-    for (let i = 1; i < l.length; i++) if (l[i]! > l[b]!) b = i;
-    return b;
-  };
   // time to first token of a 16-token prompt
-  let t = performance.now();
+  const t = performance.now();
   argmax(await m.forward(prompt.slice(0, 16), 0));
   const ttft = (performance.now() - t) / 1000;
-  // prefill of the whole prompt, then decode
-  t = performance.now();
+  return { load_s: load, ...(await oursRound(m, prompt, o.genTokens)), ttft_s: ttft, peak_rss_mb: process.resourceUsage().maxRSS / 1024 };
+}
+
+const argmax = (l: Float32Array) => {
+  let b = 0;
+  for (let i = 1; i < l.length; i++) if (l[i]! > l[b]!) b = i;
+  return b;
+};
+
+/** Our engine: a prefill of the prompt from position 0, then `gen` greedy decode steps. */
+async function oursRound(m: RunnableModel, prompt: number[], gen: number): Promise<RoundFigures> {
+  let t = performance.now();
   let next = argmax(await m.forward(prompt, 0));
   const prefill = (performance.now() - t) / 1000;
   t = performance.now();
-  for (let i = 0; i < o.genTokens; i++) next = argmax(await m.forward([next], prompt.length + i));
-  const decode = (performance.now() - t) / 1000;
-  return {
-    load_s: load,
-    prefill_tok_s: prompt.length / prefill,
-    decode_tok_s: o.genTokens / decode,
-    ttft_s: ttft,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-  };
+  for (let i = 0; i < gen; i++) next = argmax(await m.forward([next], prompt.length + i));
+  return { prefill_tok_s: prompt.length / prefill, decode_tok_s: gen / ((performance.now() - t) / 1000) };
+}
+
+/** llama.cpp: a prefill of the prompt in an empty sequence (until its first generated token), then `gen` greedy tokens. */
+async function llamaRound(seq: import("node-llama-cpp").LlamaContextSequence, prompt: number[], gen: number): Promise<RoundFigures> {
+  const t = performance.now();
+  let prefill = 0;
+  let n = 0;
+  let tDecode = 0;
+  for await (const tok of seq.evaluate(prompt as never, { temperature: 0 } as never)) {
+    void tok;
+    if (n === 0) {
+      prefill = (performance.now() - t) / 1000;
+      tDecode = performance.now();
+    }
+    if (++n > gen) break;
+  }
+  return { prefill_tok_s: prompt.length / prefill, decode_tok_s: (n - 1) / ((performance.now() - tDecode) / 1000) };
+}
+
+async function importLlamaCpp(): Promise<typeof import("node-llama-cpp")> {
+  try {
+    return await import("node-llama-cpp");
+  } catch {
+    throw new Error("--vs-llama-cpp needs the node-llama-cpp package (a devDependency: run npm install in the project)");
+  }
 }
 
 /** One measurement of llama.cpp (node-llama-cpp, CPU), in the calling process. */
 export async function measureLlamaCpp(o: BenchOptions): Promise<RunFigures> {
-  let mod: typeof import("node-llama-cpp");
-  try {
-    mod = await import("node-llama-cpp");
-  } catch {
-    throw new Error("--vs-llama-cpp needs the node-llama-cpp package (a devDependency: run npm install in the project)");
-  }
+  const mod = await importLlamaCpp();
   const llama = await mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
   const t0 = performance.now();
   // useMmap false (llama.cpp's --no-mmap): the weights in the process's own memory, as ours are. Mapped, the
@@ -113,29 +132,8 @@ export async function measureLlamaCpp(o: BenchOptions): Promise<RunFigures> {
   await ttftSeq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16) as never);
   const ttft = (performance.now() - t) / 1000;
   ttftSeq.dispose();
-  // prefill: until the first generated token; decode: the tokens after it
-  const seq = context.getSequence();
-  t = performance.now();
-  let prefill = 0;
-  let n = 0;
-  let tDecode = 0;
-  for await (const tok of seq.evaluate(prompt as never, { temperature: 0 } as never)) {
-    void tok;
-    if (n === 0) {
-      prefill = (performance.now() - t) / 1000;
-      tDecode = performance.now();
-    }
-    if (++n > o.genTokens) break;
-  }
-  const decode = (performance.now() - tDecode) / 1000;
-  n -= 1;
-  const figures = {
-    load_s: load,
-    prefill_tok_s: prompt.length / prefill,
-    decode_tok_s: n / decode,
-    ttft_s: ttft,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-  };
+  const round = await llamaRound(context.getSequence(), prompt, o.genTokens);
+  const figures = { load_s: load, ...round, ttft_s: ttft, peak_rss_mb: process.resourceUsage().maxRSS / 1024 };
   await context.dispose();
   await model.dispose();
   return figures;
@@ -219,6 +217,84 @@ export async function bench(o: BenchOptions, vsLlamaCpp: boolean, log: (line: st
   return result;
 }
 
+/** Prefill and decode speed of one round (interleaved mode). */
+export interface RoundFigures {
+  prefill_tok_s: number;
+  decode_tok_s: number;
+}
+
+/** A per-round ratio, ours / llama.cpp's: median, min and max over the rounds. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface InterleavedResult {
+  rounds: { ours: RoundFigures; llama_cpp: RoundFigures }[];
+  /** Medians over the rounds. */
+  ours: RoundFigures;
+  llama_cpp: RoundFigures;
+  ratio_decode: Spread;
+  ratio_prefill: Spread;
+  options: BenchOptions;
+}
+
+/**
+ * Both engines loaded in this process, then `rounds` rounds, each a prefill of the prompt and a decode of
+ * o.genTokens tokens by ours and by llama.cpp, back to back (ours first in even rounds, llama.cpp first in odd
+ * ones), after one warm-up round each. The ratio is taken round by round, so that this machine's drift (minutes
+ * of a slow core) lands on both engines alike: whole-process runs are a minute apart and their medians can be taken
+ * in different minutes. Load time and memory are not measured here (both engines share the process).
+ */
+export async function benchInterleaved(o: BenchOptions, rounds: number, log: (line: string) => void): Promise<InterleavedResult> {
+  const { FileByteSource } = await import("../hosts/node-file-source.ts");
+  const { loadNodeModel } = await import("../hosts/node-backend.ts");
+  const src = await FileByteSource.open(o.model);
+  const m = await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: benchContext(o) });
+  await src.close();
+  const mod = await importLlamaCpp();
+  const llama = await mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
+  const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0, useMmap: false }); // as measureLlamaCpp
+  const context = await model.createContext({ contextSize: benchContext(o), threads: o.threads, sequences: 1, flashAttention: true });
+  const seq = context.getSequence();
+  const prompt = await promptFor(o);
+  const theirs = async () => {
+    await seq.clearHistory();
+    return llamaRound(seq, prompt, o.genTokens);
+  };
+  try {
+    await oursRound(m, prompt, 4);
+    await theirs();
+    const out: InterleavedResult["rounds"] = [];
+    for (let r = 0; r < rounds; r++) {
+      let a: RoundFigures, b: RoundFigures;
+      if (r % 2 === 0) {
+        a = await oursRound(m, prompt, o.genTokens);
+        b = await theirs();
+      } else {
+        b = await theirs();
+        a = await oursRound(m, prompt, o.genTokens);
+      }
+      out.push({ ours: a, llama_cpp: b });
+      log(`round ${r + 1}/${rounds}: ours prefill ${a.prefill_tok_s.toFixed(2)} decode ${a.decode_tok_s.toFixed(2)} tok/s, llama.cpp ${b.prefill_tok_s.toFixed(2)} ${b.decode_tok_s.toFixed(2)}: ratios ${(a.prefill_tok_s / b.prefill_tok_s).toFixed(3)} ${(a.decode_tok_s / b.decode_tok_s).toFixed(3)}`);
+    }
+    const spread = (xs: number[]): Spread => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+    const med = (side: "ours" | "llama_cpp"): RoundFigures => ({ prefill_tok_s: median(out.map((x) => x[side].prefill_tok_s)), decode_tok_s: median(out.map((x) => x[side].decode_tok_s)) });
+    return {
+      rounds: out,
+      ours: med("ours"),
+      llama_cpp: med("llama_cpp"),
+      ratio_decode: spread(out.map((x) => x.ours.decode_tok_s / x.llama_cpp.decode_tok_s)),
+      ratio_prefill: spread(out.map((x) => x.ours.prefill_tok_s / x.llama_cpp.prefill_tok_s)),
+      options: o,
+    };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+}
+
 export function fmt(r: RunFigures): string {
   return `load ${r.load_s.toFixed(2)} s, prefill ${r.prefill_tok_s.toFixed(2)} tok/s, decode ${r.decode_tok_s.toFixed(2)} tok/s, ttft(16) ${r.ttft_s.toFixed(3)} s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`;
 }
@@ -243,11 +319,6 @@ export async function profileOurs(o: BenchOptions): Promise<{ prefill: ProfileRo
   const m = await loadModel(src, profile.wrap(await createBackend(o.backend, o.threads)), { contextSize: benchContext(o) });
   await src.close();
   const prompt = await promptFor(o);
-  const argmax = (l: Float32Array) => {
-    let b = 0;
-    for (let i = 1; i < l.length; i++) if (l[i]! > l[b]!) b = i;
-    return b;
-  };
   // warm the JIT (WebAssembly and TypeScript are recompiled optimized once hot)
   let next = argmax(await m.forward(prompt.slice(0, 16), 0));
   for (let i = 0; i < 3; i++) next = argmax(await m.forward([next], 16 + i));
