@@ -12,7 +12,7 @@
 // The kernels live in wasm/kernels/, one file per family (the table of twins in docs/numerics.md lists each with
 // its reference and its WGSL kernel); this entry exports them.
 
-export { quantize_q8_0, quantize_q8_k, round_f16, round_bf16 } from "./kernels/activations";
+export { quantize_q8_0, quantize_q8_k, q8k_interleave4, round_f16, round_bf16 } from "./kernels/activations";
 export { init_fused_madd, disable_fused_madd } from "./kernels/common";
 export { matmul_q4_0, matmul_q5_0, matmul_q_min, matmul_q8_0, repack_q8_0_rows, q8_sign_split, q8_offset_interleave, dot_u8_probe, matmul_q8_0_rows } from "./kernels/quant";
 export { matmul_f32, matmul_f16, matmul_bf16 } from "./kernels/float";

@@ -56,8 +56,8 @@ function randomCase(type: number, rows: number, cols: number, n: number, seed: n
 describe("matrix products split across worker threads (shared memory, -mt builds)", () => {
   // rows past the split threshold; 1000 = 8 x 125 takes the repacked Q4_0 path, 300 leaves a ragged last range
   for (const [type, rows, repacked] of [[GGML_TYPE.Q4_0, 1000, true], [GGML_TYPE.Q4_0, 300, false], [GGML_TYPE.Q8_0, 300, false], [GGML_TYPE.Q5_1, 300, false], [GGML_TYPE.Q4_K, 1000, true], [GGML_TYPE.Q6_K, 300, false], [GGML_TYPE.F16, 300, false], [GGML_TYPE.BF16, 300, false], [GGML_TYPE.F32, 300, false]] as const) {
-    it(`${ggmlTypeName(type)} ${rows} rows, 1 and 3 tokens, on 2 and 3 threads: the one-thread bits`, async () => {
-      for (const n of [1, 3]) {
+    it(`${ggmlTypeName(type)} ${rows} rows, 1, 3 and 6 tokens, on 2 and 3 threads: the one-thread bits`, async () => {
+      for (const n of [1, 3, 6]) {
         const { wBytes, x } = randomCase(type, rows, 256, n, rows + type + n);
         const one = runMatmul(await wasmBackend("relaxed"), type, rows, 256, n, wBytes, x, repacked);
         for (const threads of [2, 3]) {

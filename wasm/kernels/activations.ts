@@ -103,3 +103,18 @@ export function quantize_q8_k(x: usize, qs: usize, ds: usize, bsums: usize, n: i
     store<f32>(ds + (<usize>b << 2), <f32>1.0 / iscale);
   }
 }
+
+/**
+ * The Q8_K quants of tokens 0..ntok - ntok % 4 (qs: cols per token) regrouped for the x4 prompt kernel
+ * (kquant.ts q4k_x4_gemm4): per group of 4 tokens, per block, the four tokens' 256 quants one after another, so
+ * that the kernel reads a group's activations through one pointer with every load at an immediate offset.
+ */
+export function q8k_interleave4(qs: usize, ntok: i32, cols: i32, out: usize): void {
+  const nb = cols >> 8;
+  for (let t = 0; t + 4 <= ntok; t += 4) {
+    for (let b = 0; b < nb; b++) {
+      const dst = out + ((<usize>(t * nb) + (<usize>b << 2)) << 8);
+      for (let u = 0; u < 4; u++) memory.copy(dst + (<usize>u << 8), qs + <usize>((t + u) * cols) + (<usize>b << 8), 256);
+    }
+  }
+}

@@ -1,5 +1,5 @@
 // ---- K-quant matrices (Q4_K, Q5_K, Q6_K: 256-value super-blocks) x Q8_K activations ----
-import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0C, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, K_SCALE32, kc, quads_i8, x4_add, x4_dot } from "./common";
+import { f16_to_f32, f16x4_to_f32x4, fma1, fma4_t, fusedMadd, hsum8, hsum_i32, K_01, K_03, K_0C, K_0F, K_30, K_3F, K_MINS16, K_SCALE16, K_SCALE32, kc, quads_i8, x4_add, x4_dot, x4_dotv } from "./common";
 
 /**
  * The 8 six-bit scales (byte k = sub-block k) of a Q4_K/Q5_K block whose 12 packed scale bytes are at q: the
@@ -60,17 +60,20 @@ const X4_TOKEN_TILE = 16;
  * i8, ds cols/256 f32, bsums cols/16 i32), in llama.cpp's orders as quant-k.ts dotKRow (kOrder): `repacked` (Q4_K,
  * rows % 8 == 0; 1: a batch, 2: single-token rows) gemm's or gemv's, otherwise vec_dot_q{4,5,6}_K_q8_K's.
  */
-export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+export function matmul_k(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32, xi: usize): void {
   const u = ASC_FEATURE_RELAXED_SIMD && (repacked & 8) != 0;
   if (ASC_FEATURE_RELAXED_SIMD && fusedMadd) {
-    if (u) matmul_k_t<f32, i32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
-    else matmul_k_t<f32, i16>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
-  } else if (u) matmul_k_t<f64, i32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
-  else matmul_k_t<f64, i16>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride);
+    if (u) matmul_k_t<f32, i32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride, xi);
+    else matmul_k_t<f32, i16>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride, xi);
+  } else if (u) matmul_k_t<f64, i32>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride, xi);
+  else matmul_k_t<f64, i16>(kind, repacked, w, rows, cols, qs, ds, bsums, ntok, out, ostride, xi);
 }
 
-/** matmul_k with its multiply-add path (Acc: see fma4_t) and its integer dot product (Dot: see x4_acc) chosen once. */
-function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32): void {
+/**
+ * matmul_k with its multiply-add path (Acc: see fma4_t) and its integer dot product (Dot: see x4_acc) chosen once.
+ * xi: the x4 prompt kernel's activations (activations.ts q8k_interleave4 of qs), where it runs.
+ */
+function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, cols: i32, qs: usize, ds: usize, bsums: usize, ntok: i32, out: usize, ostride: i32, xi: usize): void {
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
   // repacked & 3 == 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token
@@ -99,7 +102,7 @@ function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, col
       for (let g = 0; g < rows; g += 4) {
         const p0 = w + <usize>g * rowBytes;
         let t = t0;
-        for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4<Acc>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
+        for (; t + 4 <= min(t1, gemmTokens); t += 4) q4k_x4_gemm4<Acc>(p0, nb, xi + (<usize>(t * nb) << 8), ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
         for (; t + 1 < t1; t += 2) q4k_x4_gemv2<Acc, Dot>(p0, nb, qs, ds, bsums, t, out + (<usize>(t * ostride + g) << 2), ostride);
         if (t < t1) v128.store(out + (<usize>(t * ostride + g) << 2), q4k_x4_gemv<Acc, Dot>(p0, nb, qs, ds, bsums, t));
       }
@@ -119,7 +122,10 @@ function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, col
     let pairs = 0;
     // Q6_K: tokens two at a time, sharing the unpacked weights (each token's bits as alone; tiling the tokens for
     // the cache made no difference at 128 tokens x 16384 columns)
-    if (kind == 2) for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+    if (kind == 2) {
+      for (; pairs + 3 < ntok; pairs += 4) q6k_row_4tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+      for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+    }
     for (let t = pairs; t < ntok; t++) {
       // k_row_vec_dot inlined once per kind, so that its branches on the kind fold away
       const v = repacked ? q4k_row_repacked(row, nb, qs, ds, bsums, t, t < gemmTokens ? 2 : 8)
@@ -230,14 +236,15 @@ export function repack_q4_k_x4(w: usize, rows: i32, cols: i32, tmp: usize): void
  * dmin*d8, accm), as q4k_row_repacked (per 2) does for one row; acc - accm into out (token u's four rows at
  * out + u * ostride * 4). Each unpacked weight vector serves the four tokens.
  */
-function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, xg: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   let m0 = f32x4.splat(0), m1 = f32x4.splat(0), m2 = f32x4.splat(0), m3 = f32x4.splat(0);
-  const tq = <usize>nb << 8, tq2 = tq << 1, tq3 = tq * 3, tb = <usize>nb << 6, td = <usize>nb << 2;
+  const tb = <usize>nb << 6, td = <usize>nb << 2;
   for (let b = 0; b < nb; b++) {
     const p = p0 + <usize>b * 576;
     const i = t * nb + b;
-    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6), dp = ds + (<usize>i << 2);
+    // the group's four tokens' quants of block b, 256 bytes apart (q8k_interleave4)
+    const x = xg + (<usize>b << 10), bs = bsums + (<usize>i << 6), dp = ds + (<usize>i << 2);
     const e0 = load<f32>(dp), e1 = load<f32>(dp + td), e2 = load<f32>(dp + 2 * td), e3 = load<f32>(dp + 3 * td);
     // the mins chain first (independent of acc's)
     {
@@ -250,6 +257,7 @@ function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usiz
       m3 = x4_mins_step<Acc>(mlo, mhi, q3, n3, m3);
     }
     const d = x4_f16(p), slo = x4_six_bits(p, false), shi = x4_six_bits_high(p, false);
+    const de0 = f32x4.mul(d, f32x4.splat(e0)), de1 = f32x4.mul(d, f32x4.splat(e1)), de2 = f32x4.mul(d, f32x4.splat(e2)), de3 = f32x4.mul(d, f32x4.splat(e3));
     for (let k = 0; k < 4; k++) {
       const sc = k < 2 ? slo : shi;
       // each weight vector loaded and unpacked once for both sub-blocks of the pair (low nibbles: 2k, a*; high:
@@ -260,20 +268,20 @@ function q4k_x4_gemm4<Acc>(p0: usize, nb: i32, qs: usize, ds: usize, bsums: usiz
       for (const qEnd = q + 128; q < qEnd; q += 16, o += 4) {
         const v = v128.load(q);
         const lo = v128.and(v, kc(K_0F)), hi = v128.and(i16x8.shr_u(v, 4), kc(K_0F));
-        a0 = x4_add(a0, x4_dot(lo, o)); b0 = x4_add(b0, x4_dot(hi, o + 32));
-        a1 = x4_add(a1, x4_dot(lo, o + tq)); b1 = x4_add(b1, x4_dot(hi, o + tq + 32));
-        a2 = x4_add(a2, x4_dot(lo, o + tq2)); b2 = x4_add(b2, x4_dot(hi, o + tq2 + 32));
-        a3 = x4_add(a3, x4_dot(lo, o + tq3)); b3 = x4_add(b3, x4_dot(hi, o + tq3 + 32));
+        a0 = x4_add(a0, x4_dotv(lo, v128.load32_splat(o))); b0 = x4_add(b0, x4_dotv(hi, v128.load32_splat(o, 32)));
+        a1 = x4_add(a1, x4_dotv(lo, v128.load32_splat(o, 256))); b1 = x4_add(b1, x4_dotv(hi, v128.load32_splat(o, 288)));
+        a2 = x4_add(a2, x4_dotv(lo, v128.load32_splat(o, 512))); b2 = x4_add(b2, x4_dotv(hi, v128.load32_splat(o, 544)));
+        a3 = x4_add(a3, x4_dotv(lo, v128.load32_splat(o, 768))); b3 = x4_add(b3, x4_dotv(hi, v128.load32_splat(o, 800)));
       }
       const sLo = x4_scale16(sc, (2 * k) & 3), sHi = x4_scale16(sc, ((2 * k) & 3) + 1);
       const s0 = i32x4.add(x4_scaled(a0, sLo), x4_scaled(b0, sHi));
       const s1 = i32x4.add(x4_scaled(a1, sLo), x4_scaled(b1, sHi));
       const s2 = i32x4.add(x4_scaled(a2, sLo), x4_scaled(b2, sHi));
       const s3 = i32x4.add(x4_scaled(a3, sLo), x4_scaled(b3, sHi));
-      c0 = fma4_t<Acc>(f32x4.convert_i32x4_s(s0), f32x4.mul(d, f32x4.splat(e0)), c0);
-      c1 = fma4_t<Acc>(f32x4.convert_i32x4_s(s1), f32x4.mul(d, f32x4.splat(e1)), c1);
-      c2 = fma4_t<Acc>(f32x4.convert_i32x4_s(s2), f32x4.mul(d, f32x4.splat(e2)), c2);
-      c3 = fma4_t<Acc>(f32x4.convert_i32x4_s(s3), f32x4.mul(d, f32x4.splat(e3)), c3);
+      c0 = fma4_t<Acc>(f32x4.convert_i32x4_s(s0), de0, c0);
+      c1 = fma4_t<Acc>(f32x4.convert_i32x4_s(s1), de1, c1);
+      c2 = fma4_t<Acc>(f32x4.convert_i32x4_s(s2), de2, c2);
+      c3 = fma4_t<Acc>(f32x4.convert_i32x4_s(s3), de3, c3);
     }
   }
   const os = <usize>ostride << 2;
@@ -632,6 +640,59 @@ function q6k_row_2tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usi
   }
   store<f32>(out, hsum8(aLo, aHi));
   store<f32>(out + (<usize>ostride << 2), hsum8(bLo, bHi));
+}
+
+/**
+ * k_row_vec_dot's Q6_K (the same bits) for tokens t..t+3 at once: each unpacked group serves four tokens (the
+ * unpacking, 11 operations per 64 values, is what q6k_row_2tok spends a third of its operations on). Results at
+ * out + u * ostride * 4 for token t + u.
+ */
+function q6k_row_4tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+  let aLo = f32x4.splat(0), aHi = f32x4.splat(0), bLo = f32x4.splat(0), bHi = f32x4.splat(0);
+  let cLo = f32x4.splat(0), cHi = f32x4.splat(0), dLo = f32x4.splat(0), dHi = f32x4.splat(0);
+  const tq = <usize>nb << 8, tb = <usize>nb << 6;
+  for (let b = 0; b < nb; b++) {
+    const p = row + <usize>b * 210;
+    const i = t * nb + b;
+    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
+    const scv = v128.load(p + 192);
+    let sLoA = i32x4.splat(0), sHiA = i32x4.splat(0), sLoB = i32x4.splat(0), sHiB = i32x4.splat(0);
+    let sLoC = i32x4.splat(0), sHiC = i32x4.splat(0), sLoD = i32x4.splat(0), sHiD = i32x4.splat(0);
+    for (let h2 = 0; h2 < 2; h2++) {
+      const ql = p + (<usize>h2 << 6), qh = p + 128 + (<usize>h2 << 5), xa = x + (<usize>h2 << 7);
+      const xb = xa + tq, xc = xb + tq, xd = xc + tq;
+      const s8 = h2 ? i16x8.extend_high_i8x16_s(scv) : i16x8.extend_low_i8x16_s(scv);
+      const sA = q6_scales_a(s8), sB = q6_scales_b(s8);
+      let pv = v128.load(ql), qv = v128.load(ql + 32), rv = v128.load(qh);
+      let u0 = q6_u(pv, qv, rv, 0), u1 = q6_u(pv, qv, rv, 1), u2 = q6_u(pv, qv, rv, 2), u3 = q6_u(pv, qv, rv, 3);
+      sLoA = i32x4.add(sLoA, q6_dots(u0, u1, u2, u3, xa, sA, sB, 0));
+      sLoB = i32x4.add(sLoB, q6_dots(u0, u1, u2, u3, xb, sA, sB, 0));
+      sLoC = i32x4.add(sLoC, q6_dots(u0, u1, u2, u3, xc, sA, sB, 0));
+      sLoD = i32x4.add(sLoD, q6_dots(u0, u1, u2, u3, xd, sA, sB, 0));
+      pv = v128.load(ql + 16); qv = v128.load(ql + 48); rv = v128.load(qh + 16);
+      u0 = q6_u(pv, qv, rv, 0); u1 = q6_u(pv, qv, rv, 1); u2 = q6_u(pv, qv, rv, 2); u3 = q6_u(pv, qv, rv, 3);
+      sHiA = i32x4.add(sHiA, q6_dots(u0, u1, u2, u3, xa + 16, sA, sB, 1));
+      sHiB = i32x4.add(sHiB, q6_dots(u0, u1, u2, u3, xb + 16, sA, sB, 1));
+      sHiC = i32x4.add(sHiC, q6_dots(u0, u1, u2, u3, xc + 16, sA, sB, 1));
+      sHiD = i32x4.add(sHiD, q6_dots(u0, u1, u2, u3, xd + 16, sA, sB, 1));
+    }
+    const dw = f16_to_f32(load<u16>(p + 208));
+    const da = f32x4.splat(load<f32>(ds + (<usize>i << 2)) * dw), db = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)) * dw);
+    const dc = f32x4.splat(load<f32>(ds + (<usize>(i + 2 * nb) << 2)) * dw), dd = f32x4.splat(load<f32>(ds + (<usize>(i + 3 * nb) << 2)) * dw);
+    aLo = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sLoA, q6_offsets(bs, p + 192))), aLo);
+    aHi = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sHiA, q6_offsets(bs + 32, p + 200))), aHi);
+    bLo = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sLoB, q6_offsets(bs + tb, p + 192))), bLo);
+    bHi = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sHiB, q6_offsets(bs + tb + 32, p + 200))), bHi);
+    cLo = fma4_t<Acc>(dc, f32x4.convert_i32x4_s(i32x4.sub(sLoC, q6_offsets(bs + 2 * tb, p + 192))), cLo);
+    cHi = fma4_t<Acc>(dc, f32x4.convert_i32x4_s(i32x4.sub(sHiC, q6_offsets(bs + 2 * tb + 32, p + 200))), cHi);
+    dLo = fma4_t<Acc>(dd, f32x4.convert_i32x4_s(i32x4.sub(sLoD, q6_offsets(bs + 3 * tb, p + 192))), dLo);
+    dHi = fma4_t<Acc>(dd, f32x4.convert_i32x4_s(i32x4.sub(sHiD, q6_offsets(bs + 3 * tb + 32, p + 200))), dHi);
+  }
+  const os = <usize>ostride << 2;
+  store<f32>(out, hsum8(aLo, aHi));
+  store<f32>(out + os, hsum8(bLo, bHi));
+  store<f32>(out + 2 * os, hsum8(cLo, cHi));
+  store<f32>(out + 3 * os, hsum8(dLo, dHi));
 }
 
 /**

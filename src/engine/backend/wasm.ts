@@ -12,6 +12,7 @@ import { alignUp, type Backend, type Weight } from "./backend.ts";
 interface KernelExports {
   quantize_q8_0(x: number, qs: number, ds: number, sums: number, n: number, ss: number): void;
   quantize_q8_k(x: number, qs: number, ds: number, bsums: number, n: number): void;
+  q8k_interleave4?(qs: number, ntok: number, cols: number, out: number): void;
   matmul_q5_0(w: number, rows: number, cols: number, qs: number, ds: number, ntok: number, out: number, ostride: number): void;
   matmul_q_min(five: number, w: number, rows: number, cols: number, qs: number, ds: number, ss: number, ntok: number, out: number, ostride: number): void;
   round_f16(x: number, n: number): void;
@@ -33,7 +34,7 @@ interface KernelExports {
   matmul_q4_0_x4(w: number, rows: number, cols: number, qs: number, ds: number, sums: number, ntok: number, out: number, ostride: number): void;
   attend_f16(out: number, q: number, k: number, v: number, a0: number, a1: number, b0: number, b1: number, stride: number, offset: number, d: number, nh: number, scratch: number, cap: number): void;
   attend_tiled(out: number, q: number, qStride: number, k: number, v: number, pos0: number, nq: number, cells: number, window: number, stride: number, offset: number, d: number, scratch: number, cap: number): void;
-  matmul_k(kind: number, repacked: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number): void;
+  matmul_k(kind: number, repacked: number, w: number, rows: number, cols: number, qs: number, ds: number, bsums: number, ntok: number, out: number, ostride: number, xi: number): void;
   geglu(out: number, gate: number, up: number, n: number, table: number): void;
   init_fused_madd(a: number, b: number, c: number): number;
   disable_fused_madd(): void;
@@ -446,7 +447,11 @@ export class WasmBackend implements Backend {
         // repacked: 1 gemm's order for groups of 4 tokens, 2 gemv's for every token; | 4 the x4 layout; | 8 its
         // one-token products by the dot-add (dotAdd)
         const flags = (w.repacked ? (batchRows === 1 ? 2 : 1) : 0) | (this.x4.has(w.offset) ? 4 : 0) | (this.dotAdd ? 8 : 0);
-        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, flags, p, r, cols, qs, ds, bsums, n, o, rows]);
+        // the x4 prompt kernel (groups of 4 tokens in gemm's order) reads the quants regrouped by 4 tokens (a
+        // build from before it, as scripts/ab-kernels.ts may load, has no q8k_interleave4 and reads qs)
+        const xi = alignUp(bsums + (n * cols) / 4, 16);
+        if ((flags & 5) === 5 && n >= 4) k.q8k_interleave4?.(qs, n, cols, xi);
+        this.split("matmul_k", w, rowBytes, op, (p, r, o) => [kind, flags, p, r, cols, qs, ds, bsums, n, o, rows, xi]);
         return;
       }
       default:
