@@ -77,7 +77,8 @@ function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, col
   const nb = cols >> 8;
   const bb: usize = kind == 0 ? 144 : kind == 1 ? 176 : 210;
   // repacked & 3 == 1: whole groups of 4 tokens take gemm's order, the rest gemv's; 2: every token gemv's (single-token
-  // rows). repacked & 4: the weights are in the x4 layout (repack_q4_k_x4), rows a multiple of 4.
+  // rows). repacked & 4: the weights are in the x4 layout (repack_q4_k_x4), rows a multiple of 4. repacked & 8: the
+  // x4 one-token products by the dot-add (Dot = i32, chosen in matmul_k; see x4_acc).
   const x4 = (repacked & 4) != 0;
   repacked &= 3;
   if (x4 && (rows & 3) != 0) unreachable();
@@ -120,8 +121,8 @@ function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, col
   for (let r = r0; r < rows; r++) {
     const row = w + <usize>r * rowBytes;
     let pairs = 0;
-    // Q6_K: tokens two at a time, sharing the unpacked weights (each token's bits as alone; tiling the tokens for
-    // the cache made no difference at 128 tokens x 16384 columns)
+    // Q6_K: tokens four, then two at a time, sharing the unpacked weights (each token's bits as alone; tiling the
+    // tokens for the cache made no difference at 128 tokens x 16384 columns)
     if (kind == 2) {
       for (; pairs + 3 < ntok; pairs += 4) q6k_row_4tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
       for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
