@@ -124,8 +124,8 @@ function matmul_k_t<Acc, Dot>(kind: i32, repacked: i32, w: usize, rows: i32, col
     // Q6_K: tokens four, then two at a time, sharing the unpacked weights (each token's bits as alone; tiling the
     // tokens for the cache made no difference at 128 tokens x 16384 columns)
     if (kind == 2) {
-      for (; pairs + 3 < ntok; pairs += 4) q6k_row_4tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
-      for (; pairs + 1 < ntok; pairs += 2) q6k_row_2tok<Acc>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+      for (; pairs + 3 < ntok; pairs += 4) q6k_row_tokens<Acc, i32>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
+      for (; pairs + 1 < ntok; pairs += 2) q6k_row_tokens<Acc, i16>(row, nb, qs, ds, bsums, pairs, out + (<usize>(pairs * ostride + r) << 2), ostride);
     }
     for (let t = pairs; t < ntok; t++) {
       // k_row_vec_dot inlined once per kind, so that its branches on the kind fold away
@@ -604,51 +604,12 @@ export function repack_q6_k(w: usize, nblocks: i32): void {
 }
 
 /**
- * k_row_vec_dot's Q6_K (the same bits) for tokens t and t+1 at once: each unpacked group serves both tokens.
- * Results at out (token t) and out + ostride * 4.
+ * k_row_vec_dot's Q6_K (the same bits) for tokens t..t+3 at once (Four = i32) or t and t+1 (Four = i16): each
+ * unpacked group serves every token (unpacking, 11 operations per 64 values, is a third of the two-token form's
+ * work). Results at out + u * ostride * 4 for token t + u.
  */
-function q6k_row_2tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
-  let aLo = f32x4.splat(0), aHi = f32x4.splat(0), bLo = f32x4.splat(0), bHi = f32x4.splat(0);
-  const tq = <usize>nb << 8, tb = <usize>nb << 6;
-  for (let b = 0; b < nb; b++) {
-    const p = row + <usize>b * 210;
-    const i = t * nb + b;
-    const x = qs + (<usize>i << 8), bs = bsums + (<usize>i << 6);
-    const scv = v128.load(p + 192);
-    let sLoA = i32x4.splat(0), sHiA = i32x4.splat(0), sLoB = i32x4.splat(0), sHiB = i32x4.splat(0);
-    for (let h2 = 0; h2 < 2; h2++) {
-      // the block's two 128-value halves: pqr bytes at ql 64 and qh 32, activations 128, scales 8 each
-      const ql = p + (<usize>h2 << 6), qh = p + 128 + (<usize>h2 << 5), xa = x + (<usize>h2 << 7), xb = xa + tq;
-      const s8 = h2 ? i16x8.extend_high_i8x16_s(scv) : i16x8.extend_low_i8x16_s(scv);
-      const sA = q6_scales_a(s8), sB = q6_scales_b(s8);
-      let pv = v128.load(ql), qv = v128.load(ql + 32), rv = v128.load(qh);
-      let u0 = q6_u(pv, qv, rv, 0), u1 = q6_u(pv, qv, rv, 1), u2 = q6_u(pv, qv, rv, 2), u3 = q6_u(pv, qv, rv, 3);
-      sLoA = i32x4.add(sLoA, q6_dots(u0, u1, u2, u3, xa, sA, sB, 0));
-      sLoB = i32x4.add(sLoB, q6_dots(u0, u1, u2, u3, xb, sA, sB, 0));
-      pv = v128.load(ql + 16); qv = v128.load(ql + 48); rv = v128.load(qh + 16);
-      u0 = q6_u(pv, qv, rv, 0); u1 = q6_u(pv, qv, rv, 1); u2 = q6_u(pv, qv, rv, 2); u3 = q6_u(pv, qv, rv, 3);
-      sHiA = i32x4.add(sHiA, q6_dots(u0, u1, u2, u3, xa + 16, sA, sB, 1));
-      sHiB = i32x4.add(sHiB, q6_dots(u0, u1, u2, u3, xb + 16, sA, sB, 1));
-    }
-    const oa = q6_offsets(bs, p + 192), ob = q6_offsets(bs + tb, p + 192);
-    const oa2 = q6_offsets(bs + 32, p + 200), ob2 = q6_offsets(bs + tb + 32, p + 200);
-    const dw = f16_to_f32(load<u16>(p + 208));
-    const da = f32x4.splat(load<f32>(ds + (<usize>i << 2)) * dw), db = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)) * dw);
-    aLo = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sLoA, oa)), aLo);
-    aHi = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sHiA, oa2)), aHi);
-    bLo = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sLoB, ob)), bLo);
-    bHi = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sHiB, ob2)), bHi);
-  }
-  store<f32>(out, hsum8(aLo, aHi));
-  store<f32>(out + (<usize>ostride << 2), hsum8(bLo, bHi));
-}
-
-/**
- * k_row_vec_dot's Q6_K (the same bits) for tokens t..t+3 at once: each unpacked group serves four tokens (the
- * unpacking, 11 operations per 64 values, is what q6k_row_2tok spends a third of its operations on). Results at
- * out + u * ostride * 4 for token t + u.
- */
-function q6k_row_4tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+function q6k_row_tokens<Acc, Four>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usize, t: i32, out: usize, ostride: i32): void {
+  const four = sizeof<Four>() == 4;
   let aLo = f32x4.splat(0), aHi = f32x4.splat(0), bLo = f32x4.splat(0), bHi = f32x4.splat(0);
   let cLo = f32x4.splat(0), cHi = f32x4.splat(0), dLo = f32x4.splat(0), dHi = f32x4.splat(0);
   const tq = <usize>nb << 8, tb = <usize>nb << 6;
@@ -660,6 +621,7 @@ function q6k_row_4tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usi
     let sLoA = i32x4.splat(0), sHiA = i32x4.splat(0), sLoB = i32x4.splat(0), sHiB = i32x4.splat(0);
     let sLoC = i32x4.splat(0), sHiC = i32x4.splat(0), sLoD = i32x4.splat(0), sHiD = i32x4.splat(0);
     for (let h2 = 0; h2 < 2; h2++) {
+      // the block's two 128-value halves: pqr bytes at ql 64 and qh 32, activations 128, scales 8 each
       const ql = p + (<usize>h2 << 6), qh = p + 128 + (<usize>h2 << 5), xa = x + (<usize>h2 << 7);
       const xb = xa + tq, xc = xb + tq, xd = xc + tq;
       const s8 = h2 ? i16x8.extend_high_i8x16_s(scv) : i16x8.extend_low_i8x16_s(scv);
@@ -668,32 +630,40 @@ function q6k_row_4tok<Acc>(row: usize, nb: i32, qs: usize, ds: usize, bsums: usi
       let u0 = q6_u(pv, qv, rv, 0), u1 = q6_u(pv, qv, rv, 1), u2 = q6_u(pv, qv, rv, 2), u3 = q6_u(pv, qv, rv, 3);
       sLoA = i32x4.add(sLoA, q6_dots(u0, u1, u2, u3, xa, sA, sB, 0));
       sLoB = i32x4.add(sLoB, q6_dots(u0, u1, u2, u3, xb, sA, sB, 0));
-      sLoC = i32x4.add(sLoC, q6_dots(u0, u1, u2, u3, xc, sA, sB, 0));
-      sLoD = i32x4.add(sLoD, q6_dots(u0, u1, u2, u3, xd, sA, sB, 0));
+      if (four) {
+        sLoC = i32x4.add(sLoC, q6_dots(u0, u1, u2, u3, xc, sA, sB, 0));
+        sLoD = i32x4.add(sLoD, q6_dots(u0, u1, u2, u3, xd, sA, sB, 0));
+      }
       pv = v128.load(ql + 16); qv = v128.load(ql + 48); rv = v128.load(qh + 16);
       u0 = q6_u(pv, qv, rv, 0); u1 = q6_u(pv, qv, rv, 1); u2 = q6_u(pv, qv, rv, 2); u3 = q6_u(pv, qv, rv, 3);
       sHiA = i32x4.add(sHiA, q6_dots(u0, u1, u2, u3, xa + 16, sA, sB, 1));
       sHiB = i32x4.add(sHiB, q6_dots(u0, u1, u2, u3, xb + 16, sA, sB, 1));
-      sHiC = i32x4.add(sHiC, q6_dots(u0, u1, u2, u3, xc + 16, sA, sB, 1));
-      sHiD = i32x4.add(sHiD, q6_dots(u0, u1, u2, u3, xd + 16, sA, sB, 1));
+      if (four) {
+        sHiC = i32x4.add(sHiC, q6_dots(u0, u1, u2, u3, xc + 16, sA, sB, 1));
+        sHiD = i32x4.add(sHiD, q6_dots(u0, u1, u2, u3, xd + 16, sA, sB, 1));
+      }
     }
     const dw = f16_to_f32(load<u16>(p + 208));
     const da = f32x4.splat(load<f32>(ds + (<usize>i << 2)) * dw), db = f32x4.splat(load<f32>(ds + (<usize>(i + nb) << 2)) * dw);
-    const dc = f32x4.splat(load<f32>(ds + (<usize>(i + 2 * nb) << 2)) * dw), dd = f32x4.splat(load<f32>(ds + (<usize>(i + 3 * nb) << 2)) * dw);
     aLo = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sLoA, q6_offsets(bs, p + 192))), aLo);
     aHi = fma4_t<Acc>(da, f32x4.convert_i32x4_s(i32x4.sub(sHiA, q6_offsets(bs + 32, p + 200))), aHi);
     bLo = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sLoB, q6_offsets(bs + tb, p + 192))), bLo);
     bHi = fma4_t<Acc>(db, f32x4.convert_i32x4_s(i32x4.sub(sHiB, q6_offsets(bs + tb + 32, p + 200))), bHi);
-    cLo = fma4_t<Acc>(dc, f32x4.convert_i32x4_s(i32x4.sub(sLoC, q6_offsets(bs + 2 * tb, p + 192))), cLo);
-    cHi = fma4_t<Acc>(dc, f32x4.convert_i32x4_s(i32x4.sub(sHiC, q6_offsets(bs + 2 * tb + 32, p + 200))), cHi);
-    dLo = fma4_t<Acc>(dd, f32x4.convert_i32x4_s(i32x4.sub(sLoD, q6_offsets(bs + 3 * tb, p + 192))), dLo);
-    dHi = fma4_t<Acc>(dd, f32x4.convert_i32x4_s(i32x4.sub(sHiD, q6_offsets(bs + 3 * tb + 32, p + 200))), dHi);
+    if (four) {
+      const dc = f32x4.splat(load<f32>(ds + (<usize>(i + 2 * nb) << 2)) * dw), dd = f32x4.splat(load<f32>(ds + (<usize>(i + 3 * nb) << 2)) * dw);
+      cLo = fma4_t<Acc>(dc, f32x4.convert_i32x4_s(i32x4.sub(sLoC, q6_offsets(bs + 2 * tb, p + 192))), cLo);
+      cHi = fma4_t<Acc>(dc, f32x4.convert_i32x4_s(i32x4.sub(sHiC, q6_offsets(bs + 2 * tb + 32, p + 200))), cHi);
+      dLo = fma4_t<Acc>(dd, f32x4.convert_i32x4_s(i32x4.sub(sLoD, q6_offsets(bs + 3 * tb, p + 192))), dLo);
+      dHi = fma4_t<Acc>(dd, f32x4.convert_i32x4_s(i32x4.sub(sHiD, q6_offsets(bs + 3 * tb + 32, p + 200))), dHi);
+    }
   }
   const os = <usize>ostride << 2;
   store<f32>(out, hsum8(aLo, aHi));
   store<f32>(out + os, hsum8(bLo, bHi));
-  store<f32>(out + 2 * os, hsum8(cLo, cHi));
-  store<f32>(out + 3 * os, hsum8(dLo, dHi));
+  if (four) {
+    store<f32>(out + 2 * os, hsum8(cLo, cHi));
+    store<f32>(out + 3 * os, hsum8(dLo, dHi));
+  }
 }
 
 /**
