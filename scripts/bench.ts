@@ -56,12 +56,12 @@ if (process.env.BENCH_JSON) {
       mkdirSync(resolve(root, "models"), { recursive: true });
       await cli(["make-test-model", "--out", model, "--shape", "gemma-2b", "--type", t], false);
     }
-    const out = await cli(["bench", "--model", model, "--prompt-tokens", String(args.prompt), "--gen-tokens", String(args.gen), "--threads", String(args.threads), "--repeats", String(args.repeats), "--vs-llama-cpp", "--json"], true);
-    results[t] = { ...(JSON.parse(out.trim().split("\n").at(-1)!) as BenchResult), file_mb: statSync(model).size / 1e6 };
-    if (args.rounds > 0) {
-      const rounds = await cli(["bench", "--model", model, "--prompt-tokens", String(args.prompt), "--gen-tokens", String(args.gen), "--threads", String(args.threads), "--rounds", String(args.rounds), "--json"], true);
-      results[t]!.interleaved = JSON.parse(rounds.trim().split("\n").at(-1)!) as InterleavedResult;
-    }
+    const bench = async (mode: string[]) => {
+      const out = await cli(["bench", "--model", model, "--prompt-tokens", String(args.prompt), "--gen-tokens", String(args.gen), "--threads", String(args.threads), ...mode, "--json"], true);
+      return JSON.parse(out.trim().split("\n").at(-1)!);
+    };
+    results[t] = { ...((await bench(["--repeats", String(args.repeats), "--vs-llama-cpp"])) as BenchResult), file_mb: statSync(model).size / 1e6 };
+    if (args.rounds > 0) results[t]!.interleaved = (await bench(["--rounds", String(args.rounds)])) as InterleavedResult;
     mkdirSync(resolve(root, "docs"), { recursive: true });
     writeFileSync(jsonPath, JSON.stringify(results) + "\n"); // after each file, so a long run that stops keeps what it measured
   }

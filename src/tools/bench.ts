@@ -55,14 +55,22 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-/** One measurement of our engine (runs in the calling process). */
-export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
+/** Our engine on the bench's file, backend and threads. */
+async function loadOurs(o: BenchOptions): Promise<RunnableModel> {
   const { FileByteSource } = await import("../hosts/node-file-source.ts");
   const { loadNodeModel } = await import("../hosts/node-backend.ts");
-  const t0 = performance.now();
   const src = await FileByteSource.open(o.model);
-  const m = await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: benchContext(o) });
-  await src.close();
+  try {
+    return await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: benchContext(o) });
+  } finally {
+    await src.close();
+  }
+}
+
+/** One measurement of our engine (runs in the calling process). */
+export async function measureOurs(o: BenchOptions): Promise<RunFigures> {
+  const t0 = performance.now();
+  const m = await loadOurs(o);
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);
   // time to first token of a 16-token prompt
@@ -105,26 +113,34 @@ async function llamaRound(seq: import("node-llama-cpp").LlamaContextSequence, pr
   return { prefill_tok_s: prompt.length / prefill, decode_tok_s: (n - 1) / ((performance.now() - tDecode) / 1000) };
 }
 
-async function importLlamaCpp(): Promise<typeof import("node-llama-cpp")> {
+/** node-llama-cpp's CPU runtime (its prebuilt binaries; never a build). */
+async function llamaRuntime(): Promise<import("node-llama-cpp").Llama> {
+  let mod: typeof import("node-llama-cpp");
   try {
-    return await import("node-llama-cpp");
+    mod = await import("node-llama-cpp");
   } catch {
     throw new Error("--vs-llama-cpp needs the node-llama-cpp package (a devDependency: run npm install in the project)");
   }
+  return mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
 }
 
-/** One measurement of llama.cpp (node-llama-cpp, CPU), in the calling process. */
-export async function measureLlamaCpp(o: BenchOptions): Promise<RunFigures> {
-  const mod = await importLlamaCpp();
-  const llama = await mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
-  const t0 = performance.now();
+/** llama.cpp on the bench's file: the model and a context of `sequences` sequences with the bench's threads. */
+async function loadLlamaCpp(llama: import("node-llama-cpp").Llama, o: BenchOptions, sequences: number) {
   // useMmap false (llama.cpp's --no-mmap): the weights in the process's own memory, as ours are. Mapped, the
   // tensors llama.cpp does not repack (Q8_0, Q6_K) stay page cache, which memory-reclaiming VMs page out between
   // tokens: on this project's machines (a DAMON "pageout" scheme) its Q4_K_M and Q8_0 decode fell to 1.5-3 tok/s in
   // some runs of three, from 8-12 in the others.
   const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0, useMmap: false });
   // flash attention on, as llama.cpp's own default (node-llama-cpp would turn it off for Gemma 2 files by itself)
-  const context = await model.createContext({ contextSize: benchContext(o), threads: o.threads, sequences: 2, flashAttention: true });
+  const context = await model.createContext({ contextSize: benchContext(o), threads: o.threads, sequences, flashAttention: true });
+  return { model, context };
+}
+
+/** One measurement of llama.cpp (node-llama-cpp, CPU), in the calling process. */
+export async function measureLlamaCpp(o: BenchOptions): Promise<RunFigures> {
+  const llama = await llamaRuntime();
+  const t0 = performance.now();
+  const { model, context } = await loadLlamaCpp(llama, o, 2);
   const load = (performance.now() - t0) / 1000;
   const prompt = await promptFor(o);
   const ttftSeq = context.getSequence();
@@ -248,15 +264,8 @@ export interface InterleavedResult {
  * in different minutes. Load time and memory are not measured here (both engines share the process).
  */
 export async function benchInterleaved(o: BenchOptions, rounds: number, log: (line: string) => void): Promise<InterleavedResult> {
-  const { FileByteSource } = await import("../hosts/node-file-source.ts");
-  const { loadNodeModel } = await import("../hosts/node-backend.ts");
-  const src = await FileByteSource.open(o.model);
-  const m = await loadNodeModel(src, o.backend, { threads: o.backend === "wasm" ? o.threads : 1, contextSize: benchContext(o) });
-  await src.close();
-  const mod = await importLlamaCpp();
-  const llama = await mod.getLlama({ gpu: false, build: "never", logLevel: "error" as never, progressLogs: false } as never);
-  const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0, useMmap: false }); // as measureLlamaCpp
-  const context = await model.createContext({ contextSize: benchContext(o), threads: o.threads, sequences: 1, flashAttention: true });
+  const m = await loadOurs(o);
+  const { model, context } = await loadLlamaCpp(await llamaRuntime(), o, 1);
   const seq = context.getSequence();
   const prompt = await promptFor(o);
   const theirs = async () => {
